@@ -1,0 +1,46 @@
+"""The ``phenorank`` command line: thin click commands that parse, call core, and print."""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from ..core.store import DEFAULT_PATH
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", envvar="PHENORANK_DB", default=DEFAULT_PATH, show_default=True,
+              help="The DuckDB store (also from $PHENORANK_DB).")
+@click.version_option(__version__, prog_name="phenorank")
+@click.pass_context
+def cli(ctx: click.Context, db: str) -> None:
+    """Rank treatments by what they do to spheroids and cells in microscopy images.
+
+    \b
+    Quick start on a generated (synthetic) plate:
+        phenorank demo
+    Your own plate:
+        phenorank ingest images/ --manifest manifest.csv
+        phenorank run --encoders raw,morphometrics --metrics cosine,euclidean
+        phenorank compare
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["db"] = db
+
+
+def _add_commands() -> None:
+    from . import data, methods, results
+
+    for module in (data, methods, results):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_add_commands()
+
+
+def main() -> None:
+    from ..registry import get_registry
+
+    get_registry().pm.hook.register_commands(cli=cli)  # plugins may add commands
+    cli()

@@ -1,0 +1,122 @@
+"""Helpers shared by the click commands: store access with run records, option parsing, output."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import sys
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .. import __version__
+from ..core.manifest import ManifestError
+from ..core.pipeline import PipelineError, digest
+from ..core.store import Store, StoreError, open_store
+from ..registry.contracts import PluginError
+
+# Piped output (a file, `less`, CI logs) gets wide tables rather than 80 columns of wrapped cells.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+FORMATS = ("table", "csv", "markdown")
+
+
+def friendly_errors(command):
+    """Show expected failures (bad input, unknown plugin, ...) as one clear line, no traceback."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (StoreError, ManifestError, PluginError, PipelineError) as exc:
+            raise click.ClickException(str(exc)) from None
+    return wrapper
+
+
+@contextmanager
+def recorded_run(ctx: click.Context, command: str, params: dict) -> Iterator[tuple[Store, str]]:
+    """Open the store for writing and record this command in ``runs`` with its outcome."""
+    store = open_store(ctx.obj["db"])
+    run_id = store.start_run(command, params, digest(command, params), __version__)
+    try:
+        yield store, run_id
+    except BaseException as exc:
+        store.finish_run(run_id, "failed", f"{type(exc).__name__}: {exc}")
+        store.close()
+        raise
+    store.finish_run(run_id, "ok")
+    store.close()
+
+
+def split(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def parse_params(options: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``("rank-correlation.truth=dose", ...)`` -> ``{"rank-correlation": {"truth": "dose"}}``."""
+    params: dict[str, dict[str, str]] = {}
+    for option in options:
+        name, dot, rest = option.partition(".")
+        key, eq, value = rest.partition("=")
+        if not (dot and eq and name and key):
+            raise click.BadParameter(f"{option!r} is not of the form PLUGIN.KEY=VALUE", param_hint="--param")
+        params.setdefault(name, {})[key] = value
+    return params
+
+
+def resolve_day(store: Store, day: str) -> int | None:
+    if day == "all":
+        return None
+    if day == "last":
+        days = store.days()
+        if not days:
+            raise StoreError(f"{store.path} holds no images yet: run `phenorank ingest` first")
+        return days[-1]
+    try:
+        return int(day)
+    except ValueError:
+        raise click.BadParameter(f"{day!r}: use a day number, 'last' or 'all'", param_hint="--day") from None
+
+
+def show(columns: Sequence[str], rows: Sequence[Sequence], fmt: str = "table", title: str | None = None) -> None:
+    """Print rows as a rich table, CSV or Markdown on stdout."""
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
+        sys.stdout.write(buffer.getvalue())
+        return
+    cells = [[_cell(v) for v in row] for row in rows]
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in cells]
+        if title:
+            lines.insert(0, f"**{title}**\n")
+        sys.stdout.write("\n".join(lines) + "\n")
+        return
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for column in columns:
+        table.add_column(str(column), overflow="fold")
+    for row in cells:
+        table.add_row(*row)
+    out.print(table)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+format_option = click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+                             help="Output as a terminal table, CSV or Markdown.")
+param_option = click.option("--param", "-p", "params", multiple=True, metavar="PLUGIN.KEY=VALUE",
+                            help="Set a plugin parameter, e.g. rank-correlation.truth=concentration (repeatable).")
+size_option = click.option("--size", default=96, show_default=True,
+                           help="Side of the preprocessed square images (as ingested).")

@@ -1,0 +1,155 @@
+"""Commands that compute: ``embed``, ``rank``, ``evaluate`` and the grid ``run``."""
+
+from __future__ import annotations
+
+import click
+
+from ..core.pipeline import GridSpec, embed as run_embed, evaluate as run_evaluate, rank as run_rank, run_grid
+from ..core.preprocess import PreprocessParams
+from ..core.progress import progress_bar, progress_steps
+from ..registry import PluginError, get_registry
+from .common import (err, format_option, friendly_errors, param_option, parse_params, recorded_run, resolve_day,
+                     show, size_option, split)
+from .results import print_comparison, print_top_treatments
+
+day_option = click.option("--day", default="last", show_default=True,
+                          help="Which images to rank: a day number, 'last' (the latest day) or 'all'.")
+
+
+@click.command()
+@click.option("--encoder", "encoders", required=True, help="Encoder name(s), comma-separated.")
+@click.option("--batch-size", default=64, show_default=True)
+@size_option
+@param_option
+@click.pass_context
+@friendly_errors
+def embed(ctx, encoders: str, batch_size: int, size: int, params) -> None:
+    """Embed every ingested image with the given encoders (images already embedded are skipped).
+
+    \b
+    Example:
+        phenorank embed --encoder raw,morphometrics
+    """
+    overrides = parse_params(params)
+    registry = get_registry()
+    plugins = [registry.create("encoder", name, overrides.get(name)) for name in split(encoders)]
+    with recorded_run(ctx, "embed", {"encoders": encoders, "size": size, "params": overrides}) as (store, run_id):
+        rows = []
+        for encoder in plugins:
+            with progress_steps() as steps:
+                sets, computed = run_embed(store, encoder, PreprocessParams(size=size).key, run_id, batch_size,
+                                           progress=lambda total, name=encoder.name: steps(f"embed {name}", total))
+            rows += [(s.encoder, s.head, s.dim, computed, s.embedding_set_id) for s in sets]
+    show(["encoder", "head", "dim", "computed now", "embedding set"], rows)
+
+
+@click.command()
+@click.option("--encoder", required=True, help="Encoder whose embeddings to rank.")
+@click.option("--head", help="Embedding head (default: the encoder's first).")
+@click.option("--metric", default="cosine", show_default=True)
+@click.option("--ranker", default="centroid", show_default=True)
+@click.option("--reference", default="control", show_default=True, help="Class the scores measure distance from.")
+@day_option
+@size_option
+@param_option
+@click.option("--force", is_flag=True, help="Recompute even if an identical ranking is stored.")
+@format_option
+@click.pass_context
+@friendly_errors
+def rank(ctx, encoder, head, metric, ranker, reference, day, size, params, force, fmt) -> None:
+    """Score images by one ranker and metric on one encoder's embeddings; print the top of the list.
+
+    \b
+    Example:
+        phenorank rank --encoder morphometrics --metric euclidean --reference control
+    """
+    overrides = parse_params(params)
+    registry = get_registry()
+    enc = registry.create("encoder", encoder, overrides.get(encoder))
+    head = head or enc.heads[0]
+    if head not in enc.heads:
+        raise PluginError(f"encoder {encoder!r} has no head {head!r} (heads: {', '.join(enc.heads)})")
+    met = registry.create("metric", metric, overrides.get(metric))
+    rnk = registry.create("ranker", ranker, overrides.get(ranker))
+    with recorded_run(ctx, "rank", {"encoder": encoder, "head": head, "metric": metric, "ranker": ranker,
+                                    "reference": reference, "day": day, "params": overrides}) as (store, run_id):
+        sets, _ = run_embed(store, enc, PreprocessParams(size=size).key, run_id)
+        es = next(s for s in sets if s.head == head)
+        ranking, computed = run_rank(store, es, rnk, met, reference, resolve_day(store, day), run_id, force)
+        err.print(f"ranking {ranking.ranking_id} {'computed' if computed else 'already stored'}")
+        print_top_treatments(store, [ranking], fmt)
+
+
+@click.command()
+@click.option("--evaluator", "evaluators", default="ranking-accuracy,rank-correlation", show_default=True,
+              help="Evaluator name(s), comma-separated.")
+@click.option("--ranking", "ranking_ids", multiple=True, help="Ranking id(s) to evaluate (default: all stored).")
+@param_option
+@click.option("--force", is_flag=True, help="Recompute evaluations that are already stored.")
+@format_option
+@click.pass_context
+@friendly_errors
+def evaluate(ctx, evaluators, ranking_ids, params, force, fmt) -> None:
+    """Evaluate stored rankings, then print the comparison table.
+
+    \b
+    Example:
+        phenorank evaluate --evaluator rank-correlation -p rank-correlation.truth=concentration
+    """
+    overrides = parse_params(params)
+    registry = get_registry()
+    plugins = [registry.create("evaluator", name, overrides.get(name)) for name in split(evaluators)]
+    with recorded_run(ctx, "evaluate", {"evaluators": evaluators, "rankings": list(ranking_ids),
+                                        "params": overrides}) as (store, run_id):
+        rankings = store.rankings(ranking_ids or None)
+        with progress_bar("evaluate", len(rankings) * len(plugins)) as advance:
+            for ranking in rankings:
+                for evaluator in plugins:
+                    try:
+                        run_evaluate(store, evaluator, run_id, ranking=ranking, force=force)
+                    except PluginError as exc:
+                        err.print(f"[yellow]skipped[/] {evaluator.name} on ranking {ranking.ranking_id}: {exc}")
+                    advance(1)
+        print_comparison(store, fmt)
+
+
+@click.command()
+@click.option("--encoders", default="raw,morphometrics", show_default=True)
+@click.option("--heads", help="Only these embedding heads (default: every head of each encoder).")
+@click.option("--metrics", default="cosine,euclidean", show_default=True)
+@click.option("--rankers", default="centroid", show_default=True)
+@click.option("--references", default="control", show_default=True)
+@click.option("--evaluators", default="ranking-accuracy,rank-correlation", show_default=True)
+@day_option
+@size_option
+@param_option
+@click.option("--force", is_flag=True, help="Recompute what is already stored.")
+@format_option
+@click.pass_context
+@friendly_errors
+def run(ctx, encoders, heads, metrics, rankers, references, evaluators, day, size, params, force, fmt) -> None:
+    """Run a grid: every encoder x head x metric x ranker x reference, each evaluated.
+
+    What is already stored is reused, so an interrupted grid continues where it stopped.
+
+    \b
+    Example:
+        phenorank run --encoders raw,morphometrics --metrics cosine,euclidean \\
+                      --references control,single_dose -p rank-correlation.truth=effect
+    """
+    spec = GridSpec(encoders=split(encoders), metrics=split(metrics), rankers=split(rankers),
+                    references=split(references), evaluators=split(evaluators),
+                    preprocess_key=PreprocessParams(size=size).key, heads=split(heads) or None,
+                    params=parse_params(params), force=force)
+    with recorded_run(ctx, "run", {**spec.__dict__, "day": day}) as (store, run_id):
+        spec.day = resolve_day(store, day)
+        with progress_steps() as steps:
+            report = run_grid(store, get_registry(), spec, run_id, progress=steps)
+        for problem in report.problems:
+            err.print(f"[yellow]skipped[/] {problem}")
+        err.print(f"embedded {report.embedded} images, computed {report.ranked} rankings "
+                  f"(reused {report.reused}), {report.evaluated} evaluations")
+        print_comparison(store, fmt)
+
+
+COMMANDS = [embed, rank, evaluate, run]

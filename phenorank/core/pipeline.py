@@ -1,0 +1,199 @@
+"""Embed, rank and evaluate: the steps between stored crops and stored evaluations.
+
+Every step is keyed by a hash of exactly what produced it (plugin names and resolved parameters,
+the preprocessing, the images it saw), so asking again for a stored result costs a lookup, and a
+result whose inputs changed is recomputed and replaces the old one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..registry.contracts import Encoder, Evaluation, Evaluator, Metric, Plugin, PluginError, Ranker, Subject
+from ..registry.manager import Registry
+from .store import EmbeddingSet, Ranking, Store
+
+
+class PipelineError(RuntimeError):
+    pass
+
+
+def digest(*parts) -> str:
+    payload = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.blake2b(payload.encode(), digest_size=8).hexdigest()
+
+
+def identity(plugin: Plugin) -> dict:
+    return {"name": plugin.name, "params": plugin.params}
+
+
+def embedding_set_for(encoder: Encoder, head: str, preprocess_key: str, dim: int = 0) -> EmbeddingSet:
+    set_id = digest("embedding", identity(encoder), head, preprocess_key)
+    return EmbeddingSet(set_id, encoder.name, head, encoder.params, preprocess_key, dim)
+
+
+def embed(store: Store, encoder: Encoder, preprocess_key: str, run_id: str, batch_size: int = 64,
+          progress: Callable[[int, int], Callable[[int], None]] | None = None) -> tuple[list[EmbeddingSet], int]:
+    """Embed every ingested image that is not yet embedded by this encoder. Returns the sets
+    (one per head) and how many images were computed now."""
+    all_ids = store.crop_ids(preprocess_key)
+    if not all_ids:
+        raise PipelineError(f"no ingested images with preprocessing {preprocess_key}: run `phenorank ingest` first")
+    pending = set()
+    for head in encoder.heads:
+        done = store.embedded_ids(embedding_set_for(encoder, head, preprocess_key).embedding_set_id)
+        pending |= set(all_ids) - done
+    todo = [i for i in all_ids if i in pending]
+    advance = progress(len(todo)) if (progress and todo) else (lambda n=1: None)
+    for ids, images in store.iter_crops(todo, preprocess_key, batch_size):
+        outputs = encoder.embed(images)
+        batches = []
+        for head in encoder.heads:
+            vectors = np.asarray(outputs.get(head)) if head in outputs else None
+            if vectors is None or vectors.ndim != 2 or len(vectors) != len(ids):
+                raise PipelineError(f"encoder {encoder.name!r} head {head!r}: expected an array of shape "
+                                    f"({len(ids)}, D), got {None if vectors is None else vectors.shape}")
+            if not np.isfinite(vectors).all():
+                raise PipelineError(f"encoder {encoder.name!r} head {head!r} produced NaN or infinite values")
+            es = embedding_set_for(encoder, head, preprocess_key, vectors.shape[1])
+            batches.append((es, encoder.feature_names(head), ids, vectors))
+        store.write_embeddings(batches, run_id)
+        advance(len(ids))
+    wanted = {embedding_set_for(encoder, head, preprocess_key).embedding_set_id for head in encoder.heads}
+    return [s for s in store.embedding_sets(encoder.name) if s.embedding_set_id in wanted], len(todo)
+
+
+def rank(store: Store, embedding_set: EmbeddingSet, ranker: Ranker, metric: Metric, reference: str,
+         day: int | None, run_id: str, force: bool = False) -> tuple[Ranking, bool]:
+    """Score the embedding set's images (of one day, when given). Returns the ranking and
+    whether it was computed now (False: an identical ranking was already stored)."""
+    ids, vectors = store.load_embeddings(embedding_set.embedding_set_id, day)
+    if len(ids) == 0:
+        raise PipelineError(f"embedding set {embedding_set.encoder}/{embedding_set.head} has no images"
+                            + (f" of day {day}" if day is not None else ""))
+    ranking = Ranking(
+        ranking_id=digest("ranking", embedding_set.embedding_set_id, identity(ranker), identity(metric), reference, day),
+        embedding_set_id=embedding_set.embedding_set_id, ranker=ranker.name, metric=metric.name,
+        reference=reference, day=day, fingerprint=digest(list(ids)),
+    )
+    if not force and store.ranking_fingerprint(ranking.ranking_id) == ranking.fingerprint:
+        return ranking, False
+    samples = store.load_samples(ids)
+    scores = np.asarray(ranker.fit(vectors, samples, metric, reference).score(vectors), dtype=np.float64)
+    if scores.shape != (len(ids),) or not np.isfinite(scores).all():
+        raise PipelineError(f"ranker {ranker.name!r} must return {len(ids)} finite scores, got shape {scores.shape}")
+    store.write_ranking(ranking, ranker.params, metric.params, ids, scores, run_id)
+    return ranking, True
+
+
+def evaluate(store: Store, evaluator: Evaluator, run_id: str, ranking: Ranking | None = None,
+             embedding_set: EmbeddingSet | None = None, day: int | None = None,
+             force: bool = False) -> Evaluation | None:
+    """Evaluate one ranking (``needs = "scores"``) or one embedding set (``needs = "embeddings"``).
+    Returns None when the same evaluation is already stored."""
+    if evaluator.needs == "scores":
+        if ranking is None:
+            raise PipelineError(f"evaluator {evaluator.name!r} judges rankings; give it one")
+        subject_kind, subject_id = "ranking", ranking.ranking_id
+    else:
+        if embedding_set is None:
+            raise PipelineError(f"evaluator {evaluator.name!r} judges embeddings; give it an embedding set")
+        subject_kind, subject_id = "embedding_set", embedding_set.embedding_set_id
+    params_hash = digest(identity(evaluator), day if subject_kind == "embedding_set" else None)
+    if not force and store.has_evaluation(subject_id, evaluator.name, params_hash):
+        return None
+    if subject_kind == "ranking":
+        ids, scores = store.load_scores(ranking.ranking_id)
+        subject = Subject(store.load_samples(ids), scores=scores)
+    else:
+        ids, vectors = store.load_embeddings(embedding_set.embedding_set_id, day)
+        subject = Subject(store.load_samples(ids), embeddings=vectors)
+    result = evaluator.evaluate(subject)
+    if isinstance(result, dict):
+        result = Evaluation(values=result)
+    store.write_evaluation(subject_kind, subject_id, evaluator.name, evaluator.params, params_hash,
+                           {k: float(v) for k, v in result.values.items()}, result.details, run_id)
+    return result
+
+
+@dataclass
+class GridSpec:
+    encoders: list[str]
+    metrics: list[str]
+    rankers: list[str]
+    references: list[str]
+    evaluators: list[str]
+    preprocess_key: str
+    heads: list[str] | None = None
+    day: int | None = None
+    params: dict[str, dict] = field(default_factory=dict)  # plugin name -> parameter overrides
+    force: bool = False
+
+
+@dataclass
+class GridReport:
+    embedded: int = 0
+    ranked: int = 0
+    evaluated: int = 0
+    reused: int = 0
+    problems: list[str] = field(default_factory=list)
+    rankings: list[Ranking] = field(default_factory=list)
+
+
+def run_grid(store: Store, registry: Registry, spec: GridSpec, run_id: str,
+             progress: Callable[[str, int], Callable[[int], None]] | None = None) -> GridReport:
+    """Every encoder x head x metric x ranker x reference, each ranking evaluated by every
+    evaluator; what is stored already is reused. A failing cell is reported and skipped."""
+    report = GridReport()
+
+    def make(family: str, name: str) -> Plugin:
+        return registry.create(family, name, spec.params.get(name, {}))
+
+    # Building every plugin first turns a misspelt name or parameter into an error before any work.
+    encoders = [make("encoder", n) for n in spec.encoders]
+    metrics = [make("metric", n) for n in spec.metrics]
+    rankers = [make("ranker", n) for n in spec.rankers]
+    evaluators = [make("evaluator", n) for n in spec.evaluators]
+    unknown = set(spec.heads or []) - {head for encoder in encoders for head in encoder.heads}
+    if unknown:
+        raise PluginError(f"none of the encoders has head(s) {', '.join(sorted(unknown))}")
+    embedding_sets = []
+    for encoder in encoders:
+        bar = (lambda total, name=encoder.name: progress(f"embed {name}", total)) if progress else None
+        sets, computed = embed(store, encoder, spec.preprocess_key, run_id, progress=bar)
+        report.embedded += computed
+        embedding_sets += [es for es in sets if spec.heads is None or es.head in spec.heads]
+    cells = [(es, r, m, ref) for es in embedding_sets for r in rankers for m in metrics for ref in spec.references]
+    advance = progress("rank and evaluate", len(cells)) if progress and cells else (lambda n=1: None)
+    for es, ranker, metric, reference in cells:
+        label = f"{es.encoder}/{es.head} {ranker.name} {metric.name} ref={reference}"
+        try:
+            ranking, computed = rank(store, es, ranker, metric, reference, spec.day, run_id, spec.force)
+            report.ranked += computed
+            report.reused += not computed
+            report.rankings.append(ranking)
+        except (PluginError, PipelineError) as exc:
+            report.problems.append(f"{label}: {exc}")
+            advance(1)
+            continue
+        for evaluator in evaluators:
+            try:
+                if evaluator.needs == "scores":
+                    done = evaluate(store, evaluator, run_id, ranking=ranking, force=spec.force)
+                    report.evaluated += done is not None
+            except (PluginError, PipelineError) as exc:
+                report.problems.append(f"{label} {evaluator.name}: {exc}")
+        advance(1)
+    for es in embedding_sets:  # evaluators of embeddings judge each embedding set once
+        for evaluator in [e for e in evaluators if e.needs == "embeddings"]:
+            try:
+                done = evaluate(store, evaluator, run_id, embedding_set=es, day=spec.day, force=spec.force)
+                report.evaluated += done is not None
+            except (PluginError, PipelineError) as exc:
+                report.problems.append(f"{es.encoder}/{es.head} {evaluator.name}: {exc}")
+    return report

@@ -1,0 +1,489 @@
+"""The DuckDB store: the one module that owns phenorank's SQL.
+
+Every result lands in one DuckDB file. The schema is created and upgraded by ordered migrations
+recorded in ``schema_migrations``; opening an older file applies the missing ones. Writes of one
+logical result (an ingest batch, an embedding batch, a ranking with its scores) happen in one
+transaction, so an interrupted command leaves either the whole result or none of it. Writing the
+same result again replaces it rather than adding rows.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from ..registry.contracts import Samples
+
+DEFAULT_PATH = "phenorank.duckdb"
+
+IMAGE_COLUMNS = (
+    "image_id", "path", "plate", "well", "row", "col", "day", "condition", "treatment",
+    "concentration", "replicate", "n_layers", "height", "width", "dtype",
+)
+CROP_COLUMNS = (
+    "image_id", "preprocess_key", "size", "crop_x", "crop_y", "crop_side", "layers_used", "pixels",
+)
+
+_COMPARISON_VIEW = """
+CREATE OR REPLACE VIEW comparison AS
+SELECT s.encoder, s.head, r.ranker, r.metric, r.reference, r.day,
+       e.evaluator, e.name, e.value,
+       e.params AS evaluator_params, r.ranker_params, r.metric_params, s.params AS encoder_params,
+       r.ranking_id, s.embedding_set_id, e.created_at
+FROM evaluations e
+JOIN rankings r ON e.subject_kind = 'ranking' AND e.subject_id = r.ranking_id
+JOIN embedding_sets s ON s.embedding_set_id = r.embedding_set_id
+UNION ALL
+SELECT s.encoder, s.head, NULL, NULL, NULL, NULL,
+       e.evaluator, e.name, e.value,
+       e.params, NULL, NULL, s.params,
+       NULL, s.embedding_set_id, e.created_at
+FROM evaluations e
+JOIN embedding_sets s ON e.subject_kind = 'embedding_set' AND e.subject_id = s.embedding_set_id
+"""
+
+# Ordered and append-only: a released migration is never edited, a change is a new entry.
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (1, "initial schema", """
+CREATE TABLE runs (
+    run_id VARCHAR PRIMARY KEY, command VARCHAR, params JSON, config_hash VARCHAR,
+    code_version VARCHAR, started_at TIMESTAMPTZ, ended_at TIMESTAMPTZ, status VARCHAR,
+    message VARCHAR);
+CREATE TABLE images (
+    image_id VARCHAR PRIMARY KEY, path VARCHAR, plate VARCHAR, well VARCHAR, "row" VARCHAR,
+    col INTEGER, day INTEGER, condition VARCHAR, treatment VARCHAR, concentration DOUBLE,
+    replicate INTEGER, n_layers INTEGER, height INTEGER, width INTEGER, dtype VARCHAR,
+    extra JSON, run_id VARCHAR, ingested_at TIMESTAMPTZ);
+CREATE TABLE crops (
+    image_id VARCHAR, preprocess_key VARCHAR, size INTEGER, crop_x INTEGER, crop_y INTEGER,
+    crop_side INTEGER, layers_used INTEGER[], pixels BLOB,
+    PRIMARY KEY (image_id, preprocess_key));
+CREATE TABLE rejects (
+    path VARCHAR PRIMARY KEY, reason VARCHAR, run_id VARCHAR, rejected_at TIMESTAMPTZ);
+CREATE TABLE embedding_sets (
+    embedding_set_id VARCHAR PRIMARY KEY, encoder VARCHAR, head VARCHAR, params JSON,
+    preprocess_key VARCHAR, dim INTEGER, feature_names VARCHAR[], run_id VARCHAR,
+    created_at TIMESTAMPTZ);
+CREATE TABLE embeddings (embedding_set_id VARCHAR, image_id VARCHAR, vector FLOAT[]);
+CREATE TABLE rankings (
+    ranking_id VARCHAR PRIMARY KEY, embedding_set_id VARCHAR, ranker VARCHAR, ranker_params JSON,
+    metric VARCHAR, metric_params JSON, reference VARCHAR, day INTEGER, n_images INTEGER,
+    fingerprint VARCHAR, run_id VARCHAR, created_at TIMESTAMPTZ);
+CREATE TABLE scores (ranking_id VARCHAR, image_id VARCHAR, score DOUBLE, rank INTEGER);
+CREATE TABLE evaluations (
+    subject_kind VARCHAR, subject_id VARCHAR, evaluator VARCHAR, params JSON, params_hash VARCHAR,
+    name VARCHAR, value DOUBLE, details JSON, run_id VARCHAR, created_at TIMESTAMPTZ);
+""" + _COMPARISON_VIEW),
+]
+
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+@dataclass(frozen=True)
+class EmbeddingSet:
+    embedding_set_id: str
+    encoder: str
+    head: str
+    params: dict
+    preprocess_key: str
+    dim: int
+
+
+@dataclass(frozen=True)
+class Ranking:
+    ranking_id: str
+    embedding_set_id: str
+    ranker: str
+    metric: str
+    reference: str
+    day: int | None
+    fingerprint: str
+
+
+class Store:
+    """A phenorank DuckDB file. Open with :func:`open_store`."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: str, read_only: bool):
+        self.con = con
+        self.path = path
+        self.read_only = read_only
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.con.begin()
+        try:
+            yield
+        except BaseException:
+            self.con.rollback()
+            raise
+        self.con.commit()
+
+    def _one(self, sql: str, params: list | None = None) -> tuple | None:
+        """The first row of a query (DuckDB 2 wants every result read to its end)."""
+        rows = self.con.execute(sql, params or []).fetchall()
+        return rows[0] if rows else None
+
+    def schema_version(self) -> int:
+        return self._one("SELECT max(version) FROM schema_migrations")[0] or 0
+
+    # -- runs ------------------------------------------------------------------------------
+    def start_run(self, command: str, params: dict, config_hash: str, code_version: str) -> str:
+        run_id = uuid.uuid4().hex[:16]
+        self.con.execute(
+            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, NULL, 'running', NULL)",
+            [run_id, command, _json(params), config_hash, code_version, _now()],
+        )
+        return run_id
+
+    def finish_run(self, run_id: str, status: str, message: str | None = None) -> None:
+        self.con.execute(
+            "UPDATE runs SET ended_at = ?, status = ?, message = ? WHERE run_id = ?",
+            [_now(), status, message, run_id],
+        )
+
+    # -- images, crops, rejects --------------------------------------------------------------
+    def cached_image(self, image_id: str, preprocess_key: str) -> dict | None:
+        """The stored shape fields of an image whose crop for these parameters exists."""
+        row = self._one(
+            "SELECT n_layers, height, width, dtype FROM images JOIN crops USING (image_id) "
+            "WHERE image_id = ? AND preprocess_key = ?", [image_id, preprocess_key])
+        return None if row is None else dict(zip(("n_layers", "height", "width", "dtype"), row))
+
+    def write_images(self, images: list[dict], crops: list[dict], run_id: str) -> None:
+        """Insert or replace image metadata and their preprocessed crops, all in one transaction.
+
+        Clears earlier rejects of the same paths: the file has now been read successfully.
+        """
+        if not images and not crops:
+            return
+        now = _now()
+        image_table = pa.table({
+            **{c: [img.get(c) for img in images] for c in IMAGE_COLUMNS},
+            "extra": [_json(img.get("extra") or {}) for img in images],
+            "run_id": [run_id] * len(images),
+            "ingested_at": [now] * len(images),
+        })
+        crop_table = pa.table({
+            c: pa.array([crop[c] for crop in crops], type=pa.binary() if c == "pixels" else None)
+            for c in CROP_COLUMNS
+        }) if crops else None
+        with self.transaction():
+            if images:
+                self.con.execute("DELETE FROM images WHERE image_id IN (SELECT image_id FROM image_table)")
+                self.con.execute("INSERT INTO images BY NAME SELECT * FROM image_table")
+                self.con.execute("DELETE FROM rejects WHERE path IN (SELECT path FROM image_table)")
+            if crop_table is not None:
+                self.con.execute(
+                    "DELETE FROM crops WHERE (image_id, preprocess_key) IN "
+                    "(SELECT (image_id, preprocess_key) FROM crop_table)"
+                )
+                self.con.execute("INSERT INTO crops BY NAME SELECT * FROM crop_table")
+
+    def write_rejects(self, rejects: list[tuple[str, str]], run_id: str) -> None:
+        if not rejects:
+            return
+        now = _now()
+        reject_table = pa.table({  # noqa: F841
+            "path": [p for p, _ in rejects], "reason": [r for _, r in rejects],
+            "run_id": [run_id] * len(rejects), "rejected_at": [now] * len(rejects),
+        })
+        with self.transaction():
+            self.con.execute("DELETE FROM rejects WHERE path IN (SELECT path FROM reject_table)")
+            self.con.execute("INSERT INTO rejects BY NAME SELECT * FROM reject_table")
+
+    def load_samples(self, image_ids: Sequence[str] | None = None, day: int | None = None) -> Samples:
+        """Metadata of the given images (all images when None), in the order given, with the
+        manifest's extra columns as columns of their own (numeric where every value is)."""
+        if image_ids is None:
+            query = "SELECT * FROM images" + (" WHERE day = ?" if day is not None else "") + " ORDER BY image_id"
+            table = self.con.sql(query, params=[day] if day is not None else None).to_arrow_table()
+        else:
+            wanted = pa.table({"image_id": pa.array(list(image_ids), pa.string()),  # noqa: F841
+                               "position": pa.array(np.arange(len(image_ids)))})
+            table = self.con.sql(
+                "SELECT i.* FROM images i JOIN wanted USING (image_id) ORDER BY position").to_arrow_table()
+            if table.num_rows != len(image_ids):
+                raise StoreError(f"{len(image_ids) - table.num_rows} image ids are not in the images table")
+        columns = {name: table.column(name).to_numpy(zero_copy_only=False) for name in IMAGE_COLUMNS[1:]}
+        extras = [json.loads(e or "{}") for e in table.column("extra").to_pylist()]
+        for key in sorted({k for e in extras for k in e}):
+            columns[key] = _as_column([e.get(key) for e in extras])
+        ids = table.column("image_id").to_numpy(zero_copy_only=False)
+        return Samples(ids, columns)
+
+    def iter_crops(self, image_ids: Sequence[str], preprocess_key: str, batch_size: int = 64
+                   ) -> Iterator[tuple[list[str], np.ndarray]]:
+        """Yield (ids, images) with images as float32 (N, C, S, S) in [0, 1]."""
+        for start in range(0, len(image_ids), batch_size):
+            chunk = list(image_ids[start:start + batch_size])
+            wanted = pa.table({"image_id": pa.array(chunk, pa.string()),  # noqa: F841
+                               "position": pa.array(np.arange(len(chunk)))})
+            rows = self.con.execute(
+                "SELECT c.image_id, c.size, c.pixels FROM crops c JOIN wanted USING (image_id) "
+                "WHERE c.preprocess_key = ? ORDER BY position", [preprocess_key],
+            ).fetchall()
+            if len(rows) != len(chunk):
+                raise StoreError(f"{len(chunk) - len(rows)} images have no crop for preprocessing {preprocess_key}")
+            images = np.stack([
+                np.frombuffer(pixels, dtype="<u2").reshape(-1, size, size) for _, size, pixels in rows
+            ]).astype(np.float32) / 65535.0
+            yield [r[0] for r in rows], images
+
+    def crop_ids(self, preprocess_key: str) -> list[str]:
+        return [r[0] for r in self.con.execute(
+            "SELECT image_id FROM crops WHERE preprocess_key = ? ORDER BY image_id", [preprocess_key]
+        ).fetchall()]
+
+    def preprocess_keys(self) -> list[str]:
+        return [r[0] for r in self.con.sql(
+            "SELECT preprocess_key FROM crops GROUP BY 1 ORDER BY count(*) DESC").fetchall()]
+
+    # -- embeddings ------------------------------------------------------------------------
+    def ensure_embedding_set(self, es: EmbeddingSet, feature_names: list[str] | None, run_id: str) -> None:
+        self.con.execute(
+            "INSERT INTO embedding_sets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [es.embedding_set_id, es.encoder, es.head, _json(es.params), es.preprocess_key, es.dim,
+             feature_names, run_id, _now()],
+        )
+
+    def embedded_ids(self, embedding_set_id: str) -> set[str]:
+        return {r[0] for r in self.con.execute(
+            "SELECT image_id FROM embeddings WHERE embedding_set_id = ?", [embedding_set_id]).fetchall()}
+
+    def write_embeddings(self, batches: list[tuple[EmbeddingSet, list[str] | None, list[str], np.ndarray]],
+                         run_id: str) -> None:
+        """Store (set, feature names, image ids, vectors) for several sets at once, atomically:
+        the heads of one encoder batch land together or not at all."""
+        with self.transaction():
+            for es, feature_names, ids, vectors in batches:
+                self.ensure_embedding_set(es, feature_names, run_id)
+                vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+                flat = pa.array(vectors.reshape(-1))
+                vector_table = pa.table({  # noqa: F841
+                    "embedding_set_id": pa.array([es.embedding_set_id] * len(ids), pa.string()),
+                    "image_id": pa.array(ids, pa.string()),
+                    "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]).cast(pa.list_(pa.float32())),
+                })
+                self.con.execute(
+                    "DELETE FROM embeddings WHERE embedding_set_id = ? AND image_id IN (SELECT image_id FROM vector_table)",
+                    [es.embedding_set_id],
+                )
+                self.con.execute("INSERT INTO embeddings SELECT * FROM vector_table")
+
+    def embedding_sets(self, encoder: str | None = None, head: str | None = None) -> list[EmbeddingSet]:
+        rows = self.con.execute(
+            "SELECT embedding_set_id, encoder, head, params, preprocess_key, dim FROM embedding_sets "
+            "WHERE (? IS NULL OR encoder = ?) AND (? IS NULL OR head = ?) ORDER BY encoder, head, created_at",
+            [encoder, encoder, head, head],
+        ).fetchall()
+        return [EmbeddingSet(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
+
+    def load_embeddings(self, embedding_set_id: str, day: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(image ids sorted, vectors (N, D) float32) of one set, optionally one day's images."""
+        table = self.con.sql(
+            "SELECT e.image_id, e.vector FROM embeddings e JOIN images i USING (image_id) "
+            "WHERE e.embedding_set_id = $1 AND ($2 IS NULL OR i.day = $2) ORDER BY e.image_id",
+            params=[embedding_set_id, day],
+        ).to_arrow_table()
+        ids = table.column("image_id").to_numpy(zero_copy_only=False)
+        vectors = table.column("vector").combine_chunks()
+        if len(ids) == 0:
+            return ids, np.zeros((0, 0), np.float32)
+        flat = vectors.flatten().to_numpy(zero_copy_only=False)
+        return ids, flat.reshape(len(ids), -1).astype(np.float32, copy=False)
+
+    # -- rankings and scores ---------------------------------------------------------------
+    def ranking_fingerprint(self, ranking_id: str) -> str | None:
+        row = self._one("SELECT fingerprint FROM rankings WHERE ranking_id = ?", [ranking_id])
+        return row[0] if row else None
+
+    def write_ranking(self, ranking: Ranking, ranker_params: dict, metric_params: dict,
+                      image_ids: np.ndarray, scores: np.ndarray, run_id: str) -> None:
+        """Replace a ranking with its scores; its earlier evaluations go too, as they judged
+        scores that no longer exist."""
+        order = np.argsort(-scores, kind="stable")
+        ranks = np.empty(len(scores), dtype=np.int32)
+        ranks[order] = np.arange(1, len(scores) + 1)
+        score_table = pa.table({  # noqa: F841
+            "ranking_id": pa.array([ranking.ranking_id] * len(scores), pa.string()),
+            "image_id": pa.array(list(image_ids), pa.string()),
+            "score": pa.array(scores.astype(np.float64)),
+            "rank": pa.array(ranks),
+        })
+        with self.transaction():
+            for stmt in ("DELETE FROM scores WHERE ranking_id = ?", "DELETE FROM rankings WHERE ranking_id = ?",
+                         "DELETE FROM evaluations WHERE subject_kind = 'ranking' AND subject_id = ?"):
+                self.con.execute(stmt, [ranking.ranking_id])
+            self.con.execute(
+                "INSERT INTO rankings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [ranking.ranking_id, ranking.embedding_set_id, ranking.ranker, _json(ranker_params),
+                 ranking.metric, _json(metric_params), ranking.reference, ranking.day, len(scores),
+                 ranking.fingerprint, run_id, _now()],
+            )
+            self.con.execute("INSERT INTO scores SELECT * FROM score_table")
+
+    def rankings(self, ranking_ids: Sequence[str] | None = None) -> list[Ranking]:
+        rows = self.con.sql(
+            "SELECT ranking_id, embedding_set_id, ranker, metric, reference, day, fingerprint "
+            "FROM rankings ORDER BY created_at").fetchall()
+        found = [Ranking(*r) for r in rows]
+        return found if ranking_ids is None else [r for r in found if r.ranking_id in set(ranking_ids)]
+
+    def load_scores(self, ranking_id: str) -> tuple[np.ndarray, np.ndarray]:
+        table = self.con.sql(
+            "SELECT image_id, score FROM scores WHERE ranking_id = ? ORDER BY image_id", params=[ranking_id]
+        ).to_arrow_table()
+        return (table.column("image_id").to_numpy(zero_copy_only=False),
+                table.column("score").to_numpy())
+
+    # -- evaluations -----------------------------------------------------------------------
+    def has_evaluation(self, subject_id: str, evaluator: str, params_hash: str) -> bool:
+        return self._one(
+            "SELECT count(*) FROM evaluations WHERE subject_id = ? AND evaluator = ? AND params_hash = ?",
+            [subject_id, evaluator, params_hash])[0] > 0
+
+    def write_evaluation(self, subject_kind: str, subject_id: str, evaluator: str, params: dict,
+                         params_hash: str, values: dict[str, float], details: dict, run_id: str) -> None:
+        now = _now()
+        with self.transaction():
+            self.con.execute(
+                "DELETE FROM evaluations WHERE subject_id = ? AND evaluator = ? AND params_hash = ?",
+                [subject_id, evaluator, params_hash],
+            )
+            self.con.executemany(
+                "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [[subject_kind, subject_id, evaluator, _json(params), params_hash, name,
+                  float(value), _json(details), run_id, now] for name, value in values.items()],
+            )
+
+    # -- reading back ----------------------------------------------------------------------
+    def days(self) -> list[int]:
+        return [r[0] for r in self.con.sql("SELECT DISTINCT day FROM images ORDER BY day").fetchall()]
+
+    # A measure is labelled by its name (accuracy, spearman, ...) unless two evaluators share it.
+    COMPARISON_PIVOT = """\
+PIVOT (SELECT encoder, head, ranker, metric, reference, day, value,
+              CASE WHEN count(DISTINCT evaluator) OVER (PARTITION BY name) > 1
+                   THEN evaluator || ':' || name ELSE name END AS measure
+       FROM comparison WHERE ranker IS NOT NULL)
+ON measure USING first(value)
+GROUP BY encoder, head, ranker, metric, reference, day
+ORDER BY encoder, head, ranker, metric, reference, day"""
+
+    def comparison_pivot(self) -> tuple[list[str], list[tuple]]:
+        """One row per method (encoder, head, ranker, metric, reference, day), one column per
+        evaluator measure; the SQL is ``Store.COMPARISON_PIVOT``."""
+        if self._one("SELECT count(*) FROM comparison WHERE ranker IS NOT NULL")[0] == 0:
+            return [], []
+        return self.query(self.COMPARISON_PIVOT)
+
+    def ranking_values(self, ranking_ids: Sequence[str]) -> dict[str, dict[str, float]]:
+        """Per ranking, its evaluation values keyed ``evaluator:name``."""
+        wanted = pa.table({"ranking_id": pa.array(list(ranking_ids), pa.string())})  # noqa: F841
+        rows = self.con.sql("SELECT ranking_id, evaluator || ':' || name, value FROM comparison "
+                            "JOIN wanted USING (ranking_id)").fetchall()
+        values: dict[str, dict[str, float]] = {r: {} for r in ranking_ids}
+        for ranking_id, measure, value in rows:
+            values[ranking_id][measure] = value
+        return values
+
+    def treatment_summary(self, ranking_id: str) -> tuple[list[str], list[tuple]]:
+        """Scores of one ranking averaged per condition, treatment and concentration, highest first."""
+        result = self.con.sql(
+            "SELECT i.condition, i.treatment, i.concentration, count(*) AS wells, "
+            "avg(s.score) AS mean_score, min(s.score) AS min_score, max(s.score) AS max_score, "
+            "min(s.rank) AS best_rank "
+            "FROM scores s JOIN images i USING (image_id) WHERE s.ranking_id = ? "
+            "GROUP BY ALL ORDER BY mean_score DESC", params=[ranking_id])
+        return result.columns, result.fetchall()
+
+    def query(self, sql: str) -> tuple[list[str], list[tuple]]:
+        result = self.con.sql(sql)
+        if result is None:  # a statement without a result set
+            return [], []
+        return result.columns, result.fetchall()
+
+    def table_counts(self) -> dict[str, int]:
+        tables = ("images", "crops", "rejects", "runs", "embedding_sets", "embeddings", "rankings",
+                  "scores", "evaluations")
+        return {t: self._one(f"SELECT count(*) FROM {t}")[0] for t in tables}
+
+
+def _as_column(values: list) -> np.ndarray:
+    """Extra manifest values arrive as text; make the column numeric when every value is."""
+    try:
+        return np.array([np.nan if v in (None, "") else float(v) for v in values], dtype=np.float64)
+    except (TypeError, ValueError):
+        return np.array(["" if v is None else str(v) for v in values], dtype=object)
+
+
+def _migrate(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR, "
+                "applied_at TIMESTAMPTZ)")
+    done = {r[0] for r in con.sql("SELECT version FROM schema_migrations").fetchall()}
+    for version, name, sql in MIGRATIONS:
+        if version in done:
+            continue
+        con.begin()
+        try:
+            con.execute(sql)
+            con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, name, _now()])
+        except BaseException:
+            con.rollback()
+            raise
+        con.commit()
+
+
+def open_store(path: str | Path = DEFAULT_PATH, read_only: bool = False) -> Store:
+    """Open (creating and migrating when needed) the store at ``path``."""
+    path = str(path)
+    if read_only:
+        if not Path(path).exists():
+            raise StoreError(f"no phenorank store at {path}: run `phenorank ingest` or `phenorank demo` first")
+        con = duckdb.connect(path, read_only=True)
+        store = Store(con, path, read_only=True)
+        try:
+            version = store.schema_version()
+        except duckdb.CatalogException:
+            raise StoreError(f"{path} is a DuckDB file but not a phenorank store") from None
+        if version < SCHEMA_VERSION:
+            raise StoreError(f"{path} has schema version {version}; open it once for writing to migrate it "
+                             f"to version {SCHEMA_VERSION}")
+        return store
+    try:
+        con = duckdb.connect(path)
+    except duckdb.IOException as exc:
+        raise StoreError(f"cannot open {path}: {exc}") from None
+    _migrate(con)
+    return Store(con, path, read_only=False)

@@ -1,0 +1,24 @@
+"""The plugin registry: hookspecs, contracts and the manager that loads entry points."""
+
+from .contracts import (
+    FAMILIES,
+    Augmentation,
+    Encoder,
+    Evaluation,
+    Evaluator,
+    Loader,
+    Metric,
+    Plugin,
+    PluginError,
+    Ranker,
+    Samples,
+    Subject,
+)
+from .hookspecs import hookimpl
+from .manager import PluginInfo, Registry, get_registry, reset_registry
+
+__all__ = [
+    "FAMILIES", "Augmentation", "Encoder", "Evaluation", "Evaluator", "Loader", "Metric", "Plugin",
+    "PluginError", "PluginInfo", "Ranker", "Registry", "Samples", "Subject", "get_registry",
+    "hookimpl", "reset_registry",
+]

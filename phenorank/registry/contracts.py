@@ -1,0 +1,175 @@
+"""The contracts every plugin family follows.
+
+A plugin is a class. The registry stores the class; each use builds an instance with its
+parameters (``MyRanker(k=3)``), so one plugin can take part in many runs with different settings.
+Parameters have defaults in ``defaults``; their resolved values are stored with every result,
+so a result can always be traced to the exact settings that produced it.
+
+Arrays are NumPy arrays. An encoder built on torch converts its outputs with ``.cpu().numpy()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Literal
+
+import numpy as np
+
+FAMILIES = ("loader", "encoder", "augmentation", "metric", "ranker", "evaluator")
+
+
+class PluginError(ValueError):
+    """A plugin was asked for something it cannot do (unknown name, bad parameter, ...)."""
+
+
+class Plugin:
+    family: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, **params: Any):
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            takes = ", ".join(sorted(self.defaults)) or "no parameters"
+            raise PluginError(
+                f"{self.family} {self.name!r} has no parameter {', '.join(unknown)} (it takes: {takes})"
+            )
+        self.params: dict[str, Any] = {**self.defaults, **params}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.params})"
+
+
+@dataclass
+class Samples:
+    """Metadata of a set of images, one entry per image, in the same order as their embeddings.
+
+    ``columns`` holds the ``images`` table's fields (well, day, condition, treatment,
+    concentration, ...) plus every extra manifest column (e.g. ``effect``).
+    """
+
+    image_ids: np.ndarray
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self.columns:
+            raise PluginError(
+                f"no metadata column {name!r}; available: {', '.join(sorted(self.columns))}"
+            )
+        return self.columns[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.columns
+
+    def subset(self, mask: np.ndarray) -> "Samples":
+        return Samples(self.image_ids[mask], {k: v[mask] for k, v in self.columns.items()})
+
+
+class Loader(Plugin):
+    """Reads one file into an array of focal layers, shape (L, H, W), in the file's own dtype."""
+
+    family = "loader"
+    suffixes: ClassVar[tuple[str, ...]] = ()
+
+    def read(self, path: str) -> np.ndarray:
+        raise NotImplementedError
+
+
+class Encoder(Plugin):
+    """Turns a batch of preprocessed images into one embedding per output head.
+
+    ``embed`` receives float32 images of shape (N, 3, S, S) scaled to [0, 1] (16-bit / 65535)
+    and returns ``{head: array of shape (N, D)}`` with one entry per name in ``heads``.
+    """
+
+    family = "encoder"
+    heads: ClassVar[tuple[str, ...]] = ()
+    trainable: ClassVar[bool] = False
+
+    def embed(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def feature_names(self, head: str) -> list[str] | None:
+        """Names of the embedding's dimensions when they have a meaning (morphometrics)."""
+        return None
+
+
+class Augmentation(Plugin):
+    """Builds a callable that maps a float tensor (C, H, W) to an augmented view."""
+
+    family = "augmentation"
+
+    def build(self, image_size: int) -> Callable:
+        raise NotImplementedError
+
+
+class Metric(Plugin):
+    """Pairwise comparison of embeddings: ``pairwise(A, B)`` has shape (len(A), len(B)).
+
+    ``kind`` says which way ``pairwise`` points. Rankers always call ``distance``, which turns a
+    similarity into a distance by negation, so that a larger value always means further apart.
+    """
+
+    family = "metric"
+    kind: ClassVar[Literal["distance", "similarity"]] = "distance"
+
+    def pairwise(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        values = self.pairwise(a, b)
+        return values if self.kind == "distance" else -values
+
+
+class Ranker(Plugin):
+    """Fits on embeddings with their metadata, then scores images: higher = further from the
+    reference state (for the usual reference ``control``: a stronger treatment effect)."""
+
+    family = "ranker"
+
+    def fit(self, embeddings: np.ndarray, samples: Samples, metric: Metric, reference: str) -> "Ranker":
+        raise NotImplementedError
+
+    def score(self, embeddings: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+@dataclass
+class Subject:
+    """What an evaluator looks at: the samples and, as it asked in ``needs``, their scores from
+    one ranking or their embeddings from one embedding set."""
+
+    samples: Samples
+    scores: np.ndarray | None = None
+    embeddings: np.ndarray | None = None
+
+
+@dataclass
+class Evaluation:
+    values: dict[str, float]
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Evaluator(Plugin):
+    """Says how trustworthy a ranking (``needs = "scores"``) or an embedding
+    (``needs = "embeddings"``) is, as named numbers."""
+
+    family = "evaluator"
+    needs: ClassVar[Literal["scores", "embeddings"]] = "scores"
+
+    def evaluate(self, subject: Subject) -> Evaluation:
+        raise NotImplementedError
+
+
+BASES: dict[str, type[Plugin]] = {
+    "loader": Loader,
+    "encoder": Encoder,
+    "augmentation": Augmentation,
+    "metric": Metric,
+    "ranker": Ranker,
+    "evaluator": Evaluator,
+}

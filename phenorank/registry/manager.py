@@ -1,0 +1,161 @@
+"""The plugin manager: loads the ``phenorank`` entry-point group and collects plugin classes.
+
+Environment variables, useful in tests and when a plugin misbehaves:
+
+- ``PHENORANK_LOAD_PLUGINS``: comma-separated entry-point or distribution names; only those
+  load (``phenorank.metrics`` loads one built-in family, ``phenorank`` all built-ins, an empty
+  value none).
+- ``PHENORANK_BLOCK_PLUGINS``: comma-separated entry-point or distribution names never loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .contracts import BASES, FAMILIES, Plugin, PluginError
+
+ENTRY_POINT_GROUP = "phenorank"
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    family: str
+    name: str
+    provider: str
+    cls: type[Plugin]
+
+    @property
+    def description(self) -> str:
+        text = (self.cls.description or self.cls.__doc__ or "").strip()
+        return text.splitlines()[0] if text else ""
+
+
+def _names_from_env(variable: str) -> set[str] | None:
+    value = os.environ.get(variable)
+    if value is None:
+        return None
+    return {part.strip() for part in value.split(",") if part.strip()}
+
+
+def build_plugin_manager() -> tuple[pluggy.PluginManager, dict[int, str]]:
+    """A plugin manager with every permitted entry point of the group loaded.
+
+    Returns the manager and, per registered plugin object, the provider to show users
+    (the distribution that ships it, with the entry-point name).
+    """
+    pm = pluggy.PluginManager("phenorank")
+    pm.add_hookspecs(hookspecs)
+    allow = _names_from_env("PHENORANK_LOAD_PLUGINS")
+    block = _names_from_env("PHENORANK_BLOCK_PLUGINS") or set()
+    providers: dict[int, str] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist.name if ep.dist is not None else "?"
+        names = {ep.name, dist}
+        if (allow is not None and not names & allow) or names & block:
+            continue
+        if pm.has_plugin(ep.name):
+            raise PluginError(
+                f"two entry points of group {ENTRY_POINT_GROUP!r} are named {ep.name!r}; "
+                f"the second comes from distribution {dist!r}"
+            )
+        plugin = ep.load()
+        pm.register(plugin, name=ep.name)
+        providers[id(plugin)] = f"{dist} ({ep.name})"
+    pm.check_pending()
+    return pm, providers
+
+
+class Registry:
+    """Every plugin class by family and name, with who provides it."""
+
+    def __init__(self, pm: pluggy.PluginManager, providers: dict[int, str] | None = None):
+        self.pm = pm
+        providers = providers or {}
+        self._plugins: dict[str, dict[str, PluginInfo]] = {family: {} for family in FAMILIES}
+        for family in FAMILIES:
+            hook = getattr(pm.hook, f"register_{family}s")
+            for impl in reversed(hook.get_hookimpls()):  # registration order
+                provider = providers.get(id(impl.plugin), impl.plugin_name)
+                impl.function(register=self._registrar(family, provider))
+
+    def _registrar(self, family: str, provider: str):
+        def register(cls: type[Plugin]) -> None:
+            base = BASES[family]
+            if not (isinstance(cls, type) and issubclass(cls, base)):
+                raise PluginError(f"{provider} registered {cls!r} as a {family}, but it is not a {base.__name__} subclass")
+            if not cls.name:
+                raise PluginError(f"{provider} registered {family} class {cls.__name__} without a name")
+            known = self._plugins[family].get(cls.name)
+            if known is not None:
+                raise PluginError(
+                    f"{family} name {cls.name!r} is registered twice: by {known.provider} and by {provider}"
+                )
+            self._plugins[family][cls.name] = PluginInfo(family, cls.name, provider, cls)
+
+        return register
+
+    def names(self, family: str) -> list[str]:
+        return list(self._plugins[family])
+
+    def info(self, family: str, name: str) -> PluginInfo:
+        if family not in self._plugins:
+            raise PluginError(f"unknown plugin family {family!r}; families: {', '.join(FAMILIES)}")
+        try:
+            return self._plugins[family][name]
+        except KeyError:
+            available = ", ".join(self._plugins[family]) or "none"
+            raise PluginError(f"no {family} named {name!r}; available: {available}") from None
+
+    def get(self, family: str, name: str) -> type[Plugin]:
+        return self.info(family, name).cls
+
+    def create(self, family: str, name: str, params: dict[str, Any] | None = None) -> Plugin:
+        cls = self.get(family, name)
+        return cls(**coerce_params(cls, params or {}))
+
+    def all(self) -> list[PluginInfo]:
+        return [info for family in FAMILIES for info in self._plugins[family].values()]
+
+
+def coerce_params(cls: type[Plugin], params: dict[str, Any]) -> dict[str, Any]:
+    """Turn command-line strings into the types of the plugin's defaults."""
+    out = {}
+    for key, value in params.items():
+        default = cls.defaults.get(key)
+        if not isinstance(value, str) or default is None or isinstance(default, str):
+            out[key] = value
+        elif isinstance(default, bool):
+            out[key] = value.lower() in {"1", "true", "yes", "on"}
+        elif isinstance(default, (list, tuple)):
+            out[key] = [part.strip() for part in value.split(",") if part.strip()]
+        else:
+            try:
+                out[key] = type(default)(value)
+            except ValueError:
+                raise PluginError(
+                    f"{cls.family} {cls.name!r}: parameter {key}={value!r} is not a {type(default).__name__}"
+                ) from None
+    return out
+
+
+_registry: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, built on first use (no work at import time)."""
+    global _registry
+    if _registry is None:
+        _registry = Registry(*build_plugin_manager())
+    return _registry
+
+
+def reset_registry() -> None:
+    """Forget the loaded plugins, so the next ``get_registry`` scans the entry points again."""
+    global _registry
+    _registry = None
