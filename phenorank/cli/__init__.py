@@ -39,8 +39,18 @@ def _add_commands() -> None:
 _add_commands()
 
 
-def main() -> None:
+def add_plugin_commands() -> None:
+    """Let every loaded plugin add its commands (the ``register_commands`` hook)."""
     from ..registry import get_registry
 
-    get_registry().pm.hook.register_commands(cli=cli)  # plugins may add commands
+    get_registry().pm.hook.register_commands(cli=cli)
+
+
+def main() -> None:
+    from ..registry import PluginError
+
+    try:
+        add_plugin_commands()
+    except PluginError as exc:  # a broken plugin installation: say which, without a traceback
+        raise SystemExit(f"Error: {exc}") from None
     cli()

@@ -21,7 +21,7 @@ from ..registry.contracts import PluginError
 
 # Piped output (a file, `less`, CI logs) gets wide tables rather than 80 columns of wrapped cells.
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 FORMATS = ("table", "csv", "markdown")
 
 

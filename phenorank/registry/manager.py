@@ -67,7 +67,10 @@ def build_plugin_manager() -> tuple[pluggy.PluginManager, dict[int, str]]:
         plugin = ep.load()
         pm.register(plugin, name=ep.name)
         providers[id(plugin)] = f"{dist} ({ep.name})"
-    pm.check_pending()
+    try:
+        pm.check_pending()  # a misspelt hook name fails here instead of being ignored
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {providers.get(id(exc.plugin), exc.plugin)}: {exc}") from None
     return pm, providers
 
 

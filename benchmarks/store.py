@@ -1,0 +1,77 @@
+"""Bulk embedding I/O through the phenorank store vs bare DuckDB, measured in the same run.
+
+    .venv/bin/python benchmarks/store.py [--n 100000] [--dim 512]
+
+Writes N x D float32 vectors and reads them back (a) with a bare DuckDB Arrow insert/select (the
+baseline, the only SQL outside the store module) and
+(b) through ``Store.write_embeddings`` / ``Store.load_embeddings`` (transaction, replace-by-id,
+join with images). Prints seconds and the phenorank / bare ratio (1.0 = no overhead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from phenorank.core.store import EmbeddingSet, open_store
+
+
+def timed(fn):
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def vector_table(ids, vectors):
+    flat = pa.array(vectors.reshape(-1))
+    return pa.table({"embedding_set_id": pa.array(["s"] * len(ids)), "image_id": pa.array(ids),
+                     "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]).cast(pa.list_(pa.float32()))})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--dim", type=int, default=512)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    vectors = rng.random((args.n, args.dim), dtype=np.float32)
+    ids = [f"{i:016x}" for i in range(args.n)]
+    with tempfile.TemporaryDirectory() as tmp:
+        con = duckdb.connect(str(Path(tmp) / "bare.duckdb"))
+        con.execute("CREATE TABLE embeddings (embedding_set_id VARCHAR, image_id VARCHAR, vector FLOAT[])")
+
+        def bare_write():
+            batch = vector_table(ids, vectors)  # noqa: F841  (read by DuckDB by name)
+            con.execute("INSERT INTO embeddings SELECT * FROM batch")
+
+        bare_w, _ = timed(bare_write)
+
+        def bare_read():
+            t = con.sql("SELECT image_id, vector FROM embeddings ORDER BY image_id").to_arrow_table()
+            return t.column("vector").combine_chunks().flatten().to_numpy().reshape(args.n, -1)
+
+        bare_r, back = timed(bare_read)
+        assert np.array_equal(back, vectors)
+        con.close()
+
+        store = open_store(Path(tmp) / "phenorank.duckdb")
+        store.write_images([{"image_id": i, "day": 10} for i in ids], [], "bench")
+        es = EmbeddingSet("s", "bench", "backbone", {}, "k", args.dim)
+        ours_w, _ = timed(lambda: store.write_embeddings([(es, None, ids, vectors)], "bench"))
+        ours_r, (_, back) = timed(lambda: store.load_embeddings("s"))
+        assert np.array_equal(back, vectors)
+        store.close()
+    print(f"{args.n} x {args.dim} float32 embeddings")
+    print(f"{'step':<8}{'bare duckdb s':>15}{'phenorank s':>14}{'ratio':>8}")
+    print(f"{'write':<8}{bare_w:>15.2f}{ours_w:>14.2f}{ours_w / bare_w:>8.2f}")
+    print(f"{'read':<8}{bare_r:>15.2f}{ours_r:>14.2f}{ours_r / bare_r:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()

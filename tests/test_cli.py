@@ -1,0 +1,95 @@
+"""End to end through the command line, on a generated plate."""
+
+import csv
+import io
+
+import duckdb
+
+
+def comparison(invoke) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(invoke("compare", "--format", "csv").stdout)))
+
+
+def counts(db) -> dict:
+    con = duckdb.connect(db, read_only=True)
+    tables = ["images", "crops", "rejects", "embedding_sets", "embeddings", "rankings", "scores", "evaluations"]
+    found = {t: con.execute(f"select count(*) from {t}").fetchall()[0][0] for t in tables}
+    con.close()
+    return found
+
+
+def test_ingest_run_compare_and_sql(invoke, tiny_plate):
+    result = invoke("ingest", tiny_plate)
+    assert "ingested 120, unchanged 0, rejected 0 of 120" in result.output
+    result = invoke("run", "--encoders", "raw,morphometrics", "--metrics", "cosine,euclidean")
+    assert "computed 4 rankings" in result.output
+    rows = comparison(invoke)
+    assert [(r["encoder"], r["metric"]) for r in rows] == [
+        ("morphometrics", "cosine"), ("morphometrics", "euclidean"), ("raw", "cosine"), ("raw", "euclidean")]
+    for row in rows:
+        assert row["day"] == "10" and row["reference"] == "control"
+        assert 0.5 <= float(row["accuracy"]) <= 1.0
+        assert float(row["spearman"]) > 0.5  # every method recovers the drawn effect to a degree
+    found = counts(invoke.db)
+    assert found["scores"] == 4 * 60 and found["embeddings"] == 2 * 120 and found["evaluations"] == 4 * 3
+    sql = invoke("sql", "select encoder, metric, evaluator, value from comparison", "--format", "csv").stdout
+    assert len(sql.splitlines()) == 1 + 4 * 3
+
+
+def test_running_again_adds_no_rows(invoke, tiny_plate):
+    for _ in range(2):
+        invoke("ingest", tiny_plate)
+        last = invoke("run", "--encoders", "raw,morphometrics", "--metrics", "cosine,euclidean")
+        snapshot = counts(invoke.db)
+        if _ == 0:
+            first = snapshot
+    assert snapshot == first
+    assert "embedded 0 images, computed 0 rankings (reused 4)" in last.output
+
+
+def test_step_by_step_commands(invoke, tiny_plate):
+    invoke("ingest", tiny_plate)
+    embedded = invoke("embed", "--encoder", "morphometrics").output
+    assert "features" in embedded and "11" in embedded
+    ranked = invoke("rank", "--encoder", "morphometrics", "--metric", "euclidean", "--format", "csv").stdout
+    header, top = ranked.splitlines()[:2]
+    assert header.startswith("condition,treatment,concentration,wells,mean_score")
+    assert top.split(",")[0] in {"exploded", "screen", "single_dose"}  # the strongest effect ranks first
+    evaluated = invoke("evaluate", "--evaluator", "rank-correlation", "-p", "rank-correlation.truth=concentration",
+                       "--format", "csv").stdout
+    assert "spearman" in evaluated
+
+
+def test_problems_are_reported_without_losing_stored_work(invoke, tiny_plate):
+    invoke("ingest", tiny_plate)
+    before = counts(invoke.db)
+    bad = tiny_plate / "bad.csv"
+    bad.write_text("path,well,day,condition\nimages/x.tif,B02,,control\n")
+    result = invoke("ingest", tiny_plate, "--manifest", bad, ok=False)
+    assert result.exit_code == 1 and "line 2: field 'day' is missing" in result.output
+    result = invoke("run", "--encoders", "raw", "--references", "dmso", "--metrics", "cosine")
+    assert "no images of reference condition 'dmso'" in result.output
+    result = invoke("run", "--encoders", "pixels", ok=False)
+    assert result.exit_code == 1 and "no encoder named 'pixels'" in result.output
+    result = invoke("sql", "delete from images", ok=False)
+    assert result.exit_code == 1 and "read-only" in result.output
+    assert counts(invoke.db)["images"] == before["images"] == 120
+    runs = invoke("sql", "select command, status from runs order by started_at", "--format", "csv").stdout
+    assert "run,ok" in runs and "ingest,failed" not in runs  # the manifest failed before any write
+
+
+def test_demo_runs_end_to_end_twice_with_the_same_rows(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from phenorank.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    first = runner.invoke(cli, ["demo"], catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    assert "SYNTHETIC" in first.output and "Comparison of methods" in first.output
+    rows_after_first = counts("phenorank.duckdb")
+    second = runner.invoke(cli, ["demo"], catch_exceptions=False)
+    assert second.exit_code == 0 and "unchanged 120" in second.output
+    assert counts("phenorank.duckdb") == rows_after_first
+    assert rows_after_first["rankings"] == 4 and rows_after_first["evaluations"] == 12

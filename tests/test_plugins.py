@@ -1,0 +1,144 @@
+"""Hand-checked values of the built-in plugins, plus contract tests run on every registered plugin."""
+
+import numpy as np
+import pytest
+
+from phenorank.plugins.encoders.morphometrics import FEATURES, object_features
+from phenorank.plugins.evaluators import ranking_accuracy
+from phenorank.registry import PluginError, Samples, Subject, get_registry
+
+
+def samples(conditions, **columns):
+    conditions = np.array(conditions, dtype=object)
+    return Samples(np.array([f"id{i}" for i in range(len(conditions))], dtype=object),
+                   {"condition": conditions, **{k: np.asarray(v) for k, v in columns.items()}})
+
+
+def disk_image(radius, size=96, value=0.2, background=0.8):
+    yy, xx = np.mgrid[0:size, 0:size]
+    image = np.full((size, size), background, np.float32)
+    image[(yy - size / 2) ** 2 + (xx - size / 2) ** 2 <= radius ** 2] = value
+    return image
+
+
+# -- encoders ---------------------------------------------------------------------------------
+def test_raw_encoder_flattens_the_image():
+    images = np.random.default_rng(0).random((2, 3, 4, 4), dtype=np.float32)
+    out = get_registry().create("encoder", "raw").embed(images)
+    assert out["pixels"].shape == (2, 48)
+    assert np.array_equal(out["pixels"][1], images[1].ravel())
+
+
+def test_morphometrics_of_a_drawn_disk():
+    f = dict(zip(FEATURES, object_features(disk_image(radius=20))))
+    assert f["area"] * 96 ** 2 == pytest.approx(np.pi * 20 ** 2, rel=0.02)
+    assert f["equivalent_diameter"] * 96 == pytest.approx(40, rel=0.02)
+    assert 0.9 < f["circularity"] <= 1.05
+    assert f["solidity"] > 0.95 and f["eccentricity"] < 0.1
+    assert f["mean_inside"] == pytest.approx(0.2, abs=1e-6) and f["std_inside"] < 1e-6
+    assert f["mean_around"] == pytest.approx(0.8, abs=1e-6)
+    assert f["debris_area"] == 0
+
+
+def test_morphometrics_sees_debris_and_elongation():
+    image = disk_image(radius=15)
+    image[5:9, 5:9] = 0.2  # a fragment as dark as the body, away from it
+    f = dict(zip(FEATURES, object_features(image)))
+    assert f["debris_area"] * 96 ** 2 == 16
+    ellipse = np.full((96, 96), 0.8, np.float32)
+    yy, xx = np.mgrid[0:96, 0:96]
+    ellipse[((yy - 48) / 10) ** 2 + ((xx - 48) / 30) ** 2 <= 1] = 0.2
+    g = dict(zip(FEATURES, object_features(ellipse)))
+    assert g["eccentricity"] > 0.9 and g["circularity"] < f["circularity"]
+
+
+# -- metrics ----------------------------------------------------------------------------------
+def test_cosine_and_euclidean_hand_values():
+    a = np.array([[1.0, 0.0], [3.0, 4.0]])
+    b = np.array([[0.0, 2.0]])
+    registry = get_registry()
+    cosine = registry.create("metric", "cosine").distance(a, b)
+    euclid = registry.create("metric", "euclidean").distance(a, b)
+    assert cosine[:, 0] == pytest.approx([1.0, 1.0 - 8.0 / 10.0])
+    assert euclid[:, 0] == pytest.approx([np.sqrt(5.0), np.sqrt(13.0)])
+
+
+# -- rankers ----------------------------------------------------------------------------------
+def test_centroid_ranker_scores_distance_to_the_reference_mean():
+    x = np.array([[0.0, 0.0], [2.0, 0.0], [4.0, 0.0], [1.0, 3.0]])
+    s = samples(["control", "control", "treated", "treated"])
+    metric = get_registry().create("metric", "euclidean")
+    ranker = get_registry().create("ranker", "centroid").fit(x, s, metric, "control")
+    assert ranker.score(x) == pytest.approx([1.0, 1.0, 3.0, 3.0])
+    with pytest.raises(PluginError, match="no images of reference condition 'dmso'.*present: control, treated"):
+        get_registry().create("ranker", "centroid").fit(x, s, metric, "dmso")
+
+
+# -- evaluators -------------------------------------------------------------------------------
+def test_ranking_accuracy_on_a_hand_made_three_class_example():
+    scores = np.array([0.1, 0.2, 0.6,   0.5, 0.55, 0.7,   0.9, 0.65, 1.0])
+    labels = np.array(["c"] * 3 + ["s"] * 3 + ["e"] * 3)
+    result = ranking_accuracy(scores, labels, ["c", "s", "e"])
+    # means c 0.30 < s 0.583 < e 0.85; middle s spans [0.5, 0.7]
+    # low-class points above 0.5: 0.6 -> 1; high-class points below 0.7: 0.65 -> 1
+    assert result.values["accuracy"] == pytest.approx(7 / 9)
+    assert result.details["order"] == ["c", "s", "e"]
+    assert (result.details["errors_low"], result.details["errors_high"]) == (1, 1)
+    separated = ranking_accuracy(np.array([0, 1, 5, 6, 9, 10.0]), np.array(list("aabbcc")), list("cab"))
+    assert separated.values["accuracy"] == 1.0 and separated.details["order"] == ["a", "b", "c"]
+
+
+def test_ranking_accuracy_needs_its_three_classes():
+    evaluator = get_registry().create("evaluator", "ranking-accuracy")
+    with pytest.raises(PluginError, match="class 'exploded' has no scored images"):
+        evaluator.evaluate(Subject(samples(["control", "single_dose"]), scores=np.array([0.0, 1.0])))
+
+
+def test_rank_correlation_against_a_truth_column():
+    evaluator = get_registry().create("evaluator", "rank-correlation", {"truth": "dose"})
+    s = samples(["x"] * 5, dose=[0.0, 1.0, 2.0, 3.0, np.nan])
+    result = evaluator.evaluate(Subject(s, scores=np.array([0.1, 0.3, 0.2, 0.9, 5.0])))
+    assert result.values["spearman"] == pytest.approx(0.8)  # one swapped pair among four
+    assert result.details["n"] == 4
+    with pytest.raises(PluginError, match="no metadata column 'effect'"):
+        get_registry().create("evaluator", "rank-correlation").evaluate(Subject(s, scores=np.zeros(5)))
+
+
+# -- contracts: every registered plugin of a family, built-in or third-party -------------------
+def plugin_names(family):
+    from phenorank.registry.manager import Registry, build_plugin_manager
+
+    return Registry(*build_plugin_manager()).names(family)
+
+
+@pytest.mark.parametrize("name", plugin_names("encoder"))
+def test_every_encoder_embeds_a_tiny_batch_to_its_heads(name):
+    encoder = get_registry().create("encoder", name)
+    images = np.stack([np.repeat(disk_image(8 + i, size=32)[None], 3, axis=0) for i in range(3)])
+    out = encoder.embed(images)
+    assert set(out) == set(encoder.heads)
+    for head, vectors in out.items():
+        assert vectors.ndim == 2 and len(vectors) == 3 and np.isfinite(vectors).all()
+        names = encoder.feature_names(head)
+        assert names is None or len(names) == vectors.shape[1]
+
+
+@pytest.mark.parametrize("name", plugin_names("metric"))
+def test_every_metric_is_symmetric_and_smallest_on_identical_inputs(name):
+    metric = get_registry().create("metric", name)
+    x = np.random.default_rng(0).random((6, 5)) + 0.1
+    d = metric.distance(x, x)
+    assert d.shape == (6, 6)
+    assert np.allclose(d, d.T)
+    assert np.all(np.diag(d)[:, None] <= d + 1e-9)
+
+
+@pytest.mark.parametrize("name", plugin_names("ranker"))
+def test_every_ranker_gives_one_finite_score_per_item(name):
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(0, 1, (8, 4)), rng.normal(3, 1, (8, 4))])
+    s = samples(["control"] * 8 + ["treated"] * 8)
+    ranker = get_registry().create("ranker", name).fit(x, s, get_registry().create("metric", "euclidean"), "control")
+    scores = ranker.score(x)
+    assert scores.shape == (16,) and np.isfinite(scores).all()
+    assert scores[8:].mean() > scores[:8].mean()  # further from the reference scores higher

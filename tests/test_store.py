@@ -1,0 +1,38 @@
+import duckdb
+import numpy as np
+import pytest
+
+from phenorank.core.store import SCHEMA_VERSION, EmbeddingSet, StoreError, open_store
+
+
+def test_schema_is_created_once_and_recorded(tmp_path):
+    path = tmp_path / "s.duckdb"
+    with open_store(path) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+    with open_store(path) as store:  # reopening applies nothing twice
+        assert store.query("SELECT count(*) FROM schema_migrations")[1] == [(SCHEMA_VERSION,)]
+
+
+def test_read_only_opening_refuses_missing_or_foreign_files(tmp_path):
+    with pytest.raises(StoreError, match="no phenorank store"):
+        open_store(tmp_path / "absent.duckdb", read_only=True)
+    foreign = tmp_path / "foreign.duckdb"
+    duckdb.connect(str(foreign)).close()
+    with pytest.raises(StoreError, match="not a phenorank store"):
+        open_store(foreign, read_only=True)
+
+
+def test_embeddings_of_several_heads_land_together_or_not_at_all(tmp_path):
+    good = EmbeddingSet("set-a", "enc", "a", {}, "k", 2)
+    other = EmbeddingSet("set-b", "enc", "b", {}, "k", 2)
+    with open_store(tmp_path / "s.duckdb") as store:
+        with pytest.raises(Exception):
+            store.write_embeddings([(good, None, ["i1", "i2"], np.ones((2, 2))),
+                                    (other, None, ["i1", "i2"], np.ones((3, 2)))], "run")
+        assert store.table_counts()["embeddings"] == 0 and store.table_counts()["embedding_sets"] == 0
+        store.write_embeddings([(good, ["x", "y"], ["i1", "i2"], np.arange(4.0).reshape(2, 2))], "run")
+        store.write_embeddings([(good, ["x", "y"], ["i2"], np.array([[7.0, 8.0]]))], "run")  # replaces i2
+        store.con.execute("INSERT INTO images (image_id, day) VALUES ('i1', 10), ('i2', 10)")
+        ids, vectors = store.load_embeddings("set-a")
+    assert list(ids) == ["i1", "i2"]
+    assert vectors.tolist() == [[0.0, 1.0], [7.0, 8.0]]
