@@ -41,16 +41,16 @@ def ingest(entries: list[ManifestEntry], loader: Loader, store: Store, run_id: s
     report = IngestReport()
     images: list[dict] = []
     crops: list[dict] = []
+    rejects: list[tuple[str, str]] = []
     seen: dict[str, str] = {}
 
     def flush() -> None:
         store.write_images(images, crops, run_id)
-        store.write_rejects(report.rejected[flushed[0]:], run_id)
-        flushed[0] = len(report.rejected)
-        images.clear()
-        crops.clear()
+        store.write_rejects(rejects, run_id)
+        report.rejected += rejects
+        for pending in (images, crops, rejects):
+            pending.clear()
 
-    flushed = [0]
     for entry in entries:
         path = str(entry.path)
         try:
@@ -74,7 +74,7 @@ def ingest(entries: list[ManifestEntry], loader: Loader, store: Store, run_id: s
                               "layers_used": crop.layers_used, "pixels": crop.pixels.astype("<u2").tobytes()})
                 report.ingested += 1
         except Exception as exc:  # one bad file must not stop the batch; the reason is kept
-            report.rejected.append((path, _reason(exc)))
+            rejects.append((path, _reason(exc)))
         advance(1)
         if len(images) >= WRITE_EVERY:
             flush()

@@ -16,9 +16,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
-import cv2
 import numpy as np
-from skimage.filters import threshold_otsu
 
 PREPROCESS_VERSION = 1  # bump when the algorithm changes, so cached crops are recomputed
 
@@ -86,6 +84,9 @@ def select_layers(stack: np.ndarray, channels: int = 3) -> tuple[np.ndarray, lis
 
 def object_box(gray: np.ndarray) -> tuple[int, int, int, int]:
     """Bounding box (x, y, w, h) of the largest dark object: inverted Otsu on the 8-bit image."""
+    import cv2
+    from skimage.filters import threshold_otsu
+
     gray8 = cv2.normalize(gray, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     if gray8.min() == gray8.max():
         raise PreprocessError("no object found: the image is uniform (all one intensity)")
@@ -110,6 +111,8 @@ def square_crop_origin(box: tuple[int, int, int, int], height: int, width: int) 
 
 def preprocess_stack(stack: np.ndarray, params: PreprocessParams = PreprocessParams()) -> Crop:
     """Run the whole section-7.1 pipeline on one stack (L, H, W)."""
+    import cv2
+
     if stack.ndim != 3:
         raise PreprocessError(f"expected a stack of shape (layers, height, width), got shape {stack.shape}")
     image = to_unit_float(stack)

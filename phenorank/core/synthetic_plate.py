@@ -16,9 +16,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
-import tifffile
 
 FULL_SIZE = (2054, 2456)  # (height, width) of seed 000's camera
 DEMO_SIZE = (200, 240)
@@ -71,6 +69,8 @@ def plate_layout(rng: np.random.Generator) -> list[dict]:
 
 
 def _smooth_noise(rng, height, width, cells, strength):
+    import cv2
+
     coarse = rng.normal(0.0, 1.0, size=(cells, cells)).astype(np.float32)
     return strength * cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
 
@@ -107,6 +107,8 @@ def render_spheroid(rng: np.random.Generator, height: int, width: int, center: t
 
 def focal_stack(rng: np.random.Generator, image: np.ndarray, n_layers: int) -> np.ndarray:
     """Layers at different focus: one sharp, the others blurred; each shifted and noisy; uint16."""
+    import cv2
+
     side = min(image.shape)
     scale = side / 256.0
     sharp = rng.integers(n_layers)
@@ -140,6 +142,8 @@ def spheroid_look(rng: np.random.Generator, side: int, effect: float, day: int, 
 
 def generate_plate(out_dir: str | Path, spec: PlateSpec = PlateSpec(), progress=lambda n=1: None) -> Path:
     """Write the plate's TIFF stacks and ``manifest.csv`` into ``out_dir``; return the manifest."""
+    import tifffile
+
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(spec.seed)
