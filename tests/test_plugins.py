@@ -142,3 +142,10 @@ def test_every_ranker_gives_one_finite_score_per_item(name):
     scores = ranker.score(x)
     assert scores.shape == (16,) and np.isfinite(scores).all()
     assert scores[8:].mean() > scores[:8].mean()  # further from the reference scores higher
+
+
+def test_samples_give_columns_by_name_and_subsets():
+    s = samples(["a", "b", "a"], dose=[1.0, 2.0, 3.0])
+    assert "dose" in s and "effect" not in s
+    sub = s.subset(s["condition"] == "a")
+    assert list(sub.image_ids) == ["id0", "id2"] and sub["dose"].tolist() == [1.0, 3.0]

@@ -222,22 +222,18 @@ class Store:
             self.con.execute("DELETE FROM rejects WHERE path IN (SELECT path FROM reject_table)")
             self.con.execute("INSERT INTO rejects BY NAME SELECT * FROM reject_table")
 
-    def load_samples(self, image_ids: Sequence[str] | None = None, day: int | None = None) -> Samples:
-        """Metadata of the given images (all images when None), in the order given, with the
-        manifest's extra columns as columns of their own (numeric where every value is)."""
-        if image_ids is None:
-            query = "SELECT * FROM images" + (" WHERE day = ?" if day is not None else "") + " ORDER BY image_id"
-            table = self.con.sql(query, params=[day] if day is not None else None).to_arrow_table()
-        else:
-            wanted = pa.table({"image_id": pa.array(list(image_ids), pa.string()),  # noqa: F841
-                               "position": pa.array(np.arange(len(image_ids)))})
-            table = self.con.sql(
-                "SELECT i.* FROM images i JOIN wanted USING (image_id) ORDER BY position").to_arrow_table()
-            if table.num_rows != len(image_ids):
-                raise StoreError(f"{len(image_ids) - table.num_rows} image ids are not in the images table")
+    def load_samples(self, image_ids: Sequence[str]) -> Samples:
+        """Metadata of the given images in the order given, with the manifest's extra columns as
+        columns of their own (numeric where every value is)."""
+        wanted = pa.table({"image_id": pa.array(list(image_ids), pa.string()),  # noqa: F841
+                           "position": pa.array(np.arange(len(image_ids)))})
+        table = self.con.sql(
+            "SELECT i.* FROM images i JOIN wanted USING (image_id) ORDER BY position").to_arrow_table()
+        if table.num_rows != len(image_ids):
+            raise StoreError(f"{len(image_ids) - table.num_rows} image ids are not in the images table")
         columns = {name: table.column(name).to_numpy(zero_copy_only=False) for name in IMAGE_COLUMNS[1:]}
         extras = [json.loads(e or "{}") for e in table.column("extra").to_pylist()]
-        for key in sorted({k for e in extras for k in e}):
+        for key in sorted({k for e in extras for k in e} - set(columns)):  # measured fields win
             columns[key] = _as_column([e.get(key) for e in extras])
         ids = table.column("image_id").to_numpy(zero_copy_only=False)
         return Samples(ids, columns)
@@ -264,10 +260,6 @@ class Store:
         return [r[0] for r in self.con.execute(
             "SELECT image_id FROM crops WHERE preprocess_key = ? ORDER BY image_id", [preprocess_key]
         ).fetchall()]
-
-    def preprocess_keys(self) -> list[str]:
-        return [r[0] for r in self.con.sql(
-            "SELECT preprocess_key FROM crops GROUP BY 1 ORDER BY count(*) DESC").fetchall()]
 
     # -- embeddings ------------------------------------------------------------------------
     def ensure_embedding_set(self, es: EmbeddingSet, feature_names: list[str] | None, run_id: str) -> None:
