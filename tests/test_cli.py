@@ -3,7 +3,7 @@
 import csv
 import io
 
-import duckdb
+from phenorank.core.store import open_store
 
 
 def comparison(invoke) -> list[dict]:
@@ -11,11 +11,9 @@ def comparison(invoke) -> list[dict]:
 
 
 def counts(db) -> dict:
-    con = duckdb.connect(db, read_only=True)
-    tables = ["images", "crops", "rejects", "embedding_sets", "embeddings", "rankings", "scores", "evaluations"]
-    found = {t: con.execute(f"select count(*) from {t}").fetchall()[0][0] for t in tables}
-    con.close()
-    return found
+    """Rows per result table; `runs` grows with every command by design, so it is left out."""
+    with open_store(db, read_only=True) as store:
+        return {t: n for t, n in store.table_counts().items() if t != "runs"}
 
 
 def test_ingest_run_compare_and_sql(invoke, tiny_plate):
