@@ -18,7 +18,8 @@ def counts(db) -> dict:
 
 def test_ingest_run_compare_and_sql(invoke, tiny_plate):
     result = invoke("ingest", tiny_plate)
-    assert "ingested 120, unchanged 0, rejected 0 of 120" in result.output
+    assert "ingested 120, unchanged 0, metadata updated 0, rejected 0 of 120" in result.output
+    assert "60 day-to-day pairs" in result.output
     result = invoke("run", "--encoders", "raw,morphometrics", "--metrics", "cosine,euclidean")
     assert "computed 4 rankings" in result.output
     rows = comparison(invoke)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -10,42 +11,88 @@ import click
 
 from ..core import synthetic_plate
 from ..core.ingest import ingest as run_ingest
-from ..core.manifest import read_manifest
+from ..core.manifest import entries_from_pattern, read_manifest
 from ..core.pipeline import GridSpec, run_grid
-from ..core.preprocess import PreprocessParams
+from ..core.preprocess import DEFAULT_MAX_LAYERS, PreprocessParams
 from ..core.progress import progress_bar, progress_steps
 from ..registry import get_registry
 from .common import err, friendly_errors, recorded_run, resolve_day, show, size_option
 from .results import print_comparison, print_top_treatments
 
 
+def default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 @click.command()
 @click.argument("image_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path),
               help="CSV with path, well, day, condition (+ optional columns). Default: IMAGE_DIR/manifest.csv.")
+@click.option("--pattern", help="Take the fields from file names instead of a manifest, e.g. "
+              "'{plate}_{well}_day{day}.tif' ({name:REGEX} gives a field's regular expression, * matches anything).")
+@click.option("--layout", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --pattern: plate map CSV with a well column (optionally plate) and the fields "
+                   "the file names lack, e.g. condition, treatment, concentration.")
+@click.option("--plate-format", type=click.Choice(["96", "384"]), default="96", show_default=True,
+              help="Wells per plate: which well names exist and which are on the edge.")
+@click.option("--exclude-edge", is_flag=True, help="Leave out the outer ring of wells (edge effect).")
+@click.option("--workers", type=click.IntRange(min=1), default=default_workers, show_default="all cores",
+              help="Processes that read and preprocess files (this one included).")
+@click.option("--max-layers", type=click.IntRange(min=3), default=DEFAULT_MAX_LAYERS, show_default=True,
+              help="Refuse stacks with more focal layers than this.")
 @click.option("--loader", default="tiff-stack", show_default=True, help="Loader plugin that reads the files.")
 @size_option
 @click.pass_context
 @friendly_errors
-def ingest(ctx, image_dir: Path, manifest: Path | None, loader: str, size: int) -> None:
+def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, layout: Path | None,
+           plate_format: str, exclude_edge: bool, workers: int, max_layers: int, loader: str, size: int) -> None:
     """Read image stacks, crop around the object, and store crops and metadata.
 
-    Paths in the manifest are relative to IMAGE_DIR. Files that cannot be used are recorded in
-    the `rejects` table with the reason; the others are ingested. Re-running is cheap: files
-    already ingested with the same preprocessing are recognised by their content hash.
+    The plate is described by a manifest CSV (paths relative to IMAGE_DIR) or by a file-name
+    pattern. Files that cannot be used are recorded in the `rejects` table with the reason; the
+    others are ingested. Re-running is cheap: files already ingested with the same preprocessing
+    are recognised by their content hash. Each well's images on consecutive days are paired in
+    the `pairs` table.
 
     \b
-    Example:
+    Examples:
         phenorank ingest plate1/ --manifest plate1/manifest.csv
+        phenorank ingest plate1/ --pattern '{plate}_{well}_day{day}.tif' --layout plate-map.csv
     """
-    entries = read_manifest(manifest or image_dir / "manifest.csv", image_dir)
     plugin = get_registry().create("loader", loader)
-    params = PreprocessParams(size=size)
-    with recorded_run(ctx, "ingest", {"image_dir": str(image_dir), "loader": loader, "size": size}) as (store, run_id):
-        with progress_bar("ingest", len(entries)) as advance:
-            report = run_ingest(entries, plugin, store, run_id, params, advance)
-    err.print(f"ingested {report.ingested}, unchanged {report.cached}, rejected {len(report.rejected)} "
-              f"of {len(entries)} files into {ctx.obj['db']}")
+    if layout and not pattern:
+        raise click.UsageError("--layout goes with --pattern (a manifest already holds every field)")
+    if pattern and manifest:
+        raise click.UsageError("give either --manifest or --pattern, not both")
+    if pattern:
+        entries, unmatched = entries_from_pattern(image_dir, pattern, layout, int(plate_format),
+                                                  plugin.suffixes or (".tif", ".tiff"))
+        if unmatched:
+            err.print(f"[yellow]{len(unmatched)} file(s) do not match the pattern and were left out[/], "
+                      f"e.g. {', '.join(unmatched[:3])}")
+    else:
+        entries = read_manifest(manifest or image_dir / "manifest.csv", image_dir, int(plate_format))
+    if exclude_edge:
+        kept = [e for e in entries if not e.edge]
+        err.print(f"left out {len(entries) - len(kept)} image(s) of edge wells")
+        entries = kept
+    params = PreprocessParams(size=size, max_layers=max_layers)
+    run_params = {"image_dir": str(image_dir), "manifest": str(manifest) if manifest else None,
+                  "pattern": pattern, "layout": str(layout) if layout else None, "plate_format": plate_format,
+                  "exclude_edge": exclude_edge, "loader": loader, "size": size, "max_layers": max_layers}
+    with recorded_run(ctx, "ingest", run_params) as (store, run_id):
+        with progress_bar(f"ingest ({workers} worker{'s' * (workers > 1)})", len(entries)) as advance:
+            report = run_ingest(entries, plugin, store, run_id, params, workers, advance)
+    err.print(f"ingested {report.ingested}, unchanged {report.cached}, metadata updated {report.updated}, "
+              f"rejected {len(report.rejected)} of {len(entries)} files into {ctx.obj['db']}; "
+              f"{report.pairs} day-to-day pairs" +
+              (f" ({report.unpaired_wells} wells with several images on one day left unpaired)"
+               if report.unpaired_wells else ""))
+    for note in report.notes:
+        err.print(f"[yellow]{note}[/]")
     if report.rejected:
         show(["file", "reason"], report.rejected, title="Rejected files (also in table `rejects`)")
 
@@ -74,7 +121,7 @@ def demo(ctx, out_dir: Path, full_size: bool, seed: int) -> None:
             synthetic_plate.generate_plate(out_dir, spec, advance)
         stamp.write_text(json.dumps(spec.__dict__))
     err.print(f"[bold]SYNTHETIC[/] demo plate in {out_dir}/ ({height}x{width} px, seed {seed})")
-    ctx.invoke(ingest, image_dir=out_dir, manifest=manifest, loader="tiff-stack", size=96)
+    ctx.invoke(ingest, image_dir=out_dir, manifest=manifest)  # click fills in the other defaults
     grid = GridSpec(encoders=["raw", "morphometrics"], metrics=["cosine", "euclidean"], rankers=["centroid"],
                     references=["control"], evaluators=["ranking-accuracy", "rank-correlation"],
                     preprocess_key=PreprocessParams().key)

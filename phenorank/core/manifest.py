@@ -1,10 +1,15 @@
-"""The image data model and the manifest CSV that describes a plate.
+"""The image data model and the two ways to describe a plate: a manifest CSV or file names.
 
-One manifest row is one acquisition of one well on one day. Required columns: ``path``
-(relative to the image folder), ``well`` (A01..P24), ``day``, ``condition``. Optional:
-``plate``, ``treatment``, ``concentration``, ``replicate``, and ``row``/``col`` (checked against
-the well). Any other column (``effect``, ``donor``, ...) is kept as extra metadata and can be
-used by evaluators, e.g. ``rank-correlation`` against a known effect.
+One entry is one acquisition of one well on one day. Required fields: ``path`` (relative to the
+image folder), ``well`` (A01..H12, or A01..P24 on a 384-well plate), ``day``, ``condition``.
+Optional: ``plate``, ``treatment``, ``concentration``, ``replicate``, and ``row``/``col``
+(checked against the well). Any other field (``effect``, ``donor``, ...) is kept as extra
+metadata and can be used by evaluators, e.g. ``rank-correlation`` against a known effect.
+
+Fields come from a manifest CSV (:func:`read_manifest`), or from a file-name pattern such as
+``{plate}_{well}_day{day}.tif`` plus an optional plate layout CSV keyed by well
+(:func:`entries_from_pattern`). Either way, every problem names its file, line or file name, and
+field, before anything is written.
 """
 
 from __future__ import annotations
@@ -14,24 +19,26 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .plate import PLATE_FORMATS, PlateFormat
+
 REQUIRED = ("path", "well", "day", "condition")
 KNOWN = REQUIRED + ("plate", "treatment", "concentration", "replicate", "row", "col")
-WELL_PATTERN = re.compile(r"^([A-Pa-p])0*([1-9][0-9]?)$")
-MAX_COLUMNS = 24  # a 384-well plate has rows A..P and columns 1..24
+DEFAULT_PLATE = "plate1"
 
 
 class ManifestError(ValueError):
-    """The manifest is unusable; the message names the file, the row and the field."""
+    """The description of the plate is unusable; the message names the file, the row and the field."""
 
 
 @dataclass
 class ManifestEntry:
     path: Path
-    line: int
+    source: str  # where the fields came from, for messages: "manifest.csv line 4" or the file name
     plate: str
     well: str
     row: str
     col: int
+    edge: bool
     day: int
     condition: str
     treatment: str | None = None
@@ -42,50 +49,24 @@ class ManifestEntry:
     def metadata(self) -> dict:
         return {
             "path": str(self.path), "plate": self.plate, "well": self.well, "row": self.row,
-            "col": self.col, "day": self.day, "condition": self.condition, "treatment": self.treatment,
-            "concentration": self.concentration, "replicate": self.replicate, "extra": self.extra,
+            "col": self.col, "edge": self.edge, "day": self.day, "condition": self.condition,
+            "treatment": self.treatment, "concentration": self.concentration, "replicate": self.replicate,
+            "extra": self.extra,
         }
 
 
-def parse_well(well: str) -> tuple[str, int, str]:
-    """'b3' -> ('B', 3, 'B03')."""
-    match = WELL_PATTERN.match(well.strip())
-    if not match or not 1 <= int(match.group(2)) <= MAX_COLUMNS:
-        raise ValueError(f"{well!r} is not a well name like A01 (rows A-P, columns 1-{MAX_COLUMNS})")
-    row, col = match.group(1).upper(), int(match.group(2))
-    return row, col, f"{row}{col:02d}"
-
-
-def read_manifest(manifest: str | Path, image_dir: str | Path | None = None) -> list[ManifestEntry]:
-    """Parse and validate every row; the first problem raises naming the file, line and field."""
-    manifest = Path(manifest)
-    image_dir = Path(image_dir) if image_dir is not None else manifest.parent
-    if not manifest.is_file():
-        raise ManifestError(f"manifest {manifest} does not exist")
-    with manifest.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        missing = [c for c in REQUIRED if c not in header]
-        if missing:
-            raise ManifestError(f"{manifest}: missing required column(s) {', '.join(missing)} "
-                                f"(found: {', '.join(header) or 'no header'})")
-        entries = [_entry(manifest, image_dir, line, row) for line, row in enumerate(reader, start=2)]
-    if not entries:
-        raise ManifestError(f"{manifest} has a header but no rows")
-    return entries
-
-
-def _entry(manifest: Path, image_dir: Path, line: int, raw: dict) -> ManifestEntry:
-    row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
+def make_entry(fields: dict[str, str], image_dir: Path, source: str, plate: PlateFormat) -> ManifestEntry:
+    """Validate one set of text fields; the first problem raises naming ``source`` and the field."""
+    row = {(k or "").strip(): (v or "").strip() for k, v in fields.items()}
 
     def fail(column: str, problem: str) -> ManifestError:
-        return ManifestError(f"{manifest} line {line}: field {column!r} {problem}")
+        return ManifestError(f"{source}: field {column!r} {problem}")
 
     for column in REQUIRED:
         if not row.get(column):
             raise fail(column, "is missing")
     try:
-        well_row, well_col, well = parse_well(row["well"])
+        well_row, well_col, well = plate.parse_well(row["well"])
     except ValueError as exc:
         raise fail("well", str(exc)) from None
     if row.get("row") and row["row"].upper() != well_row:
@@ -95,9 +76,9 @@ def _entry(manifest: Path, image_dir: Path, line: int, raw: dict) -> ManifestEnt
     path = Path(row["path"])
     return ManifestEntry(
         path=path if path.is_absolute() else image_dir / path,
-        line=line,
-        plate=row.get("plate") or "plate1",
-        well=well, row=well_row, col=well_col,
+        source=source,
+        plate=row.get("plate") or DEFAULT_PLATE,
+        well=well, row=well_row, col=well_col, edge=plate.is_edge(well_row, well_col),
         day=_number(row["day"], int, lambda p: fail("day", p)),
         condition=row["condition"],
         treatment=row.get("treatment") or None,
@@ -105,6 +86,122 @@ def _entry(manifest: Path, image_dir: Path, line: int, raw: dict) -> ManifestEnt
         replicate=_number(row.get("replicate"), int, lambda p: fail("replicate", p)),
         extra={k: v for k, v in row.items() if k and k not in KNOWN},
     )
+
+
+def read_manifest(manifest: str | Path, image_dir: str | Path | None = None,
+                  plate_format: int = 96) -> list[ManifestEntry]:
+    """Parse and validate every row; the first problem raises naming the file, line and field."""
+    manifest = Path(manifest)
+    image_dir = Path(image_dir) if image_dir is not None else manifest.parent
+    header, rows = _read_csv(manifest, REQUIRED)
+    entries = [make_entry(row, image_dir, f"{manifest} line {line}", PLATE_FORMATS[plate_format])
+               for line, row in rows]
+    if not entries:
+        raise ManifestError(f"{manifest} has a header but no rows")
+    first_seen: dict[Path, str] = {}
+    for entry in entries:
+        if entry.path in first_seen:
+            raise ManifestError(f"{entry.source}: field 'path' {str(entry.path)!r} is listed already "
+                                f"({first_seen[entry.path]})")
+        first_seen[entry.path] = entry.source
+    return entries
+
+
+def compile_pattern(pattern: str) -> re.Pattern:
+    """``{plate}_{well}_day{day}.tif`` -> a regular expression with one named group per field.
+
+    ``{name}`` matches any text without ``/`` (``{well}`` a well name, ``{day}`` digits);
+    ``{name:REGEX}`` gives the regular expression; ``*`` matches anything without ``/``.
+    """
+    default = {"well": r"[A-Za-z]\d{1,2}", "day": r"\d+", "col": r"\d+", "replicate": r"\d+"}
+    parts, position = [], 0
+    for match in re.finditer(r"\{(\w*)(?::([^{}]+))?\}|\*", pattern):
+        parts.append(re.escape(pattern[position:match.start()]))
+        if match.group(0) == "*":
+            parts.append(r"[^/]*")
+        elif not match.group(1):
+            raise ManifestError(f"pattern {pattern!r}: every {{...}} needs a field name, e.g. {{well}}")
+        else:
+            name = match.group(1)
+            parts.append(f"(?P<{name}>{match.group(2) or default.get(name, r'[^/]+?')})")
+        position = match.end()
+    parts.append(re.escape(pattern[position:]))
+    try:
+        return re.compile("".join(parts))
+    except re.error as exc:
+        raise ManifestError(f"pattern {pattern!r} is not usable: {exc}") from None
+
+
+def entries_from_pattern(image_dir: str | Path, pattern: str, layout: str | Path | None = None,
+                         plate_format: int = 96, suffixes: tuple[str, ...] = (".tif", ".tiff")
+                         ) -> tuple[list[ManifestEntry], list[str]]:
+    """Entries for the files under ``image_dir`` whose relative path matches ``pattern``, with the
+    fields of ``layout`` (a CSV with a ``well`` column, optionally ``plate``) joined by well.
+
+    Returns the entries and the image files that did not match, so the caller can warn.
+    """
+    image_dir = Path(image_dir)
+    if not image_dir.is_dir():
+        raise ManifestError(f"image folder {image_dir} does not exist")
+    regex = compile_pattern(pattern)
+    plate = PLATE_FORMATS[plate_format]
+    by_well = _read_layout(Path(layout), plate) if layout else {}
+    entries, unmatched = [], []
+    files = sorted(p for p in image_dir.rglob("*") if p.is_file() and p.name.lower().endswith(suffixes))
+    for path in files:
+        relative = path.relative_to(image_dir).as_posix()
+        match = regex.fullmatch(relative)
+        if not match:
+            unmatched.append(relative)
+            continue
+        fields = {k: v for k, v in match.groupdict().items() if v is not None}
+        source = f"file name {relative}"
+        if "well" in fields:
+            try:
+                well = plate.parse_well(fields["well"])[2]
+            except ValueError as exc:
+                raise ManifestError(f"{source}: field 'well' {exc}") from None
+            planned = by_well.get((fields.get("plate"), well)) or by_well.get((None, well)) or {}
+            for key, value in planned.items():
+                if key in fields and fields[key] != value:
+                    raise ManifestError(f"{source}: field {key!r} is {fields[key]!r} in the file name but "
+                                        f"{value!r} in the layout {layout}")
+                fields.setdefault(key, value)
+        entries.append(make_entry({**fields, "path": relative}, image_dir, source, plate))
+    if not entries:
+        raise ManifestError(f"no file under {image_dir} matches the pattern {pattern!r}"
+                            + (f" (e.g. {unmatched[0]})" if unmatched else ""))
+    return entries, unmatched
+
+
+def _read_layout(layout: Path, plate: PlateFormat) -> dict[tuple[str | None, str], dict[str, str]]:
+    """A plate map: one row per well (and plate, when the column exists) with its condition etc."""
+    header, rows = _read_csv(layout, ("well",))
+    by_well: dict[tuple[str | None, str], dict[str, str]] = {}
+    for line, row in rows:
+        fields = {k.strip(): (v or "").strip() for k, v in row.items() if k and (v or "").strip()}
+        try:
+            well = plate.parse_well(fields.get("well", ""))[2]
+        except ValueError as exc:
+            raise ManifestError(f"{layout} line {line}: field 'well' {exc}") from None
+        key = (fields.get("plate"), well)
+        if key in by_well:
+            raise ManifestError(f"{layout} line {line}: well {well} is listed twice")
+        by_well[key] = {k: v for k, v in fields.items() if k not in ("well", "path")}
+    return by_well
+
+
+def _read_csv(path: Path, required: tuple[str, ...]) -> tuple[list[str], list[tuple[int, dict]]]:
+    if not path.is_file():
+        raise ManifestError(f"{path} does not exist")
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise ManifestError(f"{path}: missing required column(s) {', '.join(missing)} "
+                                f"(found: {', '.join(header) or 'no header'})")
+        return header, list(enumerate(reader, start=2))
 
 
 def _number(text: str | None, kind: type, fail):

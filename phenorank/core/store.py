@@ -1,6 +1,6 @@
-"""The DuckDB store: the one module that owns phenorank's SQL.
+"""The DuckDB store: the one module that reads and writes phenorank's tables.
 
-Every result lands in one DuckDB file. The schema is created and upgraded by ordered migrations
+Every result lands in one DuckDB file. The schema lives in ``schema.py`` as ordered migrations
 recorded in ``schema_migrations``; opening an older file applies the missing ones. Writes of one
 logical result (an ingest batch, an embedding batch, a ranking with its scores) happen in one
 transaction, so an interrupted command leaves either the whole result or none of it. Writing the
@@ -22,70 +22,21 @@ import numpy as np
 import pyarrow as pa
 
 from ..registry.contracts import Samples
+from .schema import MIGRATIONS, SCHEMA_VERSION
 
 DEFAULT_PATH = "phenorank.duckdb"
 
 IMAGE_COLUMNS = (
     "image_id", "path", "plate", "well", "row", "col", "day", "condition", "treatment",
-    "concentration", "replicate", "n_layers", "height", "width", "dtype",
+    "concentration", "replicate", "n_layers", "height", "width", "dtype", "edge",
 )
+METADATA_COLUMNS = ("path", "plate", "well", "row", "col", "edge", "day", "condition", "treatment",
+                    "concentration", "replicate")
+SHAPE_COLUMNS = ("n_layers", "height", "width", "dtype")
 CROP_COLUMNS = (
     "image_id", "preprocess_key", "size", "crop_x", "crop_y", "crop_side", "layers_used", "pixels",
 )
 
-_COMPARISON_VIEW = """
-CREATE OR REPLACE VIEW comparison AS
-SELECT s.encoder, s.head, r.ranker, r.metric, r.reference, r.day,
-       e.evaluator, e.name, e.value,
-       e.params AS evaluator_params, r.ranker_params, r.metric_params, s.params AS encoder_params,
-       r.ranking_id, s.embedding_set_id, e.created_at
-FROM evaluations e
-JOIN rankings r ON e.subject_kind = 'ranking' AND e.subject_id = r.ranking_id
-JOIN embedding_sets s ON s.embedding_set_id = r.embedding_set_id
-UNION ALL
-SELECT s.encoder, s.head, NULL, NULL, NULL, NULL,
-       e.evaluator, e.name, e.value,
-       e.params, NULL, NULL, s.params,
-       NULL, s.embedding_set_id, e.created_at
-FROM evaluations e
-JOIN embedding_sets s ON e.subject_kind = 'embedding_set' AND e.subject_id = s.embedding_set_id
-"""
-
-# Ordered and append-only: a released migration is never edited, a change is a new entry.
-MIGRATIONS: list[tuple[int, str, str]] = [
-    (1, "initial schema", """
-CREATE TABLE runs (
-    run_id VARCHAR PRIMARY KEY, command VARCHAR, params JSON, config_hash VARCHAR,
-    code_version VARCHAR, started_at TIMESTAMPTZ, ended_at TIMESTAMPTZ, status VARCHAR,
-    message VARCHAR);
-CREATE TABLE images (
-    image_id VARCHAR PRIMARY KEY, path VARCHAR, plate VARCHAR, well VARCHAR, "row" VARCHAR,
-    col INTEGER, day INTEGER, condition VARCHAR, treatment VARCHAR, concentration DOUBLE,
-    replicate INTEGER, n_layers INTEGER, height INTEGER, width INTEGER, dtype VARCHAR,
-    extra JSON, run_id VARCHAR, ingested_at TIMESTAMPTZ);
-CREATE TABLE crops (
-    image_id VARCHAR, preprocess_key VARCHAR, size INTEGER, crop_x INTEGER, crop_y INTEGER,
-    crop_side INTEGER, layers_used INTEGER[], pixels BLOB,
-    PRIMARY KEY (image_id, preprocess_key));
-CREATE TABLE rejects (
-    path VARCHAR PRIMARY KEY, reason VARCHAR, run_id VARCHAR, rejected_at TIMESTAMPTZ);
-CREATE TABLE embedding_sets (
-    embedding_set_id VARCHAR PRIMARY KEY, encoder VARCHAR, head VARCHAR, params JSON,
-    preprocess_key VARCHAR, dim INTEGER, feature_names VARCHAR[], run_id VARCHAR,
-    created_at TIMESTAMPTZ);
-CREATE TABLE embeddings (embedding_set_id VARCHAR, image_id VARCHAR, vector FLOAT[]);
-CREATE TABLE rankings (
-    ranking_id VARCHAR PRIMARY KEY, embedding_set_id VARCHAR, ranker VARCHAR, ranker_params JSON,
-    metric VARCHAR, metric_params JSON, reference VARCHAR, day INTEGER, n_images INTEGER,
-    fingerprint VARCHAR, run_id VARCHAR, created_at TIMESTAMPTZ);
-CREATE TABLE scores (ranking_id VARCHAR, image_id VARCHAR, score DOUBLE, rank INTEGER);
-CREATE TABLE evaluations (
-    subject_kind VARCHAR, subject_id VARCHAR, evaluator VARCHAR, params JSON, params_hash VARCHAR,
-    name VARCHAR, value DOUBLE, details JSON, run_id VARCHAR, created_at TIMESTAMPTZ);
-""" + _COMPARISON_VIEW),
-]
-
-SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
 class StoreError(RuntimeError):
@@ -158,6 +109,14 @@ class Store:
         return self._one("SELECT max(version) FROM schema_migrations")[0] or 0
 
     # -- runs ------------------------------------------------------------------------------
+    def mark_interrupted_runs(self) -> int:
+        """Runs still 'running' when the file is opened for writing died mid-way (DuckDB lets
+        one process write at a time): say so."""
+        count = self._one("SELECT count(*) FROM runs WHERE status = 'running'")[0]
+        if count:
+            self.con.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
+        return count
+
     def start_run(self, command: str, params: dict, config_hash: str, code_version: str) -> str:
         run_id = uuid.uuid4().hex[:16]
         self.con.execute(
@@ -173,17 +132,28 @@ class Store:
         )
 
     # -- images, crops, rejects --------------------------------------------------------------
-    def cached_image(self, image_id: str, preprocess_key: str) -> dict | None:
-        """The stored shape fields of an image whose crop for these parameters exists."""
-        row = self._one(
-            "SELECT n_layers, height, width, dtype FROM images JOIN crops USING (image_id) "
-            "WHERE image_id = ? AND preprocess_key = ?", [image_id, preprocess_key])
-        return None if row is None else dict(zip(("n_layers", "height", "width", "dtype"), row))
+    def image_records(self, preprocess_key: str) -> dict[str, dict]:
+        """Every stored image: its metadata (as ``ManifestEntry.metadata()`` gives it), its shape
+        fields, and whether its crop for these preprocessing parameters exists."""
+        result = self.con.execute(
+            f"SELECT i.image_id, {', '.join(f'i.{_quoted(c)}' for c in METADATA_COLUMNS)}, "
+            f"i.extra, {', '.join(f'i.{c}' for c in SHAPE_COLUMNS)}, c.image_id IS NOT NULL AS has_crop "
+            "FROM images i LEFT JOIN crops c ON c.image_id = i.image_id AND c.preprocess_key = ?",
+            [preprocess_key]).fetchall()
+        records = {}
+        n_meta = len(METADATA_COLUMNS)
+        for row in result:
+            metadata = dict(zip(METADATA_COLUMNS, row[1:1 + n_meta]))
+            metadata["extra"] = json.loads(row[1 + n_meta] or "{}")
+            shape = dict(zip(SHAPE_COLUMNS, row[2 + n_meta:2 + n_meta + len(SHAPE_COLUMNS)]))
+            records[row[0]] = {"metadata": metadata, "shape": shape, "has_crop": row[-1]}
+        return records
 
     def write_images(self, images: list[dict], crops: list[dict], run_id: str) -> None:
         """Insert or replace image metadata and their preprocessed crops, all in one transaction.
 
-        Clears earlier rejects of the same paths: the file has now been read successfully.
+        Clears earlier rejects of the same paths: the file has now been read successfully. An
+        image stored earlier under the same path with other content is replaced: the file changed.
         """
         if not images and not crops:
             return
@@ -200,7 +170,10 @@ class Store:
         }) if crops else None
         with self.transaction():
             if images:
-                self.con.execute("DELETE FROM images WHERE image_id IN (SELECT image_id FROM image_table)")
+                self.con.execute("DELETE FROM crops WHERE image_id IN (SELECT i.image_id FROM images i "
+                                 "JOIN image_table t ON i.path = t.path AND i.image_id <> t.image_id)")
+                self.con.execute("DELETE FROM images WHERE image_id IN (SELECT image_id FROM image_table) "
+                                 "OR path IN (SELECT path FROM image_table)")
                 self.con.execute("INSERT INTO images BY NAME SELECT * FROM image_table")
                 self.con.execute("DELETE FROM rejects WHERE path IN (SELECT path FROM image_table)")
             if crop_table is not None:
@@ -221,6 +194,30 @@ class Store:
         with self.transaction():
             self.con.execute("DELETE FROM rejects WHERE path IN (SELECT path FROM reject_table)")
             self.con.execute("INSERT INTO rejects BY NAME SELECT * FROM reject_table")
+
+    def rebuild_pairs(self) -> tuple[int, int]:
+        """Pair each well's images on consecutive days (day 7 -> day 10 in seed 000's design).
+
+        Returns (pairs, wells skipped) where a well is skipped on a day with more than one image,
+        as which of them continues which would be a guess.
+        """
+        with self.transaction():
+            self.con.execute("DELETE FROM pairs")
+            self.con.execute("""
+                INSERT INTO pairs
+                WITH per_day AS (
+                    SELECT plate, well, day, count(*) AS n, min(image_id) AS image_id
+                    FROM images GROUP BY plate, well, day),
+                steps AS (
+                    SELECT *, lead(day) OVER w AS next_day, lead(image_id) OVER w AS next_id,
+                           lead(n) OVER w AS next_n
+                    FROM per_day WINDOW w AS (PARTITION BY plate, well ORDER BY day))
+                SELECT plate, well, day, next_day, image_id, next_id FROM steps
+                WHERE next_day IS NOT NULL AND n = 1 AND next_n = 1""")
+        pairs = self._one("SELECT count(*) FROM pairs")[0]
+        skipped = self._one("SELECT count(DISTINCT (plate, well)) FROM (SELECT plate, well FROM images "
+                            "GROUP BY plate, well, day HAVING count(*) > 1)")[0]
+        return pairs, skipped
 
     def load_samples(self, image_ids: Sequence[str]) -> Samples:
         """Metadata of the given images in the order given, with the manifest's extra columns as
@@ -427,9 +424,13 @@ ORDER BY encoder, head, ranker, metric, reference, day"""
         return result.columns, result.fetchall()
 
     def table_counts(self) -> dict[str, int]:
-        tables = ("images", "crops", "rejects", "runs", "embedding_sets", "embeddings", "rankings",
+        tables = ("images", "crops", "rejects", "pairs", "runs", "embedding_sets", "embeddings", "rankings",
                   "scores", "evaluations")
         return {t: self._one(f"SELECT count(*) FROM {t}")[0] for t in tables}
+
+
+def _quoted(column: str) -> str:
+    return f'"{column}"'
 
 
 def _as_column(values: list) -> np.ndarray:
@@ -478,4 +479,6 @@ def open_store(path: str | Path = DEFAULT_PATH, read_only: bool = False) -> Stor
     except duckdb.IOException as exc:
         raise StoreError(f"cannot open {path}: {exc}") from None
     _migrate(con)
-    return Store(con, path, read_only=False)
+    store = Store(con, path, read_only=False)
+    store.mark_interrupted_runs()
+    return store
