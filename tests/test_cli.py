@@ -92,3 +92,46 @@ def test_demo_runs_end_to_end_twice_with_the_same_rows(tmp_path, monkeypatch):
     assert second.exit_code == 0 and "unchanged 120" in second.output
     assert counts("phenorank.duckdb") == rows_after_first
     assert rows_after_first["rankings"] == 4 and rows_after_first["evaluations"] == 12
+
+
+def test_ingest_by_file_name_pattern_with_a_plate_layout(invoke, tiny_plate):
+    import shutil
+
+    with open(tiny_plate / "manifest.csv") as handle:
+        manifest = list(csv.DictReader(handle))
+    layout = tiny_plate / "layout.csv"
+    with layout.open("w", newline="") as handle:  # one row per well: what a plate map holds
+        writer = csv.DictWriter(handle, fieldnames=["well", "condition", "treatment", "concentration", "effect"])
+        writer.writeheader()
+        for row in {r["well"]: r for r in manifest if r["day"] == "10"}.values():
+            writer.writerow({k: row[k] for k in writer.fieldnames})
+        writer.writerow({"well": "A01", "condition": "control"})
+    shutil.copy(tiny_plate / manifest[0]["path"], tiny_plate / "images" / "synthetic-plate-1_A01_day7.tif")
+    (tiny_plate / "images" / "notes.tif").write_text("not part of the plate")
+
+    result = invoke("ingest", tiny_plate, "--pattern", "images/{plate}_{well}_day{day}.tif", "--layout", layout,
+                    "--exclude-edge", "--workers", "2")
+    assert "1 file(s) do not match the pattern" in result.output and "notes.tif" in result.output
+    assert "left out 1 image(s) of edge wells" in result.output
+    assert "ingested 120, unchanged 0, metadata updated 0, rejected 0 of 120" in result.output
+    by_manifest = {(r["well"], int(r["day"]), r["condition"], r["effect"]) for r in manifest}
+    with open_store(invoke.db, read_only=True) as store:
+        _, rows = store.query("SELECT well, day, condition, extra->>'effect', plate, edge FROM images")
+    assert {r[:4] for r in rows} == by_manifest
+    assert {r[4:] for r in rows} == {("synthetic-plate-1", False)}
+
+    again = invoke("ingest", tiny_plate)  # the manifest adds its extra columns: metadata updates only
+    assert "ingested 0, unchanged 0, metadata updated 120" in again.output
+
+
+def test_wells_of_a_384_plate_need_the_plate_format(invoke, tmp_path):
+    from conftest import save_stack, spheroid_stack
+
+    folder = tmp_path / "plate384"
+    folder.mkdir()
+    save_stack(folder / "P24_d7_control.tif", spheroid_stack(seed=1))
+    pattern = "{well}_d{day}_{condition}.tif"
+    result = invoke("ingest", folder, "--pattern", pattern, ok=False)
+    assert result.exit_code == 1 and "not on a 96-well plate" in result.output and "--plate-format 384" in result.output
+    result = invoke("ingest", folder, "--pattern", pattern, "--plate-format", "384")
+    assert "ingested 1" in result.output

@@ -77,15 +77,18 @@ def test_crop_found_on_a_reduced_image_matches_full_resolution(large_spheroids):
         assert difference.mean() < 0.01 * 65535
 
 
-def test_pixels_equal_a_float_reference_of_the_same_crop(large_spheroids):
+def test_pixels_equal_a_float_area_average_of_the_same_crop(large_spheroids):
     import cv2
 
-    stack = large_spheroids[2]
-    crop = preprocess_stack(stack, PreprocessParams(size=96))
-    side, x0, y0 = crop.crop_side, crop.crop_x, crop.crop_y
-    reference = np.stack([cv2.resize(stack[i, y0:y0 + side, x0:x0 + side].astype(np.float64) / 65535,
-                                     (96, 96), interpolation=cv2.INTER_AREA) for i in crop.layers_used])
-    assert np.abs(crop.pixels / 65535 - reference).max() <= 1.0 / 65535
+    worst = []
+    for stack in large_spheroids:  # 1000 -> 500 (binned 2 x 2) -> 48: as 2054 -> 1027 -> 96
+        crop = preprocess_stack(stack, PreprocessParams(size=48))
+        side, x0, y0 = crop.crop_side, crop.crop_x, crop.crop_y
+        reference = np.stack([cv2.resize(stack[i, y0:y0 + side, x0:x0 + side].astype(np.float64), (48, 48),
+                                         interpolation=cv2.INTER_AREA) for i in crop.layers_used])
+        levels = np.abs(crop.pixels - reference)
+        worst.append((levels.max(), levels.mean()))
+    assert max(w[0] for w in worst) < 257 / 2 and max(w[1] for w in worst) < 8  # 257 = one 8-bit step
 
 
 def test_sixteen_bit_information_is_kept():
@@ -125,3 +128,15 @@ def test_big_endian_input_is_read_by_value():
 def test_unusable_images_raise_a_clear_error(stack, message):
     with pytest.raises(PreprocessError, match=message):
         preprocess_stack(stack)
+
+
+def test_otsu_from_opencv_histogram_equals_skimage():
+    from skimage.filters import threshold_otsu
+
+    from phenorank.core.preprocess import otsu_threshold
+
+    rng = np.random.default_rng(0)
+    for k in range(200):
+        image = np.clip(rng.normal(rng.uniform(50, 200), rng.uniform(3, 60), (40, 50)), 0, 255).astype(np.uint8)
+        image[5:5 + k % 20, 5:25] = rng.integers(0, 80)
+        assert otsu_threshold(image) == threshold_otsu(image)

@@ -40,7 +40,7 @@ def default_workers() -> int:
               help="Wells per plate: which well names exist and which are on the edge.")
 @click.option("--exclude-edge", is_flag=True, help="Leave out the outer ring of wells (edge effect).")
 @click.option("--workers", type=click.IntRange(min=1), default=default_workers, show_default="all cores",
-              help="Processes that read and preprocess files (this one included).")
+              help="Threads that hash, read and preprocess files in parallel.")
 @click.option("--max-layers", type=click.IntRange(min=3), default=DEFAULT_MAX_LAYERS, show_default=True,
               help="Refuse stacks with more focal layers than this.")
 @click.option("--loader", default="tiff-stack", show_default=True, help="Loader plugin that reads the files.")
@@ -91,8 +91,6 @@ def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, lay
               f"{report.pairs} day-to-day pairs" +
               (f" ({report.unpaired_wells} wells with several images on one day left unpaired)"
                if report.unpaired_wells else ""))
-    for note in report.notes:
-        err.print(f"[yellow]{note}[/]")
     if report.rejected:
         show(["file", "reason"], report.rejected, title="Rejected files (also in table `rejects`)")
 

@@ -100,6 +100,17 @@ class Store:
             raise
         self.con.commit()
 
+    @contextmanager
+    def threads(self, count: int) -> Iterator[None]:
+        """Let DuckDB use at most ``count`` threads for a while (e.g. while other threads of this
+        process keep the cores busy)."""
+        before = self._one("SELECT current_setting('threads')")[0]
+        self.con.execute(f"SET threads = {int(count)}")
+        try:
+            yield
+        finally:
+            self.con.execute(f"SET threads = {int(before)}")
+
     def _one(self, sql: str, params: list | None = None) -> tuple | None:
         """The first row of a query (DuckDB 2 wants every result read to its end)."""
         rows = self.con.execute(sql, params or []).fetchall()
@@ -149,71 +160,76 @@ class Store:
             records[row[0]] = {"metadata": metadata, "shape": shape, "has_crop": row[-1]}
         return records
 
-    def write_images(self, images: list[dict], crops: list[dict], run_id: str) -> None:
-        """Insert or replace image metadata and their preprocessed crops, all in one transaction.
+    def rejected_paths(self) -> set[str]:
+        return {r[0] for r in self.con.execute("SELECT path FROM rejects").fetchall()}
 
-        Clears earlier rejects of the same paths: the file has now been read successfully. An
-        image stored earlier under the same path with other content is replaced: the file changed.
+    def write_images(self, images: list[dict], crops: list[dict], run_id: str,
+                     rejects: Sequence[tuple[str, str]] = (), fresh: bool = False, pairs: bool = False) -> None:
+        """Insert or replace image metadata, their preprocessed crops and rejected files (path,
+        reason), all in one transaction.
+
+        A stored row with the same image id, or (for images) the same path, is replaced: an image
+        stored earlier under that path with other content means the file changed. A path that is
+        now ingested leaves ``rejects``. ``fresh=True`` says the caller knows none of the ids and
+        paths is stored or rejected yet, which saves the look-ups. ``pairs=True`` also rebuilds the
+        ``pairs`` table in the same transaction (one commit, not two, at the end of an ingest).
         """
-        if not images and not crops:
+        if not (images or crops or rejects or pairs):
             return
         now = _now()
-        image_table = pa.table({
+        image_table = pa.table({  # noqa: F841  (tables are read by name in the SQL below)
             **{c: [img.get(c) for img in images] for c in IMAGE_COLUMNS},
             "extra": [_json(img.get("extra") or {}) for img in images],
             "run_id": [run_id] * len(images),
             "ingested_at": [now] * len(images),
         })
-        crop_table = pa.table({
+        crop_table = pa.table({  # noqa: F841
             c: pa.array([crop[c] for crop in crops], type=pa.binary() if c == "pixels" else None)
             for c in CROP_COLUMNS
         }) if crops else None
-        with self.transaction():
-            if images:
-                self.con.execute("DELETE FROM crops WHERE image_id IN (SELECT i.image_id FROM images i "
-                                 "JOIN image_table t ON i.path = t.path AND i.image_id <> t.image_id)")
-                self.con.execute("DELETE FROM images WHERE image_id IN (SELECT image_id FROM image_table) "
-                                 "OR path IN (SELECT path FROM image_table)")
-                self.con.execute("INSERT INTO images BY NAME SELECT * FROM image_table")
-                self.con.execute("DELETE FROM rejects WHERE path IN (SELECT path FROM image_table)")
-            if crop_table is not None:
-                self.con.execute(
-                    "DELETE FROM crops WHERE (image_id, preprocess_key) IN "
-                    "(SELECT (image_id, preprocess_key) FROM crop_table)"
-                )
-                self.con.execute("INSERT INTO crops BY NAME SELECT * FROM crop_table")
-
-    def write_rejects(self, rejects: list[tuple[str, str]], run_id: str) -> None:
-        if not rejects:
-            return
-        now = _now()
         reject_table = pa.table({  # noqa: F841
-            "path": [p for p, _ in rejects], "reason": [r for _, r in rejects],
+            "path": pa.array([p for p, _ in rejects], pa.string()), "reason": [r for _, r in rejects],
             "run_id": [run_id] * len(rejects), "rejected_at": [now] * len(rejects),
         })
         with self.transaction():
-            self.con.execute("DELETE FROM rejects WHERE path IN (SELECT path FROM reject_table)")
-            self.con.execute("INSERT INTO rejects BY NAME SELECT * FROM reject_table")
+            if images:
+                if not fresh:
+                    self.con.execute("DELETE FROM crops WHERE image_id IN (SELECT i.image_id FROM images i "
+                                     "JOIN image_table t ON i.path = t.path AND i.image_id <> t.image_id)")
+                    self.con.execute("DELETE FROM images WHERE image_id IN (SELECT image_id FROM image_table) "
+                                     "OR path IN (SELECT path FROM image_table)")
+                    self.con.execute("DELETE FROM rejects WHERE path IN (SELECT path FROM image_table)")
+                self.con.execute("INSERT INTO images BY NAME SELECT * FROM image_table")
+            if crops:
+                if not fresh:
+                    self.con.execute("DELETE FROM crops WHERE (image_id, preprocess_key) IN "
+                                     "(SELECT (image_id, preprocess_key) FROM crop_table)")
+                self.con.execute("INSERT INTO crops BY NAME SELECT * FROM crop_table")
+            if rejects:
+                self.con.execute("DELETE FROM rejects WHERE path IN (SELECT path FROM reject_table)")
+                self.con.execute("INSERT INTO rejects BY NAME SELECT * FROM reject_table")
+            if pairs:
+                self._rebuild_pairs()
 
-    def rebuild_pairs(self) -> tuple[int, int]:
-        """Pair each well's images on consecutive days (day 7 -> day 10 in seed 000's design).
+    def _rebuild_pairs(self) -> None:
+        """Pair each well's images on consecutive days (day 7 -> day 10 in seed 000's design);
+        a well with more than one image on a day is left out there, as which of them continues
+        which would be a guess."""
+        self.con.execute("DELETE FROM pairs")
+        self.con.execute("""
+            INSERT INTO pairs
+            WITH per_day AS (
+                SELECT plate, well, day, count(*) AS n, min(image_id) AS image_id
+                FROM images GROUP BY plate, well, day),
+            steps AS (
+                SELECT *, lead(day) OVER w AS next_day, lead(image_id) OVER w AS next_id,
+                       lead(n) OVER w AS next_n
+                FROM per_day WINDOW w AS (PARTITION BY plate, well ORDER BY day))
+            SELECT plate, well, day, next_day, image_id, next_id FROM steps
+            WHERE next_day IS NOT NULL AND n = 1 AND next_n = 1""")
 
-        Returns (pairs, wells skipped) where a well is skipped on a day with more than one image,
-        as which of them continues which would be a guess.
-        """
-        with self.transaction():
-            self.con.execute("DELETE FROM pairs")
-            self.con.execute("""
-                INSERT INTO pairs
-                WITH per_day AS (
-                    SELECT plate, well, day, count(*) AS n, min(image_id) AS image_id
-                    FROM images GROUP BY plate, well, day),
-                steps AS (
-                    SELECT *, lead(day) OVER w AS next_day, lead(image_id) OVER w AS next_id,
-                           lead(n) OVER w AS next_n
-                    FROM per_day WINDOW w AS (PARTITION BY plate, well ORDER BY day))
-                SELECT plate, well, day, next_day, image_id, next_id FROM steps
-                WHERE next_day IS NOT NULL AND n = 1 AND next_n = 1""")
+    def pair_counts(self) -> tuple[int, int]:
+        """(pairs, wells left unpaired because they have several images on one day)."""
         pairs = self._one("SELECT count(*) FROM pairs")[0]
         skipped = self._one("SELECT count(DISTINCT (plate, well)) FROM (SELECT plate, well FROM images "
                             "GROUP BY plate, well, day HAVING count(*) > 1)")[0]
