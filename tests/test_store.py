@@ -36,3 +36,30 @@ def test_embeddings_of_several_heads_land_together_or_not_at_all(tmp_path):
         ids, vectors = store.load_embeddings("set-a")
     assert list(ids) == ["i1", "i2"]
     assert vectors.tolist() == [[0.0, 1.0], [7.0, 8.0]]
+
+
+def test_a_version_1_store_is_migrated_and_its_images_kept(tmp_path, tiny_plate):
+    from phenorank.core.ingest import ingest
+    from phenorank.core.manifest import read_manifest
+    from phenorank.core.preprocess import PreprocessParams
+    from phenorank.core.schema import MIGRATIONS
+    from phenorank.plugins.loaders import TiffStackLoader
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))  # what phenorank 0.1.0 left behind: schema 1, one image
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMPTZ)")
+    con.execute(MIGRATIONS[0][2])
+    con.execute("INSERT INTO schema_migrations VALUES (1, 'initial schema', now())")
+    con.execute("INSERT INTO images (image_id, path, plate, well, day, condition) VALUES "
+                "('0123456789abcdef', ?, 'synthetic-plate-1', 'B02', 7, 'control')",
+                [str(tiny_plate / "images" / "synthetic-plate-1_B02_day7.tif")])
+    con.execute("INSERT INTO runs (run_id, status) VALUES ('r1', 'running')")
+    con.close()
+    with open_store(path) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+        assert store.query("SELECT status FROM runs")[1] == [("interrupted",)]
+        assert store.query("SELECT image_id, edge FROM images")[1] == [("0123456789abcdef", None)]
+        report = ingest(read_manifest(tiny_plate / "manifest.csv", tiny_plate), TiffStackLoader(), store, "r2",
+                        PreprocessParams(size=32))
+        counts = store.table_counts()
+    assert report.ingested == 120 and counts["images"] == 120 and counts["pairs"] == 60  # the old id is replaced
