@@ -29,9 +29,9 @@ def cli(ctx: click.Context, db: str) -> None:
 
 
 def _add_commands() -> None:
-    from . import data, methods, results
+    from . import data, methods, results, training
 
-    for module in (data, methods, results):
+    for module in (data, methods, training, results):
         for command in module.COMMANDS:
             cli.add_command(command)
 

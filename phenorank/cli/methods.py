@@ -7,6 +7,7 @@ import click
 from ..core.pipeline import GridSpec, embed as run_embed, evaluate as run_evaluate, rank as run_rank, run_grid
 from ..core.preprocess import PreprocessParams
 from ..core.progress import progress_bar, progress_steps
+from ..core.training import trained_encoders
 from ..registry import PluginError, get_registry
 from .common import (err, format_option, friendly_errors, param_option, parse_params, recorded_run, resolve_day,
                      show, size_option, split)
@@ -17,7 +18,8 @@ day_option = click.option("--day", default="last", show_default=True,
 
 
 @click.command()
-@click.option("--encoder", "encoders", required=True, help="Encoder name(s), comma-separated.")
+@click.option("--encoder", "encoders", required=True,
+              help="Encoder name(s), comma-separated; a trained one as NAME, NAME:AUGMENTATION or a model id.")
 @click.option("--batch-size", default=64, show_default=True)
 @size_option
 @param_option
@@ -32,8 +34,9 @@ def embed(ctx, encoders: str, batch_size: int, size: int, params) -> None:
     """
     overrides = parse_params(params)
     registry = get_registry()
-    plugins = [registry.create("encoder", name, overrides.get(name)) for name in split(encoders)]
     with recorded_run(ctx, "embed", {"encoders": encoders, "size": size, "params": overrides}) as (store, run_id):
+        plugins = [e for token in split(encoders)
+                   for e in trained_encoders(store, registry, token, overrides.get(token.partition(":")[0]))]
         rows = []
         for encoder in plugins:
             with progress_steps() as steps:

@@ -154,8 +154,11 @@ def run_grid(store: Store, registry: Registry, spec: GridSpec, run_id: str,
     def make(family: str, name: str) -> Plugin:
         return registry.create(family, name, spec.params.get(name, {}))
 
+    from .training import trained_encoders
+
     # Building every plugin first turns a misspelt name or parameter into an error before any work.
-    encoders = [make("encoder", n) for n in spec.encoders]
+    encoders = [e for token in spec.encoders
+                for e in trained_encoders(store, registry, token, spec.params.get(token.partition(":")[0], {}))]
     metrics = [make("metric", n) for n in spec.metrics]
     rankers = [make("ranker", n) for n in spec.rankers]
     evaluators = [make("evaluator", n) for n in spec.evaluators]

@@ -6,7 +6,7 @@ records it in ``schema_migrations``.
 
 from __future__ import annotations
 
-_COMPARISON_VIEW = """
+_COMPARISON_VIEW_1 = """
 CREATE OR REPLACE VIEW comparison AS
 SELECT s.encoder, s.head, r.ranker, r.metric, r.reference, r.day,
        e.evaluator, e.name, e.value,
@@ -22,6 +22,28 @@ SELECT s.encoder, s.head, NULL, NULL, NULL, NULL,
        NULL, s.embedding_set_id, e.created_at
 FROM evaluations e
 JOIN embedding_sets s ON e.subject_kind = 'embedding_set' AND e.subject_id = s.embedding_set_id
+"""
+
+
+# A trained encoder's embedding set names its model; the model names its augmentation.
+_COMPARISON_VIEW_3 = """
+CREATE OR REPLACE VIEW comparison AS
+SELECT s.encoder, m.augmentation, s.head, r.ranker, r.metric, r.reference, r.day,
+       e.evaluator, e.name, e.value,
+       e.params AS evaluator_params, r.ranker_params, r.metric_params, s.params AS encoder_params,
+       r.ranking_id, s.embedding_set_id, m.model_id, e.created_at
+FROM evaluations e
+JOIN rankings r ON e.subject_kind = 'ranking' AND e.subject_id = r.ranking_id
+JOIN embedding_sets s ON s.embedding_set_id = r.embedding_set_id
+LEFT JOIN models m ON m.model_id = s.params->>'model'
+UNION ALL
+SELECT s.encoder, m.augmentation, s.head, NULL, NULL, NULL, NULL,
+       e.evaluator, e.name, e.value,
+       e.params, NULL, NULL, s.params,
+       NULL, s.embedding_set_id, m.model_id, e.created_at
+FROM evaluations e
+JOIN embedding_sets s ON e.subject_kind = 'embedding_set' AND e.subject_id = s.embedding_set_id
+LEFT JOIN models m ON m.model_id = s.params->>'model'
 """
 
 # Ordered and append-only: a released migration is never edited, a change is a new entry.
@@ -55,7 +77,7 @@ CREATE TABLE scores (ranking_id VARCHAR, image_id VARCHAR, score DOUBLE, rank IN
 CREATE TABLE evaluations (
     subject_kind VARCHAR, subject_id VARCHAR, evaluator VARCHAR, params JSON, params_hash VARCHAR,
     name VARCHAR, value DOUBLE, details JSON, run_id VARCHAR, created_at TIMESTAMPTZ);
-""" + _COMPARISON_VIEW),
+""" + _COMPARISON_VIEW_1),
     (2, "edge wells, day-to-day pairs", """
 ALTER TABLE images ADD COLUMN edge BOOLEAN;
 CREATE TABLE pairs (
@@ -63,6 +85,13 @@ CREATE TABLE pairs (
     early_image_id VARCHAR, late_image_id VARCHAR,
     PRIMARY KEY (plate, well, early_day));
 """),
+    (3, "trained models; augmentation in the comparison", """
+CREATE TABLE models (
+    model_id VARCHAR PRIMARY KEY, encoder VARCHAR, augmentation VARCHAR, encoder_params JSON,
+    augmentation_params JSON, train_config JSON, preprocess_key VARCHAR, n_images INTEGER,
+    checkpoint VARCHAR, history JSON, device VARCHAR, seconds DOUBLE, run_id VARCHAR,
+    created_at TIMESTAMPTZ);
+""" + _COMPARISON_VIEW_3),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

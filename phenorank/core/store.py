@@ -328,6 +328,26 @@ class Store:
         flat = vectors.flatten().to_numpy(zero_copy_only=False)
         return ids, flat.reshape(len(ids), -1).astype(np.float32, copy=False)
 
+    # -- trained models --------------------------------------------------------------------
+    def write_model(self, record: dict) -> None:
+        model_table = pa.table({k: [_json(v) if isinstance(v, (dict, list)) else v]  # noqa: F841
+                                for k, v in {**record, "created_at": _now()}.items()})
+        with self.transaction():
+            self.con.execute("DELETE FROM models WHERE model_id = ?", [record["model_id"]])
+            self.con.execute("INSERT INTO models BY NAME SELECT * FROM model_table")
+
+    def model(self, model_id: str) -> dict | None:
+        found = [m for m in self.models() if m["model_id"] == model_id]
+        return found[0] if found else None
+
+    def models(self, encoder: str | None = None, augmentation: str | None = None) -> list[dict]:
+        """Trained models, newest first."""
+        columns, rows = self.query(
+            "SELECT model_id, encoder, augmentation, encoder_params, train_config, n_images, checkpoint, device, "
+            "seconds, history, created_at::VARCHAR AS created_at FROM models ORDER BY models.created_at DESC")
+        found = [dict(zip(columns, row)) for row in rows]
+        return [m for m in found if encoder in (None, m["encoder"]) and augmentation in (None, m["augmentation"])]
+
     # -- rankings and scores ---------------------------------------------------------------
     def ranking_fingerprint(self, ranking_id: str) -> str | None:
         row = self._one("SELECT fingerprint FROM rankings WHERE ranking_id = ?", [ranking_id])
@@ -398,13 +418,13 @@ class Store:
 
     # A measure is labelled by its name (accuracy, spearman, ...) unless two evaluators share it.
     COMPARISON_PIVOT = """\
-PIVOT (SELECT encoder, head, ranker, metric, reference, day, value,
+PIVOT (SELECT encoder, augmentation, head, ranker, metric, reference, day, value,
               CASE WHEN count(DISTINCT evaluator) OVER (PARTITION BY name) > 1
                    THEN evaluator || ':' || name ELSE name END AS measure
        FROM comparison WHERE ranker IS NOT NULL)
 ON measure USING first(value)
-GROUP BY encoder, head, ranker, metric, reference, day
-ORDER BY encoder, head, ranker, metric, reference, day"""
+GROUP BY encoder, augmentation, head, ranker, metric, reference, day
+ORDER BY encoder, augmentation NULLS FIRST, head, ranker, metric, reference, day"""
 
     def comparison_pivot(self) -> tuple[list[str], list[tuple]]:
         """One row per method (encoder, head, ranker, metric, reference, day), one column per
@@ -440,8 +460,8 @@ ORDER BY encoder, head, ranker, metric, reference, day"""
         return result.columns, result.fetchall()
 
     def table_counts(self) -> dict[str, int]:
-        tables = ("images", "crops", "rejects", "pairs", "runs", "embedding_sets", "embeddings", "rankings",
-                  "scores", "evaluations")
+        tables = ("images", "crops", "rejects", "pairs", "runs", "models", "embedding_sets", "embeddings",
+                  "rankings", "scores", "evaluations")
         return {t: self._one(f"SELECT count(*) FROM {t}")[0] for t in tables}
 
 

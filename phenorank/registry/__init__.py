@@ -13,12 +13,13 @@ from .contracts import (
     Ranker,
     Samples,
     Subject,
+    TrainConfig,
 )
 from .hookspecs import hookimpl
 from .manager import PluginInfo, Registry, get_registry, reset_registry
 
 __all__ = [
     "FAMILIES", "Augmentation", "Encoder", "Evaluation", "Evaluator", "Loader", "Metric", "Plugin",
-    "PluginError", "PluginInfo", "Ranker", "Registry", "Samples", "Subject", "get_registry",
+    "PluginError", "PluginInfo", "Ranker", "Registry", "Samples", "Subject", "TrainConfig", "get_registry",
     "hookimpl", "reset_registry",
 ]

@@ -79,11 +79,32 @@ class Loader(Plugin):
         raise NotImplementedError
 
 
+@dataclass
+class TrainConfig:
+    """How to train a trainable encoder; the same command runs on a CPU, one GPU or several
+    (``devices``, ``strategy`` go to PyTorch Lightning)."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    seed: int = 0
+    accelerator: str = "auto"
+    devices: str = "auto"
+    strategy: str = "auto"
+    num_workers: int = 0
+    checkpoint_dir: str = ""  # Lightning writes last.ckpt here; resume continues from it
+    resume: bool = False
+    on_epoch: Callable[[int], None] | None = None  # progress: called once per finished epoch
+
+
 class Encoder(Plugin):
     """Turns a batch of preprocessed images into one embedding per output head.
 
     ``embed`` receives float32 images of shape (N, 3, S, S) scaled to [0, 1] (16-bit / 65535)
     and returns ``{head: array of shape (N, D)}`` with one entry per name in ``heads``.
+
+    A ``trainable`` encoder also has ``fit`` (train on images with an augmentation, return one
+    dict of metrics per epoch), ``save`` and ``load`` (its trained weights, one file). Its
+    ``model`` parameter names the trained model it embeds with.
     """
 
     family = "encoder"
@@ -92,6 +113,15 @@ class Encoder(Plugin):
 
     def embed(self, images: np.ndarray) -> dict[str, np.ndarray]:
         raise NotImplementedError
+
+    def fit(self, images: np.ndarray, augmentation: Callable, config: TrainConfig) -> list[dict[str, float]]:
+        raise PluginError(f"encoder {self.name!r} is not trainable")
+
+    def save(self, path: str) -> None:
+        raise PluginError(f"encoder {self.name!r} is not trainable")
+
+    def load(self, path: str) -> None:
+        raise PluginError(f"encoder {self.name!r} is not trainable")
 
     def feature_names(self, head: str) -> list[str] | None:
         """Names of the embedding's dimensions when they have a meaning (morphometrics)."""

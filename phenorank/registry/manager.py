@@ -135,11 +135,13 @@ def coerce_params(cls: type[Plugin], params: dict[str, Any]) -> dict[str, Any]:
             out[key] = value
         elif isinstance(default, bool):
             out[key] = value.lower() in {"1", "true", "yes", "on"}
-        elif isinstance(default, (list, tuple)):
-            out[key] = [part.strip() for part in value.split(",") if part.strip()]
         else:
             try:
-                out[key] = type(default)(value)
+                if isinstance(default, (list, tuple)):  # "0.4,1" -> [0.4, 1.0], typed like the default's items
+                    kind = type(default[0]) if default and not isinstance(default[0], str) else str
+                    out[key] = [kind(part.strip()) for part in value.split(",") if part.strip()]
+                else:
+                    out[key] = type(default)(value)
             except ValueError:
                 raise PluginError(
                     f"{cls.family} {cls.name!r}: parameter {key}={value!r} is not a {type(default).__name__}"

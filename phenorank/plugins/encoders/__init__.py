@@ -1,12 +1,17 @@
-"""Built-in encoders, one module per family (timm-style)."""
+"""Built-in encoders, one module per family (timm-style). Torch-based ones import torch only
+when they embed or train."""
 
 from phenorank import hookimpl
 
+from .cae import ConvAutoencoder
+from .imagenet import ImageNetResNet18, ImageNetResNet50
 from .morphometrics import MorphometricsEncoder
 from .raw import RawPixelsEncoder
+from .ssl import BYOL, SimCLR
 
 
 @hookimpl
 def register_encoders(register):
-    register(RawPixelsEncoder)
-    register(MorphometricsEncoder)
+    for encoder in (RawPixelsEncoder, MorphometricsEncoder, ImageNetResNet18, ImageNetResNet50, SimCLR, BYOL,
+                    ConvAutoencoder):
+        register(encoder)

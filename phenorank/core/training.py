@@ -1,0 +1,97 @@
+"""Training trainable encoders on ingested images, and finding trained models again.
+
+A model is keyed by a hash of what made it (encoder and augmentation with their parameters, the
+training settings, the preprocessing and the images), so training the same thing twice reuses
+the stored model, and ``--resume`` continues an interrupted training from its last checkpoint.
+Weights live in a folder next to the store; the ``models`` table records where.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..registry.contracts import Encoder, PluginError, TrainConfig
+from ..registry.manager import Registry
+from .pipeline import PipelineError, digest, identity
+from .store import Store
+
+
+def models_folder(store: Store) -> Path:
+    return Path(store.path).with_suffix("").parent / (Path(store.path).stem + "-models")
+
+
+def train(store: Store, registry: Registry, encoder_name: str, encoder_params: dict, augmentation_name: str,
+          augmentation_params: dict, config: TrainConfig, preprocess_key: str, size: int, run_id: str,
+          force: bool = False) -> tuple[dict, bool]:
+    """Train (or find already trained) one model; returns its ``models`` record and whether it
+    was trained now."""
+    encoder = registry.create("encoder", encoder_name, {k: v for k, v in encoder_params.items() if k != "model"})
+    if not encoder.trainable:
+        trainable = [n for n in registry.names("encoder") if registry.get("encoder", n).trainable]
+        raise PluginError(f"encoder {encoder_name!r} is not trainable (trainable: {', '.join(trainable)})")
+    augmentation = registry.create("augmentation", augmentation_name, augmentation_params)
+    ids = store.crop_ids(preprocess_key)
+    if not ids:
+        raise PipelineError(f"no ingested images with preprocessing {preprocess_key}: run `phenorank ingest` first")
+    settings = {"epochs": config.epochs, "batch_size": config.batch_size, "seed": config.seed}
+    model_id = digest("model", identity(encoder), identity(augmentation), settings, preprocess_key, digest(ids))
+    known = store.model(model_id)
+    if known and not force and not config.resume and Path(known["checkpoint"]).is_file():
+        return known, False
+    folder = models_folder(store) / model_id
+    folder.mkdir(parents=True, exist_ok=True)
+    config.checkpoint_dir = str(folder / "checkpoints")
+    images = np.concatenate([batch for _, batch in store.iter_crops(ids, preprocess_key, 256)])
+    started = time.perf_counter()
+    history = encoder.fit(images, augmentation.build(size), config)
+    weights = folder / "model.pt"
+    encoder.save(str(weights))
+    record = {
+        "model_id": model_id, "encoder": encoder.name, "augmentation": augmentation.name,
+        "encoder_params": encoder.params, "augmentation_params": augmentation.params,
+        "train_config": {**settings, "accelerator": config.accelerator, "devices": str(config.devices),
+                         "strategy": config.strategy},
+        "preprocess_key": preprocess_key, "n_images": len(ids), "checkpoint": str(weights.resolve()),
+        "history": history, "device": history[-1].get("device", "") if history else "",
+        "seconds": time.perf_counter() - started, "run_id": run_id,
+    }
+    store.write_model(record)
+    return store.model(model_id), True
+
+
+def trained_encoders(store: Store, registry: Registry, token: str, params: dict | None = None) -> list[Encoder]:
+    """Encoders for one entry of ``--encoders``: a plain name; for a trainable encoder, every
+    trained model of it (the newest per augmentation), ``NAME:AUGMENTATION`` (the newest such
+    model), or a model id."""
+    params = dict(params or {})
+    name, _, augmentation = token.partition(":")
+    if name not in registry.names("encoder"):
+        model = store.model(token)
+        if model is None:
+            raise PluginError(f"no encoder named {name!r} and no trained model with that id "
+                              f"(encoders: {', '.join(registry.names('encoder'))})")
+        return [load_trained(store, registry, model, params)]
+    if not registry.get("encoder", name).trainable:
+        return [registry.create("encoder", name, params)]
+    models = store.models(name, augmentation or None)
+    if not models:
+        raise PipelineError(f"no trained {token} model in {store.path}: run `phenorank train --encoder {name}"
+                            + (f" --augmentation {augmentation}`" if augmentation else "`"))
+    newest: dict[str, dict] = {}
+    for model in models:  # newest first
+        newest.setdefault(model["augmentation"], model)
+    return [load_trained(store, registry, model, params) for model in newest.values()]
+
+
+def load_trained(store: Store, registry: Registry, model: dict, params: dict | None = None) -> Encoder:
+    import json
+
+    saved = json.loads(model["encoder_params"]) if isinstance(model["encoder_params"], str) else model["encoder_params"]
+    encoder = registry.create("encoder", model["encoder"], {**saved, **(params or {}), "model": model["model_id"]})
+    if not Path(model["checkpoint"]).is_file():
+        raise PipelineError(f"the weights of model {model['model_id']} are missing: {model['checkpoint']}")
+    encoder.load(model["checkpoint"])
+    return encoder

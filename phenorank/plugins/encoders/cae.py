@@ -1,0 +1,62 @@
+"""The convolutional autoencoder of seed 000 section 9.1; its bottleneck is the embedding."""
+
+from __future__ import annotations
+
+from .ssl import TrainableEncoder
+
+
+class ConvAutoencoder(TrainableEncoder):
+    """Encoder 3 -> 16 -> 32 -> 64 (3x3 conv, BatchNorm, ReLU, dropout 0.2/0.3/0.4, 2x2 max-pool),
+    mirrored decoder (nearest upsampling, 64 -> 32 -> 16 -> 3, sigmoid); trained to reconstruct
+    augmented images with MSE, Adam 1e-3. Heads: the bottleneck (64 x S/8 x S/8, flattened) and
+    its global average (64-d)."""
+
+    name = "cae"
+    heads = ("bottleneck", "pooled")
+    defaults = {"model": "", "lr": 1e-3}
+
+    def dataset(self, images, augmentation):
+        from .training import OneView
+
+        return OneView(images, augmentation)
+
+    def build_module(self):
+        import pytorch_lightning as pl
+        import torch
+        from torch import nn
+
+        from .training import Standardize
+
+        def down(cin, cout, dropout):
+            return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.Dropout(dropout),
+                    nn.MaxPool2d(2, 2, ceil_mode=True)]
+
+        def up(cin, cout, dropout):
+            return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, cout, 3, padding=1),
+                    nn.BatchNorm2d(cout), nn.ReLU(), nn.Dropout(dropout)]
+
+        lr = self.params["lr"]
+
+        class CAEModule(pl.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.epochs = 1
+                self.standardize = Standardize()  # kept for a uniform interface; the input stays in [0, 1]
+                self.encoder = nn.Sequential(*down(3, 16, 0.2), *down(16, 32, 0.3), *down(32, 64, 0.4))
+                self.decoder = nn.Sequential(*up(64, 32, 0.3), *up(32, 16, 0.2), nn.Upsample(scale_factor=2),
+                                             nn.Conv2d(16, 3, 3, padding=1), nn.Sigmoid())
+
+            def heads_of(self, x):
+                code = self.encoder(x)
+                return {"bottleneck": code.flatten(1), "pooled": code.mean(dim=(2, 3))}
+
+            def training_step(self, batch, _):
+                reconstruction = self.decoder(self.encoder(batch))
+                loss = nn.functional.mse_loss(reconstruction[..., :batch.shape[-2], :batch.shape[-1]], batch)
+                self.log("loss", loss, on_step=False, on_epoch=True, batch_size=len(batch))
+                return loss
+
+            def configure_optimizers(self):
+                return torch.optim.Adam(self.parameters(), lr=lr)
+
+        return CAEModule()

@@ -1,0 +1,134 @@
+"""What the trainable encoders share: two-view data, channel statistics, the Lightning trainer,
+the contrastive diagnostics of seed 000 (top-1, top-5, mean position), batched inference.
+
+Imported only when an encoder trains or embeds (torch and Lightning are heavy).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from phenorank.registry import TrainConfig
+
+
+class TwoViews(torch.utils.data.Dataset):
+    """Each image as two independent augmentations of itself (SimCLR/BYOL positives)."""
+
+    def __init__(self, images: torch.Tensor, augmentation: Callable):
+        self.images, self.augmentation = images, augmentation
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        image = self.images[index]
+        return self.augmentation(image), self.augmentation(image)
+
+
+class OneView(TwoViews):
+    def __getitem__(self, index: int):
+        return self.augmentation(self.images[index])
+
+
+class Standardize(nn.Module):
+    """The seed's z-score after augmentation, with the training set's channel mean and std
+    (kept with the weights, so embedding uses the same numbers)."""
+
+    def __init__(self, channels: int = 3):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(1, channels, 1, 1))
+        self.register_buffer("std", torch.ones(1, channels, 1, 1))
+
+    def fit(self, images: torch.Tensor) -> "Standardize":
+        self.mean.copy_(images.mean(dim=(0, 2, 3), keepdim=True))
+        self.std.copy_(images.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6))
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def pair_diagnostics(z0: torch.Tensor, z1: torch.Tensor) -> dict[str, float]:
+    """Seed 000 section 8: for each of the 2N views, the rank of its positive among the other
+    2N - 1 by cosine similarity; top-1 and top-5 accuracy (%) and the mean position."""
+    z = nn.functional.normalize(torch.cat([z0, z1]).float(), dim=1)
+    n = len(z0)
+    similarity = z @ z.T
+    similarity.fill_diagonal_(-float("inf"))
+    positive = torch.arange(2 * n, device=z.device).roll(n)
+    positive_similarity = similarity[torch.arange(2 * n), positive]
+    position = (similarity > positive_similarity[:, None]).sum(dim=1) + 1
+    return {"top1": float((position == 1).float().mean() * 100), "top5": float((position <= 5).float().mean() * 100),
+            "mean_position": float(position.float().mean())}
+
+
+def cosine_to(start: float, end: float, epoch: int, epochs: int) -> float:
+    """Cosine schedule from ``start`` to ``end`` over ``epochs``."""
+    progress = min(epoch / max(epochs - 1, 1), 1.0)
+    return end + (start - end) * 0.5 * (1 + np.cos(np.pi * progress))
+
+
+def fit_module(module, dataset: torch.utils.data.Dataset, config: TrainConfig) -> list[dict[str, float]]:
+    """Train a LightningModule; returns the logged metrics of every epoch."""
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    history = EpochHistory(config.on_epoch)
+    callbacks = [history]
+    if config.checkpoint_dir:
+        callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=config.checkpoint_dir, save_last=True, save_top_k=0))
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=min(config.batch_size, len(dataset)), shuffle=True, drop_last=len(dataset) >= 2 * config.batch_size,
+        num_workers=config.num_workers, persistent_workers=config.num_workers > 0,
+        generator=torch.Generator().manual_seed(config.seed))
+    trainer = pl.Trainer(
+        max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices, strategy=config.strategy,
+        deterministic=True, callbacks=callbacks, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=bool(config.checkpoint_dir), log_every_n_steps=1)
+    resume = "last" if config.resume and config.checkpoint_dir else None
+    trainer.fit(module, loader, ckpt_path=resume)
+    return history.epochs
+
+
+class EpochHistory(pl.Callback):
+    """Keeps the epoch-level metrics the module logs."""
+
+    def __init__(self, on_epoch=None):
+        self.epochs: list[dict[str, float]] = []
+        self.on_epoch = on_epoch
+
+    def on_train_epoch_end(self, trainer, module):
+        self.epochs.append({"epoch": trainer.current_epoch, "device": str(module.device),
+                            **{k: float(v) for k, v in trainer.callback_metrics.items()}})
+        if self.on_epoch:
+            self.on_epoch(1)
+
+
+def best_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@torch.no_grad()
+def predict(forward: Callable[[torch.Tensor], dict[str, torch.Tensor]], module: nn.Module, images: np.ndarray,
+            batch_size: int = 256) -> dict[str, np.ndarray]:
+    """Run ``forward`` over images in batches on the best device; arrays back on the CPU."""
+    device = best_device()
+    module.to(device).eval()
+    outputs: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(images), batch_size):
+        batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device, non_blocking=True)
+        for head, value in forward(batch).items():
+            outputs.setdefault(head, []).append(value.float().cpu().numpy())
+    return {head: np.concatenate(parts) for head, parts in outputs.items()}
+
+
+def save_weights(module: nn.Module, hyper: dict, path: str) -> None:
+    """Weights and the few numbers needed to rebuild the module, loadable with weights_only=True."""
+    torch.save({"state_dict": {k: v.cpu() for k, v in module.state_dict().items()}, "hyper": hyper}, path)
+
+
+def load_weights(path: str) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
