@@ -50,7 +50,9 @@ def embed(store: Store, encoder: Encoder, preprocess_key: str, run_id: str, batc
         pending |= set(all_ids) - done
     todo = [i for i in all_ids if i in pending]
     advance = progress(len(todo)) if (progress and todo) else (lambda n=1: None)
-    for ids, images in store.iter_crops(todo, preprocess_key, batch_size):
+    # The store is read and written a thousand images at a time (one query, one transaction);
+    # the encoder batches inside that as it likes.
+    for ids, images in store.iter_crops(todo, preprocess_key, max(batch_size, 1024)):
         outputs = encoder.embed(images)
         batches = []
         for head in encoder.heads:

@@ -75,6 +75,10 @@ def cosine_to(start: float, end: float, epoch: int, epochs: int) -> float:
 
 def fit_module(module, dataset: torch.utils.data.Dataset, config: TrainConfig) -> list[dict[str, float]]:
     """Train a LightningModule; returns the logged metrics of every epoch."""
+    import logging
+
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):  # tips and notices, not results
+        logging.getLogger(name).setLevel(logging.WARNING)
     pl.seed_everything(config.seed, workers=True, verbose=False)
     history = EpochHistory(config.on_epoch)
     callbacks = [history]
@@ -113,9 +117,11 @@ def best_device() -> torch.device:
 
 @torch.no_grad()
 def predict(forward: Callable[[torch.Tensor], dict[str, torch.Tensor]], module: nn.Module, images: np.ndarray,
-            batch_size: int = 256) -> dict[str, np.ndarray]:
-    """Run ``forward`` over images in batches on the best device; arrays back on the CPU."""
+            batch_size: int | None = None) -> dict[str, np.ndarray]:
+    """Run ``forward`` over images in batches on the best device; arrays back on the CPU.
+    Batches of 64 on a CPU (larger ones fall out of its caches and run slower), 256 on a GPU."""
     device = best_device()
+    batch_size = batch_size or (256 if device.type == "cuda" else 64)
     module.to(device).eval()
     outputs: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(images), batch_size):
