@@ -151,3 +151,15 @@ def test_train_then_run_compares_both_heads_of_simclr_and_byol(invoke, tiny_plat
                      ("byol", "sweet", "backbone"), ("byol", "sweet", "projection")}
     models = invoke("sql", "select encoder, augmentation, n_images from models order by encoder", "--format", "csv")
     assert models.stdout.splitlines()[1:] == ["byol,sweet,120", "simclr,sweet,120"]
+
+
+def test_resume_continues_from_the_last_checkpoint(tmp_path):
+    registry = get_registry()
+    images, transform = tiny_images(8), registry.create("augmentation", "sweet").build(32)
+    folder = str(tmp_path / "checkpoints")
+    first = registry.create("encoder", "simclr").fit(
+        images, transform, TrainConfig(epochs=1, batch_size=4, checkpoint_dir=folder, **CPU))
+    assert [h["epoch"] for h in first] == [0] and (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    resumed = registry.create("encoder", "simclr").fit(
+        images, transform, TrainConfig(epochs=3, batch_size=4, checkpoint_dir=folder, resume=True, **CPU))
+    assert [h["epoch"] for h in resumed] == [1, 2]  # epoch 0 is not trained again

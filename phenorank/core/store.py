@@ -418,13 +418,13 @@ class Store:
 
     # A measure is labelled by its name (accuracy, spearman, ...) unless two evaluators share it.
     COMPARISON_PIVOT = """\
-PIVOT (SELECT encoder, augmentation, head, ranker, metric, reference, day, value,
+PIVOT (SELECT encoder, augmentation, model_id AS model, head, ranker, metric, reference, day, value,
               CASE WHEN count(DISTINCT evaluator) OVER (PARTITION BY name) > 1
                    THEN evaluator || ':' || name ELSE name END AS measure
        FROM comparison WHERE ranker IS NOT NULL)
 ON measure USING first(value)
-GROUP BY encoder, augmentation, head, ranker, metric, reference, day
-ORDER BY encoder, augmentation NULLS FIRST, head, ranker, metric, reference, day"""
+GROUP BY encoder, augmentation, model, head, ranker, metric, reference, day
+ORDER BY encoder, augmentation NULLS FIRST, model NULLS FIRST, head, ranker, metric, reference, day"""
 
     def comparison_pivot(self) -> tuple[list[str], list[tuple]]:
         """One row per method (encoder, head, ranker, metric, reference, day), one column per

@@ -70,7 +70,7 @@ def pair_diagnostics(z0: torch.Tensor, z1: torch.Tensor) -> dict[str, float]:
 def cosine_to(start: float, end: float, epoch: int, epochs: int) -> float:
     """Cosine schedule from ``start`` to ``end`` over ``epochs``."""
     progress = min(epoch / max(epochs - 1, 1), 1.0)
-    return end + (start - end) * 0.5 * (1 + np.cos(np.pi * progress))
+    return float(end + (start - end) * 0.5 * (1 + np.cos(np.pi * progress)))  # a numpy scalar would not load weights-only
 
 
 def fit_module(module, dataset: torch.utils.data.Dataset, config: TrainConfig) -> list[dict[str, float]]:
