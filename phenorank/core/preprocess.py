@@ -173,7 +173,6 @@ def square_crop_origin(box: tuple[int, int, int, int], height: int, width: int) 
 
 def preprocess_stack(stack: np.ndarray, params: PreprocessParams = PreprocessParams()) -> Crop:
     """Run the whole section-7.1 pipeline on one stack (L, H, W); the stack is only read."""
-
     if stack.ndim != 3:
         raise PreprocessError(f"expected a stack of shape (layers, height, width), got shape {stack.shape}")
     if not stack.dtype.isnative:  # OpenCV reads native byte order only

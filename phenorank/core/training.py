@@ -20,7 +20,8 @@ from .store import Store
 
 
 def models_folder(store: Store) -> Path:
-    return Path(store.path).with_suffix("").parent / (Path(store.path).stem + "-models")
+    path = Path(store.path)
+    return path.parent / f"{path.stem}-models"
 
 
 def train(store: Store, registry: Registry, encoder_name: str, encoder_params: dict, augmentation_name: str,

@@ -78,12 +78,18 @@ def _module_base():
     from .training import Standardize, cosine_to, pair_diagnostics
 
     class ContrastiveModule(pl.LightningModule):
-        """Adam with weight decay and a per-epoch cosine learning rate down to lr / 50."""
+        """A ResNet18 backbone whose subclass adds ``projection``; Adam with weight decay and a
+        per-epoch cosine learning rate down to lr / 50."""
 
         def __init__(self, lr: float, weight_decay: float):
             super().__init__()
             self.lr, self.weight_decay, self.epochs = lr, weight_decay, 1
             self.standardize = Standardize()
+            self.backbone = resnet18_backbone()
+
+        def heads_of(self, x):
+            features = self.backbone(self.standardize(x))
+            return {"backbone": features, "projection": self.projection(features)}
 
         def configure_optimizers(self):
             optimizer = torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
@@ -116,13 +122,8 @@ class SimCLR(TrainableEncoder):
         class SimCLRModule(base):
             def __init__(self):
                 super().__init__(p["lr"], p["weight_decay"])
-                self.backbone = resnet18_backbone()
                 self.projection = SimCLRProjectionHead(512, p["hidden_dim"], p["projection_dim"])
                 self.loss = NTXentLoss(temperature=p["temperature"])
-
-            def heads_of(self, x):
-                features = self.backbone(self.standardize(x))
-                return {"backbone": features, "projection": self.projection(features)}
 
             def training_step(self, batch, _):
                 z0, z1 = (self.heads_of(view)["projection"] for view in batch)
@@ -155,7 +156,6 @@ class BYOL(TrainableEncoder):
         class BYOLModule(base):
             def __init__(self):
                 super().__init__(p["lr"], p["weight_decay"])
-                self.backbone = resnet18_backbone()
                 self.projection = BYOLProjectionHead(512, p["hidden_dim"], p["projection_dim"])
                 self.prediction = BYOLPredictionHead(p["projection_dim"], p["hidden_dim"], p["projection_dim"])
                 self.backbone_momentum = copy.deepcopy(self.backbone)
@@ -163,10 +163,6 @@ class BYOL(TrainableEncoder):
                 deactivate_requires_grad(self.backbone_momentum)
                 deactivate_requires_grad(self.projection_momentum)
                 self.loss = NegativeCosineSimilarity()
-
-            def heads_of(self, x):
-                features = self.backbone(self.standardize(x))
-                return {"backbone": features, "projection": self.projection(features)}
 
             def target(self, x):
                 return self.projection_momentum(self.backbone_momentum(self.standardize(x))).detach()
