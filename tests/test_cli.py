@@ -3,6 +3,8 @@
 import csv
 import io
 
+import pytest
+
 from phenorank.core.store import open_store
 
 
@@ -86,12 +88,18 @@ def test_demo_runs_end_to_end_twice_with_the_same_rows(tmp_path, monkeypatch):
     runner = CliRunner()
     first = runner.invoke(cli, ["demo"], catch_exceptions=False)
     assert first.exit_code == 0, first.output
-    assert "SYNTHETIC" in first.output and "Comparison of methods" in first.output
+    assert "SYNTHETIC" in first.output and "Ranking accuracy" in first.output
     rows_after_first = counts("phenorank.duckdb")
+    # 2 encoders x 3 references x (8 centroid + 1 softmax + 8 predictor + 3 pca + 4 umap) rankings,
+    # each with 6 values (accuracy; spearman, p; outside, fraction, n), and per encoder 12 values
+    # of embedding evaluators (linear probe 5, k-means 4, mAP 3).
+    assert rows_after_first["rankings"] == 2 * 3 * 24
+    assert rows_after_first["evaluations"] == 2 * 3 * 24 * 6 + 2 * 12
+    page = (tmp_path / "phenorank-demo" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 6 and "Treatments ranked" in page
     second = runner.invoke(cli, ["demo"], catch_exceptions=False)
     assert second.exit_code == 0 and "unchanged 120" in second.output
     assert counts("phenorank.duckdb") == rows_after_first
-    assert rows_after_first["rankings"] == 4 and rows_after_first["evaluations"] == 12
 
 
 def test_ingest_by_file_name_pattern_with_a_plate_layout(invoke, tiny_plate):
@@ -135,3 +143,48 @@ def test_wells_of_a_384_plate_need_the_plate_format(invoke, tmp_path):
     assert result.exit_code == 1 and "not on a 96-well plate" in result.output and "--plate-format 384" in result.output
     result = invoke("ingest", folder, "--pattern", pattern, "--plate-format", "384")
     assert "ingested 1" in result.output
+
+
+def test_grid_of_new_rankers_holdout_pairs_pivot_and_report(invoke, tiny_plate, tmp_path):
+    import duckdb
+    import numpy as np
+
+    invoke("ingest", tiny_plate, "--manifest", tiny_plate / "manifest.csv")
+    invoke("run", "--encoders", "morphometrics", "--rankers", "centroid,softmax,predictor", "--metrics",
+           "euclidean,cosine", "--references", "control,screen", "--evaluators", "ranking-accuracy,holdout-range",
+           "-p", "predictor.epochs=30", "-p", "softmax.epochs=20", "-p", "softmax.min_steps=0",
+           "-p", "softmax.towards=single_dose", "-p", "ranking-accuracy.bootstrap=50")
+    con = duckdb.connect(invoke.db, read_only=True)
+    rows = dict(((r, m), n) for r, m, n in con.execute(
+        "select ranker, metric, count(*) from rankings group by all").fetchall())
+    assert rows == {("centroid", "euclidean"): 2, ("centroid", "cosine"): 2, ("softmax", "none"): 2,
+                    ("predictor", "euclidean"): 2, ("predictor", "cosine"): 2}
+    # The predictor scores the day-10 images that have a day-7 image of their well: all 60.
+    assert {n for (n,) in con.execute("select n_images from rankings where ranker = 'predictor'").fetchall()} == {60}
+    # Distance from the screen centroid is fitted without the hold-out wells, which are still scored.
+    ranking_id, = con.execute("select ranking_id from rankings where ranker = 'centroid' and metric = 'euclidean' "
+                              "and reference = 'screen'").fetchone()
+    table = con.execute(
+        "select e.vector, i.condition, i.extra->>'holdout' = 'true', s.score from scores s "
+        "join embeddings e using (image_id) join embedding_sets es using (embedding_set_id) "
+        "join images i using (image_id) where s.ranking_id = ? and es.encoder = 'morphometrics'",
+        [ranking_id]).fetchall()
+    vectors = np.array([r[0] for r in table])
+    fit = np.array([r[1] == "screen" and not r[2] for r in table])
+    held = np.array([bool(r[2]) for r in table])
+    assert 0 < held.sum() < (np.array([r[1] for r in table]) == "screen").sum()
+    expected = np.linalg.norm(vectors - vectors[fit].mean(axis=0), axis=1)
+    assert np.array([r[3] for r in table]) == pytest.approx(expected, rel=1e-5)
+    outside = con.execute("select value from comparison where evaluator = 'holdout-range' and name = 'n_holdout'"
+                          ).fetchall()
+    assert outside and {v for (v,) in outside} == {float(held.sum())}
+    con.close()
+    pivot = invoke("compare", "--rows", "ranker,metric", "--columns", "reference", "--format", "csv", "--show-sql")
+    assert "PIVOT" in pivot.stderr
+    lines = pivot.stdout.strip().splitlines()
+    assert lines[0] == "ranker,metric,control,screen" and len(lines) == 1 + 5
+    wide = invoke("compare", "--format", "markdown", "--ci").stdout
+    assert "| fraction_outside |" in wide.replace(" | ", " | ") or "fraction_outside" in wide
+    invoke("report", "--out", tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    assert page.count("<img") == 6 and "Plate heatmap" in page

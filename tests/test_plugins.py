@@ -150,16 +150,22 @@ def test_every_metric_is_symmetric_and_smallest_on_identical_inputs(name):
     d = metric.distance(x, x)
     assert d.shape == (6, 6)
     assert np.allclose(d, d.T)
-    assert np.all(np.diag(d)[:, None] <= d + 1e-9)
+    if name != "dot":  # by dot product a long vector is nearer to others than to itself (documented)
+        assert np.all(np.diag(d)[:, None] <= d + 1e-9)
 
 
 @pytest.mark.parametrize("name", plugin_names("ranker"))
 def test_every_ranker_gives_one_finite_score_per_item(name):
     rng = np.random.default_rng(0)
-    x = np.vstack([rng.normal(0, 1, (8, 4)), rng.normal(3, 1, (8, 4))])
-    s = samples(["control"] * 8 + ["treated"] * 8)
-    ranker = get_registry().create("ranker", name).fit(x, s, get_registry().create("metric", "euclidean"), "control")
-    scores = ranker.score(x)
+    early = rng.normal(0, 1, (16, 4))
+    x = np.vstack([early[:8] + 0.2, early[8:] + 3])  # controls barely change, the others move far
+    s = samples(["control"] * 8 + ["single_dose"] * 8)
+    s.paired = early.astype(np.float32)  # what the pipeline gives rankers that ask for pairs
+    registry = get_registry()
+    ranker = registry.create("ranker", name, {"epochs": 100} if name in ("predictor", "softmax") else {})
+    usable = ranker.metrics if ranker.metrics is not None else ("euclidean",)
+    metric = registry.create("metric", "euclidean" if "euclidean" in usable else usable[0]) if usable else None
+    scores = ranker.fit(x, s, metric, "control").score(x, s)
     assert scores.shape == (16,) and np.isfinite(scores).all()
     assert scores[8:].mean() > scores[:8].mean()  # further from the reference scores higher
 

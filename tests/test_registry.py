@@ -80,14 +80,15 @@ def test_builtins_come_from_the_entry_point_group():
 def test_unknown_names_and_parameters_are_clear_errors():
     with pytest.raises(PluginError, match="no metric named 'cosin'; available: cosine, euclidean"):
         get_registry().create("metric", "cosin")
-    with pytest.raises(PluginError, match="has no parameter k .*takes: label"):
-        get_registry().create("ranker", "centroid", {"k": "3"})
+    with pytest.raises(PluginError, match="has no parameter size .*takes: centre, k, kmeans_geometry, label"):
+        get_registry().create("ranker", "centroid", {"size": "3"})
 
 
 def test_environment_restricts_and_blocks_plugins(monkeypatch, acme):
     monkeypatch.setenv("PHENORANK_LOAD_PLUGINS", "phenorank.metrics")
     reset_registry()
-    assert [p.name for p in get_registry().all()] == ["cosine", "euclidean"]
+    assert [p.name for p in get_registry().all()] == ["cosine", "euclidean", "mse", "l1", "pearson", "dot",
+                                                      "jaccard", "hamming"]
     monkeypatch.delenv("PHENORANK_LOAD_PLUGINS")
     monkeypatch.setenv("PHENORANK_BLOCK_PLUGINS", "acme-phenorank")
     reset_registry()

@@ -55,6 +55,15 @@ def split(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
+def plugin_names(family: str, value: str | None) -> list[str]:
+    """Comma-separated plugin names, or ``all`` for every registered plugin of the family."""
+    if (value or "").strip() == "all":
+        from ..registry import get_registry
+
+        return get_registry().names(family)
+    return split(value)
+
+
 def parse_params(options: Sequence[str]) -> dict[str, dict[str, str]]:
     """``("rank-correlation.truth=dose", ...)`` -> ``{"rank-correlation": {"truth": "dose"}}``."""
     params: dict[str, dict[str, str]] = {}

@@ -15,9 +15,12 @@ from ..core.manifest import entries_from_pattern, read_manifest
 from ..core.pipeline import GridSpec, run_grid
 from ..core.preprocess import DEFAULT_MAX_LAYERS, PreprocessParams
 from ..core.progress import progress_bar, progress_steps
+from ..core.store import open_store
 from ..registry import get_registry
+from ..report import build_report
 from .common import err, friendly_errors, recorded_run, resolve_day, show, size_option
-from .results import print_comparison, print_top_treatments
+from .methods import print_grid_report
+from .results import print_top_treatments
 
 
 def default_workers() -> int:
@@ -114,25 +117,38 @@ def demo(ctx, out_dir: Path, full_size: bool, seed: int) -> None:
     spec = synthetic_plate.PlateSpec(height=height, width=width, seed=seed)
     stamp = out_dir / "spec.json"
     manifest = out_dir / "manifest.csv"
-    if not (manifest.exists() and stamp.exists() and json.loads(stamp.read_text()) == spec.__dict__):
+    wanted = {**spec.__dict__, "manifest_fields": list(synthetic_plate.MANIFEST_FIELDS)}
+    if not (manifest.exists() and stamp.exists() and json.loads(stamp.read_text()) == wanted):
         with progress_bar("generate synthetic plate", synthetic_plate.N_IMAGES) as advance:
             synthetic_plate.generate_plate(out_dir, spec, advance)
-        stamp.write_text(json.dumps(spec.__dict__))
+        stamp.write_text(json.dumps(wanted))
     err.print(f"[bold]SYNTHETIC[/] demo plate in {out_dir}/ ({height}x{width} px, seed {seed})")
     ctx.invoke(ingest, image_dir=out_dir, manifest=manifest)  # click fills in the other defaults
-    grid = GridSpec(encoders=["raw", "morphometrics"], metrics=["cosine", "euclidean"], rankers=["centroid"],
-                    references=["control"], evaluators=["ranking-accuracy", "rank-correlation"],
-                    preprocess_key=PreprocessParams().key)
+    registry = get_registry()
+    # The whole grid: every metric, ranker and evaluator, from each of the three reference classes.
+    grid = GridSpec(encoders=["raw", "morphometrics"], metrics=registry.names("metric"),
+                    rankers=registry.names("ranker"), references=["control", "single_dose", "exploded"],
+                    evaluators=registry.names("evaluator"), preprocess_key=PreprocessParams().key)
     with recorded_run(ctx, "demo", {"out": str(out_dir), "full_size": full_size, "seed": seed}) as (store, run_id):
         grid.day = resolve_day(store, "last")
         with progress_steps() as steps:
-            report = run_grid(store, get_registry(), grid, run_id, progress=steps)
-        for problem in report.problems:
-            err.print(f"[yellow]skipped[/] {problem}")
-        print_comparison(store, "table")
+            report = run_grid(store, registry, grid, run_id, progress=steps)
+        print_grid_report(report)
+        columns, rows = store.query(store.pivot_sql(["encoder", "ranker", "metric"], ["reference"],
+                                                    "ranking-accuracy:accuracy"))
+        show(columns, rows, "table", title="Ranking accuracy (seed 000's three-class separation, 1 = no overlap) "
+                                           "by method and reference class, day 10")
+        columns, rows = store.query(store.comparison_sql(
+            "embeddings", ci=True, where="name IN ('test_accuracy', 'euclidean_mean', 'cosine_mean', 'mean_map', "
+                                         "'fraction_significant')"))
+        show(columns, rows, "table", title="Embeddings: linear probe, k-means accuracy (400 restarts), replicate mAP "
+                                           "[95% interval]")
         print_top_treatments(store, report.rankings, "table")
-    err.print(f"done in {time.perf_counter() - started:.1f} s. Query the results: "
-              f"phenorank sql \"select * from comparison\"  (or open {ctx.obj['db']} with duckdb)")
+    with open_store(ctx.obj["db"], read_only=True) as store:
+        page = build_report(store, out_dir / "report.html")
+    err.print(f"done in {time.perf_counter() - started:.1f} s. Open {page} in a browser for the plots; more tables:\n"
+              f"  phenorank compare --rows encoder,ranker,metric --columns reference --ci\n"
+              f"  phenorank sql \"select * from comparison\"   (or open {ctx.obj['db']} with duckdb)")
 
 
 COMMANDS = [ingest, demo]

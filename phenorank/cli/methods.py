@@ -9,7 +9,7 @@ from ..core.preprocess import PreprocessParams
 from ..core.progress import progress_bar, progress_steps
 from ..core.training import trained_encoders
 from ..registry import PluginError, get_registry
-from .common import (err, format_option, friendly_errors, param_option, parse_params, recorded_run, resolve_day,
+from .common import (err, format_option, friendly_errors, param_option, parse_params, plugin_names, recorded_run, resolve_day,
                      show, size_option, split)
 from .results import print_comparison, print_top_treatments
 
@@ -52,6 +52,8 @@ def embed(ctx, encoders: str, batch_size: int, size: int, params) -> None:
 @click.option("--metric", default="cosine", show_default=True)
 @click.option("--ranker", default="centroid", show_default=True)
 @click.option("--reference", default="control", show_default=True, help="Class the scores measure distance from.")
+@click.option("--holdout", default="holdout", show_default=True,
+              help="Metadata column (true/false) of the hold-out set: the ranker is fitted without those images.")
 @day_option
 @size_option
 @param_option
@@ -59,7 +61,7 @@ def embed(ctx, encoders: str, batch_size: int, size: int, params) -> None:
 @format_option
 @click.pass_context
 @friendly_errors
-def rank(ctx, encoder, head, metric, ranker, reference, day, size, params, force, fmt) -> None:
+def rank(ctx, encoder, head, metric, ranker, reference, holdout, day, size, params, force, fmt) -> None:
     """Score images by one ranker and metric on one encoder's embeddings; print the top of the list.
 
     \b
@@ -72,13 +74,16 @@ def rank(ctx, encoder, head, metric, ranker, reference, day, size, params, force
     head = head or enc.heads[0]
     if head not in enc.heads:
         raise PluginError(f"encoder {encoder!r} has no head {head!r} (heads: {', '.join(enc.heads)})")
-    met = registry.create("metric", metric, overrides.get(metric))
     rnk = registry.create("ranker", ranker, overrides.get(ranker))
+    met = None if rnk.metrics == () else registry.create("metric", metric, overrides.get(metric))
+    if met is not None and rnk.metrics is not None and met.name not in rnk.metrics:
+        raise PluginError(f"ranker {ranker!r} takes metric {', '.join(rnk.metrics)}, not {metric!r}")
     with recorded_run(ctx, "rank", {"encoder": encoder, "head": head, "metric": metric, "ranker": ranker,
                                     "reference": reference, "day": day, "params": overrides}) as (store, run_id):
         sets, _ = run_embed(store, enc, PreprocessParams(size=size).key, run_id)
         es = next(s for s in sets if s.head == head)
-        ranking, computed = run_rank(store, es, rnk, met, reference, resolve_day(store, day), run_id, force)
+        ranking, computed = run_rank(store, es, rnk, met, reference, resolve_day(store, day), run_id, force,
+                                     holdout or None)
         err.print(f"ranking {ranking.ranking_id} {'computed' if computed else 'already stored'}")
         print_top_treatments(store, [ranking], fmt)
 
@@ -87,31 +92,45 @@ def rank(ctx, encoder, head, metric, ranker, reference, day, size, params, force
 @click.option("--evaluator", "evaluators", default="ranking-accuracy,rank-correlation", show_default=True,
               help="Evaluator name(s), comma-separated.")
 @click.option("--ranking", "ranking_ids", multiple=True, help="Ranking id(s) to evaluate (default: all stored).")
+@day_option
 @param_option
 @click.option("--force", is_flag=True, help="Recompute evaluations that are already stored.")
 @format_option
 @click.pass_context
 @friendly_errors
-def evaluate(ctx, evaluators, ranking_ids, params, force, fmt) -> None:
-    """Evaluate stored rankings, then print the comparison table.
+def evaluate(ctx, evaluators, ranking_ids, day, params, force, fmt) -> None:
+    """Evaluate stored rankings (evaluators of scores) and embedding sets (evaluators of
+    embeddings, on the images of --day), then print the comparison tables.
 
     \b
-    Example:
+    Examples:
         phenorank evaluate --evaluator rank-correlation -p rank-correlation.truth=concentration
+        phenorank evaluate --evaluator kmeans-accuracy -p kmeans-accuracy.balance=min
     """
     overrides = parse_params(params)
     registry = get_registry()
-    plugins = [registry.create("evaluator", name, overrides.get(name)) for name in split(evaluators)]
-    with recorded_run(ctx, "evaluate", {"evaluators": evaluators, "rankings": list(ranking_ids),
+    plugins = [registry.create("evaluator", name, overrides.get(name)) for name in plugin_names("evaluator", evaluators)]
+    with recorded_run(ctx, "evaluate", {"evaluators": evaluators, "rankings": list(ranking_ids), "day": day,
                                         "params": overrides}) as (store, run_id):
         rankings = store.rankings(ranking_ids or None)
-        with progress_bar("evaluate", len(rankings) * len(plugins)) as advance:
+        of_scores = [e for e in plugins if e.needs == "scores"]
+        of_embeddings = [e for e in plugins if e.needs == "embeddings"]
+        sets = store.embedding_sets() if of_embeddings else []
+        with progress_bar("evaluate", len(rankings) * len(of_scores) + len(sets) * len(of_embeddings)) as advance:
             for ranking in rankings:
-                for evaluator in plugins:
+                for evaluator in of_scores:
                     try:
                         run_evaluate(store, evaluator, run_id, ranking=ranking, force=force)
                     except PluginError as exc:
                         err.print(f"[yellow]skipped[/] {evaluator.name} on ranking {ranking.ranking_id}: {exc}")
+                    advance(1)
+            for es in sets:
+                for evaluator in of_embeddings:
+                    try:
+                        run_evaluate(store, evaluator, run_id, embedding_set=es, day=resolve_day(store, day),
+                                     force=force)
+                    except PluginError as exc:
+                        err.print(f"[yellow]skipped[/] {evaluator.name} on {es.encoder}/{es.head}: {exc}")
                     advance(1)
         print_comparison(store, fmt)
 
@@ -119,10 +138,14 @@ def evaluate(ctx, evaluators, ranking_ids, params, force, fmt) -> None:
 @click.command()
 @click.option("--encoders", default="raw,morphometrics", show_default=True)
 @click.option("--heads", help="Only these embedding heads (default: every head of each encoder).")
-@click.option("--metrics", default="cosine,euclidean", show_default=True)
-@click.option("--rankers", default="centroid", show_default=True)
-@click.option("--references", default="control", show_default=True)
-@click.option("--evaluators", default="ranking-accuracy,rank-correlation", show_default=True)
+@click.option("--metrics", default="cosine,euclidean", show_default=True, help="Metric names, or 'all'.")
+@click.option("--rankers", default="centroid", show_default=True, help="Ranker names, or 'all'.")
+@click.option("--references", default="control", show_default=True,
+              help="Reference classes (each ranking measures distance from one).")
+@click.option("--evaluators", default="ranking-accuracy,rank-correlation", show_default=True,
+              help="Evaluator names, or 'all'.")
+@click.option("--holdout", default="holdout", show_default=True,
+              help="Metadata column (true/false) of the hold-out set: rankers are fitted without those images.")
 @day_option
 @size_option
 @param_option
@@ -130,29 +153,39 @@ def evaluate(ctx, evaluators, ranking_ids, params, force, fmt) -> None:
 @format_option
 @click.pass_context
 @friendly_errors
-def run(ctx, encoders, heads, metrics, rankers, references, evaluators, day, size, params, force, fmt) -> None:
+def run(ctx, encoders, heads, metrics, rankers, references, evaluators, holdout, day, size, params, force,
+        fmt) -> None:
     """Run a grid: every encoder x head x metric x ranker x reference, each evaluated.
 
     What is already stored is reused, so an interrupted grid continues where it stopped.
 
     \b
-    Example:
+    Examples:
         phenorank run --encoders raw,morphometrics --metrics cosine,euclidean \\
                       --references control,single_dose -p rank-correlation.truth=effect
+        phenorank run --metrics all --rankers all --evaluators all \\
+                      --references control,single_dose,exploded
     """
-    spec = GridSpec(encoders=split(encoders), metrics=split(metrics), rankers=split(rankers),
-                    references=split(references), evaluators=split(evaluators),
+    spec = GridSpec(encoders=split(encoders), metrics=plugin_names("metric", metrics),
+                    rankers=plugin_names("ranker", rankers), references=split(references),
+                    evaluators=plugin_names("evaluator", evaluators),
                     preprocess_key=PreprocessParams(size=size).key, heads=split(heads) or None,
-                    params=parse_params(params), force=force)
+                    params=parse_params(params), force=force, holdout=holdout or None)
     with recorded_run(ctx, "run", {**spec.__dict__, "day": day}) as (store, run_id):
         spec.day = resolve_day(store, day)
         with progress_steps() as steps:
             report = run_grid(store, get_registry(), spec, run_id, progress=steps)
-        for problem in report.problems:
-            err.print(f"[yellow]skipped[/] {problem}")
+        print_grid_report(report)
         err.print(f"embedded {report.embedded} images, computed {report.ranked} rankings "
                   f"(reused {report.reused}), {report.evaluated} evaluations")
         print_comparison(store, fmt)
+
+
+def print_grid_report(report) -> None:
+    for problem in report.problems:
+        err.print(f"[yellow]skipped[/] {problem}")
+    for ranker, metrics in report.not_applicable.items():
+        err.print(f"[dim]{ranker} does not take metric(s) {', '.join(metrics)}: those cells were not run[/]")
 
 
 COMMANDS = [embed, rank, evaluate, run]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from ..core.store import Ranking, Store, open_store
 from ..registry import FAMILIES, get_registry
-from .common import err, format_option, friendly_errors, out, show
-
-# Which evaluation decides the "best" ranking shown in summaries, in order of priority.
-BEST_BY = ("ranking-accuracy:accuracy", "rank-correlation:spearman")
+from .common import err, format_option, friendly_errors, out, show, split
 
 
 @click.command()
@@ -24,21 +23,45 @@ def plugins(family: str | None, fmt: str) -> None:
 
 
 @click.command()
+@click.option("--rows", help="Pivot: dimensions down the side, e.g. encoder,head,ranker,metric.")
+@click.option("--columns", help="Pivot: dimensions across the top, e.g. reference or augmentation.")
+@click.option("--value", "measure", default="ranking-accuracy:accuracy", show_default=True,
+              help="Pivot: the measure in the cells, EVALUATOR:NAME or NAME.")
+@click.option("--where", help="SQL condition on the comparison view, e.g. \"encoder = 'simclr'\".")
+@click.option("--ci", is_flag=True, help="Show the 95% interval next to each value: 0.958 [0.875, 1].")
 @format_option
 @click.option("--show-sql", is_flag=True, help="Print the SQL that builds the table, to reuse on the store.")
 @click.pass_context
 @friendly_errors
-def compare(ctx, fmt: str, show_sql: bool) -> None:
-    """The cross-method table: one row per method, one column per evaluation measure.
+def compare(ctx, rows, columns, measure, where, ci, fmt: str, show_sql: bool) -> None:
+    """The cross-method tables.
+
+    Without --rows/--columns: one row per ranking method with a column per measure, then one row
+    per embedding set with the measures of embeddings (linear probe, k-means, mAP). With them: a
+    pivot like seed 000's tables, one measure in the cells (the best where several methods share
+    a cell). Dimensions: encoder, augmentation, model, head, ranker, metric, reference, day.
 
     \b
-    Example:
+    Examples:
         phenorank compare --format markdown > comparison.md
+        phenorank compare --rows head,reference --columns augmentation --value ranking-accuracy:accuracy
+        phenorank compare --rows encoder,ranker,metric --columns reference --ci
+        phenorank compare --rows encoder,head --columns evaluator --value euclidean_mean
     """
     with open_store(ctx.obj["db"], read_only=True) as store:
+        if rows or columns:
+            query = store.pivot_sql(split(rows), split(columns), measure, ci, where)
+            if show_sql:
+                err.print(query)
+            names, found = store.query(query)
+            if not found:
+                err.print(f"no stored evaluation matches {measure!r}" + (f" where {where}" if where else ""))
+                return
+            show(names, found, fmt, title=f"{measure} by {rows} x {columns}")
+            return
         if show_sql:
-            err.print(Store.COMPARISON_PIVOT)
-        print_comparison(store, fmt)
+            err.print(store.comparison_sql("rankings", ci, where) + "\n\n" + store.comparison_sql("embeddings", ci, where))
+        print_comparison(store, fmt, ci, where)
 
 
 @click.command()
@@ -66,32 +89,65 @@ def sql(ctx, query: str, write: bool, fmt: str) -> None:
         show(columns, rows, fmt)
 
 
-def print_comparison(store: Store, fmt: str) -> None:
-    columns, rows = store.comparison_pivot()
-    if not rows:
+def print_comparison(store: Store, fmt: str, ci: bool = False, where: str | None = None) -> None:
+    shown = False
+    for kind, title in (("rankings", "Rankings (accuracy: seed 000's three-class separation; spearman: vs the truth)"),
+                        ("embeddings", "Embeddings (linear probe, k-means accuracy, replicate mAP)")):
+        if store.comparison_pivot(kind)[1]:
+            columns, rows = store.query(store.comparison_sql(kind, ci, where))
+            show(columns, rows, fmt, title=title)
+            shown = True
+    if not shown:
         err.print("no evaluations stored yet: run `phenorank run` (or `phenorank demo`)")
-        return
-    show(columns, rows, fmt, title="Comparison of methods (higher accuracy / Spearman = better)")
 
 
 def print_top_treatments(store: Store, rankings: list[Ranking], fmt: str, limit: int = 12) -> None:
-    """The treatments of the best of these rankings, strongest effect first."""
-    if not rankings:
-        return
-    values = store.ranking_values([r.ranking_id for r in rankings])
+    """The treatments of the best of these rankings (by ranking accuracy, then Spearman),
+    strongest effect first, with 95% bootstrap intervals over their wells."""
+    from ..core.statistics import group_means
 
-    def merit(ranking: Ranking) -> tuple:
-        return tuple(values[ranking.ranking_id].get(m, float("-inf")) for m in BEST_BY)
-
-    best = max(rankings, key=merit)
-    columns, rows = store.treatment_summary(best.ranking_id)
-    set_name = next((f"{s.encoder}/{s.head}" for s in store.embedding_sets()
-                     if s.embedding_set_id == best.embedding_set_id), best.embedding_set_id)
-    title = (f"Treatments by mean score ({set_name}, {best.ranker}, {best.metric}, "
-             f"distance from {best.reference}, day {best.day if best.day is not None else 'all'})")
-    show(columns, rows[:limit], fmt, title=title)
+    wanted = {r.ranking_id for r in rankings}
+    best = next((m for m in store.ranked_methods() if m["ranking_id"] in wanted), None)
+    if best is None:
+        if not rankings:
+            return
+        ranking = rankings[0]
+        best = {"ranking_id": ranking.ranking_id, "encoder": "", "head": ranking.embedding_set_id,
+                "ranker": ranking.ranker, "metric": ranking.metric, "reference": ranking.reference, "day": ranking.day}
+    ids, scores = store.load_scores(best["ranking_id"])
+    groups = group_means(scores, store.load_samples(ids))
+    title = (f"Treatments by mean score ({best['encoder']}/{best['head']}, {best['ranker']}, {best['metric']}, "
+             f"distance from {best['reference']}, day {best['day'] if best['day'] is not None else 'all'}), "
+             f"95% interval over wells")
+    rows = [(g["condition"], g["treatment"], g["concentration"], g["wells"], g["mean"], g["low"], g["high"])
+            for g in groups]
+    show(["condition", "treatment", "concentration", "wells", "mean_score", "ci_low", "ci_high"], rows[:limit],
+         fmt, title=title)
     if len(rows) > limit and fmt == "table":
-        out.print(f"... {len(rows) - limit} more; all scores are in table `scores` (ranking_id {best.ranking_id})")
+        out.print(f"... {len(rows) - limit} more; all scores are in table `scores` (ranking_id {best['ranking_id']})")
 
 
-COMMANDS = [plugins, compare, sql]
+@click.command()
+@click.option("--out", "out_path", default="report.html", show_default=True, type=click.Path(path_type=Path),
+              help="The HTML file to write.")
+@click.option("--top", default=3, show_default=True, help="How many of the best rankings get a strip plot.")
+@click.option("--projection", type=click.Choice(["pca", "umap"]), default="pca", show_default=True,
+              help="2-D projection of the best ranking's embeddings.")
+@click.pass_context
+@friendly_errors
+def report(ctx, out_path: Path, top: int, projection: str) -> None:
+    """Write one self-contained HTML page: comparison tables, the best rankings' scores per class,
+    a 2-D projection of the embeddings, plate heatmaps and the ranked treatments with 95% intervals.
+
+    \b
+    Example:
+        phenorank report --out report.html && xdg-open report.html
+    """
+    from ..report import build_report
+
+    with open_store(ctx.obj["db"], read_only=True) as store:
+        path = build_report(store, out_path, top, projection)
+    err.print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB); open it in a browser")
+
+
+COMMANDS = [plugins, compare, sql, report]

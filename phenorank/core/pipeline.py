@@ -16,6 +16,7 @@ import numpy as np
 
 from ..registry.contracts import Encoder, Evaluation, Evaluator, Metric, Plugin, PluginError, Ranker, Subject
 from ..registry.manager import Registry
+from .statistics import truthy
 from .store import EmbeddingSet, Ranking, Store
 
 
@@ -70,26 +71,45 @@ def embed(store: Store, encoder: Encoder, preprocess_key: str, run_id: str, batc
     return [s for s in store.embedding_sets(encoder.name) if s.embedding_set_id in wanted], len(todo)
 
 
-def rank(store: Store, embedding_set: EmbeddingSet, ranker: Ranker, metric: Metric, reference: str,
-         day: int | None, run_id: str, force: bool = False) -> tuple[Ranking, bool]:
-    """Score the embedding set's images (of one day, when given). Returns the ranking and
-    whether it was computed now (False: an identical ranking was already stored)."""
+def holdout_mask(samples, column: str | None) -> np.ndarray:
+    """Images of the hold-out (inference) set: a ranker is fitted without them."""
+    if not column or column not in samples:
+        return np.zeros(len(samples), dtype=bool)
+    return truthy(samples[column])
+
+
+def rank(store: Store, embedding_set: EmbeddingSet, ranker: Ranker, metric: Metric | None, reference: str,
+         day: int | None, run_id: str, force: bool = False, holdout: str | None = "holdout") -> tuple[Ranking, bool]:
+    """Score the embedding set's images (of one day, when given). The ranker is fitted on every
+    image except the hold-out set (``holdout`` names a true/false metadata column), then scores
+    all. Returns the ranking and whether it was computed now (False: already stored)."""
     ids, vectors = store.load_embeddings(embedding_set.embedding_set_id, day)
     if len(ids) == 0:
         raise PipelineError(f"embedding set {embedding_set.encoder}/{embedding_set.head} has no images"
                             + (f" of day {day}" if day is not None else ""))
+    samples = store.load_samples(ids)
+    held = holdout_mask(samples, holdout)
+    metric_name = metric.name if metric is not None else "none"
     ranking = Ranking(
-        ranking_id=digest("ranking", embedding_set.embedding_set_id, identity(ranker), identity(metric), reference, day),
-        embedding_set_id=embedding_set.embedding_set_id, ranker=ranker.name, metric=metric.name,
-        reference=reference, day=day, fingerprint=digest(list(ids)),
+        ranking_id=digest("ranking", embedding_set.embedding_set_id, identity(ranker),
+                          identity(metric) if metric is not None else None, reference, day),
+        embedding_set_id=embedding_set.embedding_set_id, ranker=ranker.name, metric=metric_name,
+        reference=reference, day=day, fingerprint=digest(list(ids), list(ids[held])),
     )
     if not force and store.ranking_fingerprint(ranking.ranking_id) == ranking.fingerprint:
         return ranking, False
-    samples = store.load_samples(ids)
-    scores = np.asarray(ranker.fit(vectors, samples, metric, reference).score(vectors), dtype=np.float64)
-    if scores.shape != (len(ids),) or not np.isfinite(scores).all():
-        raise PipelineError(f"ranker {ranker.name!r} must return {len(ids)} finite scores, got shape {scores.shape}")
-    store.write_ranking(ranking, ranker.params, metric.params, ids, scores, run_id)
+    if ranker.needs_pairs:
+        samples.paired = store.paired_embeddings(embedding_set.embedding_set_id, ids)
+    fit_on = ~held
+    ranker.fit(vectors[fit_on], samples.subset(fit_on), metric, reference)
+    scores = np.asarray(ranker.score(vectors, samples), dtype=np.float64)
+    if scores.shape != (len(ids),):
+        raise PipelineError(f"ranker {ranker.name!r} must return {len(ids)} scores, got shape {scores.shape}")
+    scored = np.isfinite(scores)
+    if not scored.all() and not (ranker.partial and scored.any()):
+        raise PipelineError(f"ranker {ranker.name!r} gave {int((~scored).sum())} of {len(ids)} images no finite score")
+    store.write_ranking(ranking, ranker.params, metric.params if metric is not None else {}, ids[scored],
+                        scores[scored], run_id)
     return ranking, True
 
 
@@ -119,7 +139,8 @@ def evaluate(store: Store, evaluator: Evaluator, run_id: str, ranking: Ranking |
     if isinstance(result, dict):
         result = Evaluation(values=result)
     store.write_evaluation(subject_kind, subject_id, evaluator.name, evaluator.params, params_hash,
-                           {k: float(v) for k, v in result.values.items()}, result.details, run_id)
+                           {k: float(v) for k, v in result.values.items()}, result.details, run_id,
+                           result.intervals)
     return result
 
 
@@ -135,6 +156,7 @@ class GridSpec:
     day: int | None = None
     params: dict[str, dict] = field(default_factory=dict)  # plugin name -> parameter overrides
     force: bool = False
+    holdout: str | None = "holdout"  # metadata column marking the hold-out (inference) set
 
 
 @dataclass
@@ -145,6 +167,7 @@ class GridReport:
     reused: int = 0
     problems: list[str] = field(default_factory=list)
     rankings: list[Ranking] = field(default_factory=list)
+    not_applicable: dict[str, list[str]] = field(default_factory=dict)  # ranker -> metrics it does not take
 
 
 def run_grid(store: Store, registry: Registry, spec: GridSpec, run_id: str,
@@ -173,12 +196,22 @@ def run_grid(store: Store, registry: Registry, spec: GridSpec, run_id: str,
         sets, computed = embed(store, encoder, spec.preprocess_key, run_id, progress=bar)
         report.embedded += computed
         embedding_sets += [es for es in sets if spec.heads is None or es.head in spec.heads]
-    cells = [(es, r, m, ref) for es in embedding_sets for r in rankers for m in metrics for ref in spec.references]
+    cells = []
+    for es in embedding_sets:
+        for ranker in rankers:
+            if ranker.metrics == ():  # the ranker uses no metric: one ranking, not one per metric
+                usable = [None]
+            else:
+                usable = [m for m in metrics if ranker.metrics is None or m.name in ranker.metrics]
+                skipped = [m.name for m in metrics if m not in usable]
+                if skipped:
+                    report.not_applicable[ranker.name] = skipped
+            cells += [(es, ranker, m, ref) for m in usable for ref in spec.references]
     advance = progress("rank and evaluate", len(cells)) if progress and cells else (lambda n=1: None)
     for es, ranker, metric, reference in cells:
-        label = f"{es.encoder}/{es.head} {ranker.name} {metric.name} ref={reference}"
+        label = f"{es.encoder}/{es.head} {ranker.name} {metric.name if metric else 'none'} ref={reference}"
         try:
-            ranking, computed = rank(store, es, ranker, metric, reference, spec.day, run_id, spec.force)
+            ranking, computed = rank(store, es, ranker, metric, reference, spec.day, run_id, spec.force, spec.holdout)
             report.ranked += computed
             report.reused += not computed
             report.rankings.append(ranking)

@@ -46,6 +46,10 @@ JOIN embedding_sets s ON e.subject_kind = 'embedding_set' AND e.subject_id = s.e
 LEFT JOIN models m ON m.model_id = s.params->>'model'
 """
 
+# Evaluations carry a 95% interval (bootstrap over wells) next to their value.
+_COMPARISON_VIEW_4 = _COMPARISON_VIEW_3.replace(
+    "e.evaluator, e.name, e.value,", "e.evaluator, e.name, e.value, e.ci_low, e.ci_high,")
+
 # Ordered and append-only: a released migration is never edited, a change is a new entry.
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "initial schema", """
@@ -92,6 +96,10 @@ CREATE TABLE models (
     checkpoint VARCHAR, history JSON, device VARCHAR, seconds DOUBLE, run_id VARCHAR,
     created_at TIMESTAMPTZ);
 """ + _COMPARISON_VIEW_3),
+    (4, "confidence intervals of evaluations", """
+ALTER TABLE evaluations ADD COLUMN ci_low DOUBLE;
+ALTER TABLE evaluations ADD COLUMN ci_high DOUBLE;
+""" + _COMPARISON_VIEW_4),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -328,6 +328,23 @@ class Store:
         flat = vectors.flatten().to_numpy(zero_copy_only=False)
         return ids, flat.reshape(len(ids), -1).astype(np.float32, copy=False)
 
+    def paired_embeddings(self, embedding_set_id: str, late_ids: Sequence[str]) -> np.ndarray:
+        """For each given (late-day) image, the embedding of the same well's image on the day
+        before it in ``pairs``; NaN rows where there is none."""
+        wanted = pa.table({"image_id": pa.array(list(late_ids), pa.string()),  # noqa: F841
+                           "position": pa.array(np.arange(len(late_ids)))})
+        table = self.con.sql(
+            "SELECT w.position, e.vector FROM wanted w "
+            "JOIN pairs p ON p.late_image_id = w.image_id "
+            "JOIN embeddings e ON e.image_id = p.early_image_id AND e.embedding_set_id = $1",
+            params=[embedding_set_id]).to_arrow_table()
+        dim = self._one("SELECT dim FROM embedding_sets WHERE embedding_set_id = ?", [embedding_set_id])[0]
+        out = np.full((len(late_ids), dim), np.nan, dtype=np.float32)
+        if table.num_rows:
+            flat = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+            out[table.column("position").to_numpy()] = flat.reshape(table.num_rows, -1)
+        return out
+
     # -- trained models --------------------------------------------------------------------
     def write_model(self, record: dict) -> None:
         model_table = pa.table({k: [_json(v) if isinstance(v, (dict, list)) else v]  # noqa: F841
@@ -399,59 +416,98 @@ class Store:
             [subject_id, evaluator, params_hash])[0] > 0
 
     def write_evaluation(self, subject_kind: str, subject_id: str, evaluator: str, params: dict,
-                         params_hash: str, values: dict[str, float], details: dict, run_id: str) -> None:
+                         params_hash: str, values: dict[str, float], details: dict, run_id: str,
+                         intervals: dict[str, tuple[float, float]] | None = None) -> None:
         now = _now()
+        intervals = intervals or {}
         with self.transaction():
             self.con.execute(
                 "DELETE FROM evaluations WHERE subject_id = ? AND evaluator = ? AND params_hash = ?",
                 [subject_id, evaluator, params_hash],
             )
             self.con.executemany(
-                "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO evaluations (subject_kind, subject_id, evaluator, params, params_hash, name, value, "
+                "details, run_id, created_at, ci_low, ci_high) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [[subject_kind, subject_id, evaluator, _json(params), params_hash, name,
-                  float(value), _json(details), run_id, now] for name, value in values.items()],
+                  float(value), _json(details), run_id, now, *intervals.get(name, (None, None))]
+                 for name, value in values.items()],
             )
 
     # -- reading back ----------------------------------------------------------------------
     def days(self) -> list[int]:
         return [r[0] for r in self.con.sql("SELECT DISTINCT day FROM images ORDER BY day").fetchall()]
 
-    # A measure is labelled by its name (accuracy, spearman, ...) unless two evaluators share it.
-    COMPARISON_PIVOT = """\
-PIVOT (SELECT encoder, augmentation, model_id AS model, head, ranker, metric, reference, day, value,
+    # The dimensions a method is described by (columns of the comparison view).
+    DIMENSIONS = ("encoder", "augmentation", "model", "head", "ranker", "metric", "reference", "day", "evaluator")
+
+    @staticmethod
+    def _cell_sql(ci: bool) -> str:
+        if not ci:
+            return "value"
+        return ("CASE WHEN ci_low IS NULL THEN printf('%.4g', value) "
+                "ELSE printf('%.3g [%.3g, %.3g]', value, ci_low, ci_high) END")
+
+    def comparison_sql(self, kind: str = "rankings", ci: bool = False, where: str | None = None) -> str:
+        """The wide table: one row per method, one column per measure. ``kind`` rankings (measures
+        of scores) or embeddings (measures of embedding sets). A measure is labelled by its name
+        (accuracy, spearman, ...) unless two evaluators share it."""
+        keys = ("encoder, augmentation, model_id AS model, head, ranker, metric, reference, day"
+                if kind == "rankings" else "encoder, augmentation, model_id AS model, head")
+        group = ("encoder, augmentation, model, head, ranker, metric, reference, day"
+                 if kind == "rankings" else "encoder, augmentation, model, head")
+        order = ("encoder, augmentation NULLS FIRST, model NULLS FIRST, head, ranker, metric, reference, day"
+                 if kind == "rankings" else "encoder, augmentation NULLS FIRST, model NULLS FIRST, head")
+        filters = ["ranker IS NOT NULL" if kind == "rankings" else "ranker IS NULL"] + ([f"({where})"] if where else [])
+        return f"""\
+PIVOT (SELECT {keys}, value, ci_low, ci_high,
               CASE WHEN count(DISTINCT evaluator) OVER (PARTITION BY name) > 1
                    THEN evaluator || ':' || name ELSE name END AS measure
-       FROM comparison WHERE ranker IS NOT NULL)
-ON measure USING first(value)
-GROUP BY encoder, augmentation, model, head, ranker, metric, reference, day
-ORDER BY encoder, augmentation NULLS FIRST, model NULLS FIRST, head, ranker, metric, reference, day"""
+       FROM comparison WHERE {' AND '.join(filters)})
+ON measure USING first({self._cell_sql(ci)})
+GROUP BY {group}
+ORDER BY {order}"""
 
-    def comparison_pivot(self) -> tuple[list[str], list[tuple]]:
-        """One row per method (encoder, head, ranker, metric, reference, day), one column per
-        evaluator measure; the SQL is ``Store.COMPARISON_PIVOT``."""
-        if self._one("SELECT count(*) FROM comparison WHERE ranker IS NOT NULL")[0] == 0:
+    def pivot_sql(self, rows: Sequence[str], columns: Sequence[str], measure: str, ci: bool = False,
+                  where: str | None = None) -> str:
+        """A seed-style table: ``rows`` x ``columns`` (dimensions of a method), cells = one measure
+        (``evaluator:name`` or a name). Where several methods fall in one cell (a dimension left
+        out), the best value is shown."""
+        unknown = [d for d in [*rows, *columns] if d not in self.DIMENSIONS]
+        if unknown or not rows or not columns:
+            raise StoreError(f"pivot dimensions must be among {', '.join(self.DIMENSIONS)}; "
+                             f"got rows {list(rows)}, columns {list(columns)}")
+        evaluator, _, name = measure.rpartition(":")
+        filters = [f"name = '{name}'"] + ([f"evaluator = '{evaluator}'"] if evaluator else []) + \
+            ([f"({where})"] if where else [])
+        column = " || ' / ' || ".join(f"coalesce(CAST({_dimension(c)} AS VARCHAR), '-')" for c in columns)
+        row_keys = ", ".join(f"coalesce(CAST({_dimension(r)} AS VARCHAR), '-') AS {r}" for r in rows)
+        return f"""\
+PIVOT (SELECT {row_keys}, {column} AS pivot_column, value, ci_low, ci_high
+       FROM comparison WHERE {' AND '.join(filters)})
+ON pivot_column USING arg_max({self._cell_sql(ci)}, value)
+GROUP BY {', '.join(rows)}
+ORDER BY {', '.join(rows)}"""
+
+    def comparison_pivot(self, kind: str = "rankings", ci: bool = False) -> tuple[list[str], list[tuple]]:
+        """The wide table of :meth:`comparison_sql`; empty when nothing of that kind is stored."""
+        test = "ranker IS NOT NULL" if kind == "rankings" else "ranker IS NULL"
+        if self._one(f"SELECT count(*) FROM comparison WHERE {test}")[0] == 0:
             return [], []
-        return self.query(self.COMPARISON_PIVOT)
+        return self.query(self.comparison_sql(kind, ci))
 
-    def ranking_values(self, ranking_ids: Sequence[str]) -> dict[str, dict[str, float]]:
-        """Per ranking, its evaluation values keyed ``evaluator:name``."""
-        wanted = pa.table({"ranking_id": pa.array(list(ranking_ids), pa.string())})  # noqa: F841
-        rows = self.con.sql("SELECT ranking_id, evaluator || ':' || name, value FROM comparison "
-                            "JOIN wanted USING (ranking_id)").fetchall()
-        values: dict[str, dict[str, float]] = {r: {} for r in ranking_ids}
-        for ranking_id, measure, value in rows:
-            values[ranking_id][measure] = value
-        return values
-
-    def treatment_summary(self, ranking_id: str) -> tuple[list[str], list[tuple]]:
-        """Scores of one ranking averaged per condition, treatment and concentration, highest first."""
-        result = self.con.sql(
-            "SELECT i.condition, i.treatment, i.concentration, count(*) AS wells, "
-            "avg(s.score) AS mean_score, min(s.score) AS min_score, max(s.score) AS max_score, "
-            "min(s.rank) AS best_rank "
-            "FROM scores s JOIN images i USING (image_id) WHERE s.ranking_id = ? "
-            "GROUP BY ALL ORDER BY mean_score DESC", params=[ranking_id])
-        return result.columns, result.fetchall()
+    def ranked_methods(self, limit: int | None = None) -> list[dict]:
+        """Rankings with their description and main measures, best first (by ranking accuracy,
+        then Spearman)."""
+        result = self.con.sql(f"""
+            SELECT ranking_id, embedding_set_id, encoder, augmentation, head, ranker, metric, reference, day,
+                   max(value) FILTER (WHERE evaluator = 'ranking-accuracy' AND name = 'accuracy') AS accuracy,
+                   max(value) FILTER (WHERE evaluator = 'rank-correlation' AND name = 'spearman') AS spearman,
+                   max(value) FILTER (WHERE evaluator = 'holdout-range' AND name = 'outside') AS holdout_outside
+            FROM comparison WHERE ranking_id IS NOT NULL
+            GROUP BY ALL
+            ORDER BY accuracy DESC NULLS LAST, spearman DESC NULLS LAST, ranking_id
+            {'LIMIT ' + str(int(limit)) if limit else ''}""")
+        return [dict(zip(result.columns, row)) for row in result.fetchall()]
 
     def query(self, sql: str) -> tuple[list[str], list[tuple]]:
         result = self.con.sql(sql)
@@ -463,6 +519,10 @@ ORDER BY encoder, augmentation NULLS FIRST, model NULLS FIRST, head, ranker, met
         tables = ("images", "crops", "rejects", "pairs", "runs", "models", "embedding_sets", "embeddings",
                   "rankings", "scores", "evaluations")
         return {t: self._one(f"SELECT count(*) FROM {t}")[0] for t in tables}
+
+
+def _dimension(name: str) -> str:
+    return "model_id" if name == "model" else name
 
 
 def _quoted(column: str) -> str:

@@ -51,6 +51,9 @@ class Samples:
 
     image_ids: np.ndarray
     columns: dict[str, np.ndarray] = field(default_factory=dict)
+    # For rankers that ask for pairs: each image's embedding on the well's earlier day, one row
+    # per image (NaN where the well has no earlier image).
+    paired: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -66,7 +69,8 @@ class Samples:
         return name in self.columns
 
     def subset(self, mask: np.ndarray) -> "Samples":
-        return Samples(self.image_ids[mask], {k: v[mask] for k, v in self.columns.items()})
+        return Samples(self.image_ids[mask], {k: v[mask] for k, v in self.columns.items()},
+                       None if self.paired is None else self.paired[mask])
 
 
 class Loader(Plugin):
@@ -142,29 +146,62 @@ class Metric(Plugin):
 
     ``kind`` says which way ``pairwise`` points. Rankers always call ``distance``, which turns a
     similarity into a distance by negation, so that a larger value always means further apart.
+    ``distance`` works through ``blocks``: ``pairwise`` only ever sees a few thousand rows of A at
+    a time in float64, so memory stays bounded by the output, never by an intermediate copy.
     """
 
     family = "metric"
     kind: ClassVar[Literal["distance", "similarity"]] = "distance"
+    block_elements: ClassVar[int] = 1 << 22  # rows of A per block x max(len(B), D) stays below this
 
     def pairwise(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def blocks(self, a: np.ndarray, b: np.ndarray):
+        """Yield ``(row_slice, distances)`` over row blocks of A: for callers that reduce as they go
+        (nearest neighbours of 100k points need no 100k x 100k matrix)."""
+        b = np.asarray(b, dtype=np.float64)
+        rows = max(1, self.block_elements // max(len(b), a.shape[1] if a.ndim == 2 else 1, 1))
+        for start in range(0, len(a), rows):
+            block = self.pairwise(np.asarray(a[start:start + rows], dtype=np.float64), b)
+            yield slice(start, start + len(block)), (block if self.kind == "distance" else -block)
+
     def distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        values = self.pairwise(a, b)
-        return values if self.kind == "distance" else -values
+        result = np.empty((len(a), len(b)), dtype=np.float64)
+        for rows, block in self.blocks(a, b):
+            result[rows] = block
+        return result
+
+    def paired_distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Distance of each row of A to the same row of B (shape (N,))."""
+        if a.shape != b.shape:
+            raise PluginError(f"paired_distance needs equal shapes, got {a.shape} and {b.shape}")
+        out = np.empty(len(a), dtype=np.float64)
+        step = 512
+        for start in range(0, len(a), step):
+            out[start:start + step] = np.diagonal(self.distance(a[start:start + step], b[start:start + step]))
+        return out
 
 
 class Ranker(Plugin):
     """Fits on embeddings with their metadata, then scores images: higher = further from the
-    reference state (for the usual reference ``control``: a stronger treatment effect)."""
+    reference state (for the usual reference ``control``: a stronger treatment effect).
+
+    ``metrics`` names the metrics the ranker can work with: None = any; an empty tuple = the
+    ranker uses none (it gets ``metric=None`` and is run once, not once per metric).
+    ``needs_pairs``: ``samples.paired`` holds each image's embedding from the well's earlier day.
+    ``partial``: the ranker may leave some images unscored (NaN), e.g. those without a pair.
+    """
 
     family = "ranker"
+    metrics: ClassVar[tuple[str, ...] | None] = None
+    needs_pairs: ClassVar[bool] = False
+    partial: ClassVar[bool] = False
 
-    def fit(self, embeddings: np.ndarray, samples: Samples, metric: Metric, reference: str) -> "Ranker":
+    def fit(self, embeddings: np.ndarray, samples: Samples, metric: "Metric | None", reference: str) -> "Ranker":
         raise NotImplementedError
 
-    def score(self, embeddings: np.ndarray) -> np.ndarray:
+    def score(self, embeddings: np.ndarray, samples: Samples | None = None) -> np.ndarray:
         raise NotImplementedError
 
 
@@ -180,8 +217,12 @@ class Subject:
 
 @dataclass
 class Evaluation:
+    """Named values; ``intervals`` holds a (low, high) 95% interval for some of them (bootstrap
+    over wells, or the spread over restarts where the evaluator says so in ``details``)."""
+
     values: dict[str, float]
     details: dict[str, Any] = field(default_factory=dict)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 class Evaluator(Plugin):

@@ -1,0 +1,156 @@
+"""Statistics shared by rankers and evaluators: k-means (euclidean and spherical), cluster-to-class
+matching, and bootstrap intervals over wells."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norm, out=np.zeros_like(x, dtype=np.float64), where=norm > 0)
+
+
+def kmeans(x: np.ndarray, k: int, geometry: str = "euclidean", seed: int = 0, max_iter: int = 300
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """One k-means run from one k-means++ initialisation; returns (labels, centres).
+
+    ``geometry="cosine"`` is spherical k-means: points are scaled to unit length, a point joins the
+    centre of highest cosine similarity, and a centre is the mean of its points scaled to unit
+    length (scikit-learn has no spherical variant).
+    """
+    from sklearn.cluster import KMeans, kmeans_plusplus
+
+    x = np.asarray(x, dtype=np.float64)
+    if geometry == "euclidean":
+        model = KMeans(n_clusters=k, n_init=1, random_state=seed, max_iter=max_iter).fit(x)
+        return model.labels_, model.cluster_centers_
+    if geometry != "cosine":
+        raise ValueError(f"geometry must be 'euclidean' or 'cosine', got {geometry!r}")
+    points = unit_rows(x)
+    centres, _ = kmeans_plusplus(points, n_clusters=k, random_state=seed)
+    centres = unit_rows(centres)
+    labels = np.full(len(points), -1)
+    for _ in range(max_iter):
+        similarity = points @ centres.T
+        new = similarity.argmax(axis=1)
+        if np.array_equal(new, labels):
+            break
+        labels = new
+        for c in range(k):
+            members = points[labels == c]
+            if len(members):
+                centres[c] = unit_rows(members.sum(axis=0, keepdims=True))[0]
+            else:  # an empty cluster restarts at the point furthest from its own centre
+                far = int(similarity.max(axis=1).argmin())
+                centres[c], labels[far] = points[far], c
+    return labels, centres
+
+
+def contingency(classes: np.ndarray, clusters: np.ndarray, n_classes: int, n_clusters: int,
+                weights: np.ndarray | None = None) -> np.ndarray:
+    """(n_classes, n_clusters) counts of items, optionally weighted (bootstrap multiplicities)."""
+    flat = classes * n_clusters + clusters
+    return np.bincount(flat, weights=weights, minlength=n_classes * n_clusters).reshape(n_classes, n_clusters)
+
+
+def matched_accuracy(table: np.ndarray) -> float:
+    """Accuracy after the Hungarian matching of clusters to classes that maximises agreement."""
+    from scipy.optimize import linear_sum_assignment
+
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    total = table.sum()
+    return float(table[rows, cols].sum() / total) if total else float("nan")
+
+
+class GroupResampler:
+    """Draws bootstrap samples of whole groups (wells) with replacement, within each stratum when
+    given so that every class keeps its number of wells. The grouping is worked out once."""
+
+    def __init__(self, groups: np.ndarray, strata: np.ndarray | None = None):
+        groups = np.asarray(groups)
+        strata = np.zeros(len(groups), dtype=int) if strata is None else np.asarray(strata)
+        self.members: list[list[np.ndarray]] = []
+        for stratum in np.unique(strata):
+            in_stratum = np.flatnonzero(strata == stratum)
+            _, inverse = np.unique(groups[in_stratum], return_inverse=True)
+            self.members.append([in_stratum[inverse == g] for g in range(inverse.max() + 1)])
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        picked = [by_group[g] for by_group in self.members for g in rng.integers(len(by_group), size=len(by_group))]
+        return np.concatenate(picked) if picked else np.zeros(0, dtype=int)
+
+
+def bootstrap_interval(statistic: Callable[[np.ndarray], float], groups: np.ndarray, n_resamples: int,
+                       seed: int = 0, strata: np.ndarray | None = None, level: float = 0.95
+                       ) -> tuple[float, float] | None:
+    """Percentile interval of ``statistic(indices)`` over resamples of whole groups (wells).
+
+    A resample where the statistic cannot be computed (raises ValueError or gives NaN) is skipped;
+    None when fewer than half of them could be."""
+    if n_resamples <= 0 or len(groups) == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    resampler = GroupResampler(groups, strata)
+    values = []
+    for _ in range(n_resamples):
+        try:
+            value = float(statistic(resampler.draw(rng)))
+        except ValueError:
+            continue
+        if np.isfinite(value):
+            values.append(value)
+    if len(values) < n_resamples / 2:
+        return None
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def well_keys(samples) -> np.ndarray:
+    """One key per image naming its well (plate and well), the unit a bootstrap resamples; without
+    a well column every image is its own unit."""
+    if "well" not in samples:
+        return np.asarray(samples.image_ids).astype(str)
+    plates = samples["plate"].astype(str) if "plate" in samples else np.full(len(samples), "")
+    return np.char.add(np.char.add(plates, "/"), samples["well"].astype(str))
+
+
+def truthy(values: np.ndarray) -> np.ndarray:
+    """A manifest column read as booleans: true/yes/1 (any case) or a non-zero number."""
+    out = np.zeros(len(values), dtype=bool)
+    for i, v in enumerate(values):
+        if isinstance(v, (bool, np.bool_)):
+            out[i] = bool(v)
+        elif isinstance(v, (int, float, np.integer, np.floating)):
+            out[i] = bool(np.isfinite(v) and v != 0)
+        elif v is not None:
+            out[i] = str(v).strip().lower() in ("true", "yes", "y", "t", "1")
+    return out
+
+
+def group_means(scores: np.ndarray, samples, by: tuple[str, ...] = ("condition", "treatment", "concentration"),
+                n_resamples: int = 1000, seed: int = 0) -> list[dict]:
+    """Mean score per group (a treatment at a dose, or a reference class) with a 95% bootstrap
+    interval over its wells, highest mean first."""
+    keys = [tuple(_plain(samples[c][i]) for c in by) for i in range(len(samples))]
+    wells = well_keys(samples)
+    out = []
+    for key in sorted(set(keys), key=str):
+        rows = np.flatnonzero([k == key for k in keys])
+        values = scores[rows]
+        interval = bootstrap_interval(lambda ix: values[ix].mean(), wells[rows], n_resamples, seed) \
+            if len(np.unique(wells[rows])) > 1 else None
+        out.append({**dict(zip(by, key)), "wells": int(len(np.unique(wells[rows]))), "mean": float(values.mean()),
+                    "low": interval[0] if interval else float("nan"), "high": interval[1] if interval else float("nan")})
+    return sorted(out, key=lambda r: -r["mean"])
+
+
+def _plain(value):
+    if isinstance(value, (np.floating, float)):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -1,0 +1,200 @@
+"""Evaluators of embeddings (``needs = "embeddings"``): how well do the classes separate before any
+ranking? Seed 000 chapter 8 (linear probe, k-means) and the field's replicate mAP (copairs)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from phenorank.core.statistics import (GroupResampler, bootstrap_interval, contingency, kmeans, matched_accuracy,
+                                       well_keys)
+from phenorank.registry import Evaluation, Evaluator, PluginError, Subject
+
+from ..classifier import Standardizer, train_linear
+from .selection import as_list, balanced, class_indices
+
+SELECTION = {"classes": ["control", "single_dose", "exploded"], "label": "condition", "where": [], "balance": "none"}
+
+
+class LinearProbe(Evaluator):
+    """Seed 000 section 8.1: one linear layer on frozen embeddings, trained to tell the classes
+    apart; cross entropy, Adam lr 5e-4, batch 8, 250 epochs, MultiStepLR x0.1 at 60% and 80%,
+    80/20 split of wells stratified by class; at least ``min_steps`` optimizer steps (small plates,
+    see ``train_linear``). Features are standardized on the training wells.
+
+    Values: final train and test accuracy, the best test accuracy and the first epoch reaching it
+    (the seed's "test epoch"). The interval bootstraps the test wells.
+    """
+
+    name = "linear-probe"
+    needs = "embeddings"
+    defaults = {**SELECTION, "epochs": 250, "batch_size": 8, "lr": 5e-4, "min_steps": 3000, "test_fraction": 0.2,
+                "seed": 0, "bootstrap": 1000}
+
+    def evaluate(self, subject: Subject) -> Evaluation:
+        from sklearn.model_selection import train_test_split
+
+        classes = as_list(self.params["classes"])
+        seed = int(self.params["seed"])
+        rng = np.random.default_rng(seed)
+        index, codes = class_indices(subject.samples, self.params["label"], classes, self.params["where"])
+        keep = balanced(codes, self.params["balance"], rng)
+        index, codes = index[keep], codes[keep]
+        wells = well_keys(subject.samples)[index]
+        names, first = np.unique(wells, return_index=True)
+        well_class = codes[first]
+        stratify = well_class if np.bincount(well_class).min() >= 2 else None
+        try:
+            train_wells, test_wells = train_test_split(names, test_size=float(self.params["test_fraction"]),
+                                                       random_state=seed, stratify=stratify)
+        except ValueError as exc:
+            raise PluginError(f"linear-probe: cannot split {len(names)} wells: {exc}") from None
+        train = np.isin(wells, train_wells)
+        x = np.asarray(subject.embeddings[index], dtype=np.float64)
+        scale = Standardizer.fit(x[train])
+        model = train_linear(scale(x[train]), codes[train], len(classes), int(self.params["epochs"]),
+                             int(self.params["batch_size"]), float(self.params["lr"]), seed,
+                             validation=(scale(x[~train]), codes[~train]), min_steps=int(self.params["min_steps"]))
+        correct = model.logits(scale(x[~train])).argmax(axis=1) == codes[~train]
+        history = model.history
+        best = max(history, key=lambda h: (h["test_accuracy"], -h["epoch"]))
+        best_train = max(history, key=lambda h: (h["train_accuracy"], -h["epoch"]))
+        interval = bootstrap_interval(lambda ix: correct[ix].mean(), wells[~train], int(self.params["bootstrap"]),
+                                      seed, strata=codes[~train])
+        return Evaluation(
+            values={"train_accuracy": history[-1]["train_accuracy"], "test_accuracy": float(correct.mean()),
+                    "best_test_accuracy": best["test_accuracy"], "best_test_epoch": best["epoch"],
+                    "best_train_epoch": best_train["epoch"]},
+            details={"classes": classes, "n_train": int(train.sum()), "n_test": int((~train).sum()),
+                     "test_wells": sorted(map(str, test_wells))},
+            intervals={"test_accuracy": interval} if interval else {})
+
+
+def span_coordinates(x: np.ndarray, geometry: str) -> np.ndarray:
+    """The points in coordinates of the space they span (an SVD): every euclidean distance (for
+    ``cosine``: every cosine, after scaling to unit length) stays exactly the same, and k-means
+    centres, being means of points, live in that span too. So 27 648-d pixels of 600 images
+    cluster in 600-d at the same result, 400 times over, in seconds."""
+    from phenorank.core.statistics import unit_rows
+
+    base = unit_rows(x) if geometry == "cosine" else x - x.mean(axis=0)
+    if base.shape[1] <= base.shape[0]:
+        return base
+    u, s, _ = np.linalg.svd(base, full_matrices=False)
+    return u * s
+
+
+class KMeansAccuracy(Evaluator):
+    """Seed 000 section 8.2: k-means with k = number of classes, run from ``restarts`` random
+    k-means++ initialisations (the seed: 400), each scored by its accuracy after the Hungarian
+    matching of clusters to classes; in euclidean and cosine (spherical k-means) geometry.
+
+    Values per geometry: mean and standard deviation over restarts. With ``balance`` every restart
+    draws its own balanced subsample. The interval of each mean bootstraps wells (within class)
+    with every restart's clustering kept fixed.
+    """
+
+    name = "kmeans-accuracy"
+    needs = "embeddings"
+    defaults = {**SELECTION, "restarts": 400, "geometries": ["euclidean", "cosine"], "seed": 0, "bootstrap": 200}
+
+    def evaluate(self, subject: Subject) -> Evaluation:
+        classes = as_list(self.params["classes"])
+        seed, restarts = int(self.params["seed"]), int(self.params["restarts"])
+        index, codes = class_indices(subject.samples, self.params["label"], classes, self.params["where"])
+        x = np.asarray(subject.embeddings[index], dtype=np.float64)
+        wells = well_keys(subject.samples)[index]
+        k = len(classes)
+        values, intervals, details = {}, {}, {"classes": classes, "n": len(index), "restarts": restarts}
+        for geometry in as_list(self.params["geometries"]):
+            rng = np.random.default_rng(seed)
+            points = span_coordinates(x, geometry)
+            runs = []  # (positions into index, cluster labels) per restart
+            for restart in range(restarts):
+                keep = balanced(codes, self.params["balance"], rng)
+                if len(keep) < k:
+                    raise PluginError(f"kmeans-accuracy: {len(keep)} images for {k} clusters")
+                labels, _ = kmeans(points[keep], k, geometry, seed + restart)
+                runs.append((keep, labels))
+            accuracies = np.array([matched_accuracy(contingency(codes[keep], labels, k, k)) for keep, labels in runs])
+            values[f"{geometry}_mean"] = float(accuracies.mean())
+            values[f"{geometry}_std"] = float(accuracies.std())
+            details[f"{geometry}_best"] = float(accuracies.max())
+            interval = self._bootstrap(runs, codes, wells, k, seed)
+            if interval:
+                intervals[f"{geometry}_mean"] = interval
+        return Evaluation(values=values, details=details, intervals=intervals)
+
+    def _bootstrap(self, runs, codes, wells, k, seed):
+        n_resamples = int(self.params["bootstrap"])
+        if n_resamples <= 0:
+            return None
+        rng = np.random.default_rng(seed + 1)
+        resampler = GroupResampler(wells, strata=codes)
+        means = []
+        for _ in range(n_resamples):
+            weight = np.bincount(resampler.draw(rng), minlength=len(codes)).astype(float)
+            means.append(np.mean([matched_accuracy(contingency(codes[keep], labels, k, k, weight[keep]))
+                                  for keep, labels in runs]))
+        low, high = np.nanpercentile(means, [2.5, 97.5])
+        return float(low), float(high)
+
+
+class MeanAveragePrecision(Evaluator):
+    """Replicate-aware mean average precision (copairs): for every image of a treatment group, how
+    highly do its replicates rank among the controls by similarity? mAP per group, with a p-value
+    from copairs' permutation null (``null_size``) and Benjamini-Hochberg correction.
+
+    Groups are the distinct values of ``group`` columns (default treatment and concentration) among
+    images whose ``label`` is not ``control``; controls are the negatives. Values: mean mAP over
+    groups, the fraction of groups with corrected p < ``threshold``, the number of groups. The
+    interval bootstraps the groups' mAPs (resampling wells would duplicate replicates and inflate
+    mAP). Per-group results are in the details.
+    """
+
+    name = "map"
+    needs = "embeddings"
+    defaults = {"label": "condition", "control": "control", "group": ["treatment", "concentration"],
+                "distance": "cosine", "null_size": 10000, "threshold": 0.05, "seed": 0, "bootstrap": 1000}
+
+    def evaluate(self, subject: Subject) -> Evaluation:
+        import logging
+
+        import pandas as pd
+        from copairs.map import average_precision, mean_average_precision
+
+        logging.getLogger("copairs").setLevel(logging.WARNING)
+        samples, columns = subject.samples, as_list(self.params["group"])
+        labels = samples[self.params["label"]].astype(str)
+        is_control = labels == self.params["control"]
+        if not is_control.any():
+            raise PluginError(f"map: no {self.params['control']!r} images to compare against")
+        group = np.array(["|".join(str(samples[c][i]) for c in columns) for i in range(len(samples))], dtype=object)
+        group[is_control] = "<control>"
+        meta = pd.DataFrame({
+            "group": group,
+            # Each control gets its own index, so two controls never form a positive pair; every
+            # treated image shares -1, so two treatments never form a negative pair.
+            "reference": np.where(is_control, np.arange(len(samples)), -1),
+        })
+        sizes = meta[~is_control].groupby("group").size()
+        if (sizes >= 2).sum() == 0:
+            raise PluginError(f"map: no treatment group (by {', '.join(columns)}) has 2 or more replicates")
+        feats = np.asarray(subject.embeddings, dtype=np.float64)
+        ap = average_precision(meta, feats, pos_sameby=["group", "reference"], pos_diffby=[], neg_sameby=[],
+                               neg_diffby=["group", "reference"], distance=self.params["distance"],
+                               progress_bar=False)
+        ap = ap[~is_control & ap["average_precision"].notna().to_numpy()]
+        result = mean_average_precision(ap, sameby=["group"], null_size=int(self.params["null_size"]),
+                                        threshold=float(self.params["threshold"]), seed=int(self.params["seed"]),
+                                        progress_bar=False)
+        maps = result["mean_average_precision"].to_numpy(dtype=np.float64)
+        rng = np.random.default_rng(int(self.params["seed"]))
+        boots = [maps[rng.integers(len(maps), size=len(maps))].mean() for _ in range(int(self.params["bootstrap"]))]
+        intervals = {"mean_map": tuple(float(v) for v in np.percentile(boots, [2.5, 97.5]))} if boots else {}
+        per_group = {str(r.group): {"map": float(r.mean_average_precision), "p_value": float(r.p_value),
+                                    "corrected_p_value": float(r.corrected_p_value)}
+                     for r in result.itertuples()}
+        return Evaluation(
+            values={"mean_map": float(maps.mean()), "fraction_significant": float(result["below_corrected_p"].mean()),
+                    "n_groups": len(maps)},
+            details={"groups": per_group, "group_by": columns}, intervals=intervals)

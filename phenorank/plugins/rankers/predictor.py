@@ -1,0 +1,172 @@
+"""Ranking strategy 1 of seed 000 (section 9.1): learn how one class's wells change from the early
+day to the late day; score = how far each well's actual late embedding is from the predicted one."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from phenorank.registry import PluginError, Ranker
+
+from .centroid import reference_mask
+
+
+def layer_widths(dim: int, layers: int, bottleneck: int, max_width: int) -> list[int]:
+    """Widths of the hourglass from ``dim`` down to ``bottleneck`` and back, ``layers`` linear
+    layers in all, halving geometrically; hidden widths are capped at ``max_width`` so raw-pixel
+    inputs (27 648 values) do not need a 27 648-wide hidden layer."""
+    half = layers // 2
+    down = [int(round(w)) for w in np.geomspace(dim, bottleneck, half + 1)]
+    hidden = [min(w, max_width) for w in down[1:]]
+    return [dim] + hidden + hidden[-2::-1] + [dim]
+
+
+def build_predictor(widths: list[int]):
+    """Linear -> BatchNorm -> ReLU -> Dropout per hidden layer, dropout rising from 0.2 at the
+    ends to 0.4 at the bottleneck (the seed's 0.2..0.4, deeper = more); a plain linear output."""
+    import torch.nn as nn
+
+    n = len(widths) - 1
+    blocks = []
+    for i in range(n):
+        blocks.append(nn.Linear(widths[i], widths[i + 1]))
+        if i < n - 1:
+            depth = 1 - abs((i + 1) - n / 2) / (n / 2)  # 0 at the ends, 1 at the bottleneck
+            blocks += [nn.BatchNorm1d(widths[i + 1]), nn.ReLU(), nn.Dropout(0.2 + 0.2 * depth)]
+    return nn.Sequential(*blocks)
+
+
+def fit_key(*arrays: np.ndarray) -> str:
+    import xxhash
+
+    h = xxhash.xxh3_128()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def batches(n: int, batch_size: int, generator) -> list:
+    """Shuffled index batches of near-equal size (never a batch of one, which BatchNorm rejects)."""
+    import torch
+
+    order = torch.randperm(n, generator=generator)
+    return list(torch.tensor_split(order, max(1, -(-n // batch_size))))
+
+
+class PredictorRanker(Ranker):
+    """A fully connected predictor of the late-day embedding from the early-day one, trained on the
+    reference class's pairs only; score = metric(predicted, actual) on the late day.
+
+    Seed 000's set-up: features min-max scaled per feature (fitted on the training pairs, both
+    days), 12 linear layers 512 -> 8 -> 512 (6 layers 20 -> 4 -> 20 for inputs under 64-d), MSE,
+    Adam lr 1e-4, batch 32, at most 2000 epochs with early stopping (patience 500, min delta 1e-4)
+    on a 20% validation split; the best validation state is kept. Images without an early-day
+    image of the same well get no score.
+
+    Embeddings wider than ``reduce_above`` (raw pixels: 27 648 values) are first projected onto
+    their principal components, fitted on the training pairs (at most ``reduce_above``, at most
+    2 x pairs - 1), and compared there: the seed never fed pixels to this network (it used a
+    convolutional autoencoder on images), and a 27 648-wide first layer trained on a few dozen
+    pairs takes minutes per fit to learn nothing.
+    """
+
+    name = "predictor"
+    needs_pairs = True
+    partial = True
+    defaults = {"label": "condition", "epochs": 2000, "patience": 500, "min_delta": 1e-4, "batch_size": 32,
+                "lr": 1e-4, "validation": 0.2, "layers": "auto", "bottleneck": "auto", "max_width": 512,
+                "reduce_above": 512, "seed": 0}
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self._fitted: dict[str, tuple] = {}
+
+    def fit(self, embeddings, samples, metric, reference):
+        import torch
+
+        if samples.paired is None:
+            raise PluginError("predictor needs day-to-day pairs; the pipeline gives them (see table `pairs`)")
+        has_pair = np.isfinite(samples.paired).all(axis=1)
+        rows = np.flatnonzero(reference_mask(samples, self.params["label"], reference) & has_pair)
+        if len(rows) < 4:
+            raise PluginError(f"predictor: {len(rows)} {reference!r} wells have both days; at least 4 are needed")
+        early = np.asarray(samples.paired[rows], dtype=np.float64)
+        late = np.asarray(embeddings[rows], dtype=np.float64)
+        self.metric = metric
+        # The fit does not depend on the metric: a grid over eight metrics trains once.
+        key = fit_key(early, late)
+        if key in self._fitted:
+            self.reducer, self.low, self.span, self.model, self.history = self._fitted[key]
+            return self
+        seed = int(self.params["seed"])
+        self.reducer = None
+        if early.shape[1] > int(self.params["reduce_above"]):
+            from sklearn.decomposition import PCA
+
+            components = min(int(self.params["reduce_above"]), 2 * len(rows) - 1)
+            self.reducer = PCA(components, random_state=seed).fit(np.concatenate([early, late]))
+            early, late = self.reducer.transform(early), self.reducer.transform(late)
+        both = np.concatenate([early, late])
+        self.low = both.min(axis=0)
+        self.span = np.where(np.ptp(both, axis=0) > 0, np.ptp(both, axis=0), 1.0)
+        dim = early.shape[1]
+        layers = (12 if dim >= 64 else 6) if self.params["layers"] == "auto" else int(self.params["layers"])
+        bottleneck = (8 if dim >= 64 else max(2, dim // 5)) if self.params["bottleneck"] == "auto" \
+            else int(self.params["bottleneck"])
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+        self.model = build_predictor(layer_widths(dim, layers, bottleneck, int(self.params["max_width"])))
+        x = torch.as_tensor(self.minmax(early), dtype=torch.float32)
+        y = torch.as_tensor(self.minmax(late), dtype=torch.float32)
+        n_val = max(1, int(round(len(rows) * float(self.params["validation"]))))
+        order = torch.randperm(len(rows), generator=generator)
+        val, train = order[:n_val], order[n_val:]
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=float(self.params["lr"]))
+        loss_fn = torch.nn.MSELoss()
+        best, best_state, waited = float("inf"), None, 0
+        self.history = []
+        for epoch in range(int(self.params["epochs"])):
+            self.model.train()
+            for batch in batches(len(train), int(self.params["batch_size"]), generator):
+                if len(batch) < 2:
+                    continue
+                optimizer.zero_grad()
+                loss = loss_fn(self.model(x[train[batch]]), y[train[batch]])
+                loss.backward()
+                optimizer.step()
+            self.model.eval()
+            with torch.no_grad():
+                val_loss = float(loss_fn(self.model(x[val]), y[val]))
+            self.history.append(val_loss)
+            if val_loss < best - float(self.params["min_delta"]):
+                best, waited = val_loss, 0
+                best_state = {k: v.clone() for k, v in self.model.state_dict().items()}
+            else:
+                waited += 1
+                if waited >= int(self.params["patience"]):
+                    break
+        self.model.load_state_dict(best_state)
+        self.model.eval()
+        self._fitted[key] = (self.reducer, self.low, self.span, self.model, self.history)
+        return self
+
+    def minmax(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.low) / self.span
+
+    def scaled(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        return self.minmax(x if self.reducer is None else self.reducer.transform(x))
+
+    def score(self, embeddings, samples=None):
+        import torch
+
+        if samples is None or samples.paired is None:
+            raise PluginError("predictor scores need each image's early-day embedding (samples.paired)")
+        scores = np.full(len(embeddings), np.nan)
+        rows = np.flatnonzero(np.isfinite(samples.paired).all(axis=1))
+        for start in range(0, len(rows), 4096):
+            chunk = rows[start:start + 4096]
+            with torch.no_grad():
+                predicted = self.model(torch.as_tensor(self.scaled(samples.paired[chunk]), dtype=torch.float32))
+            scores[chunk] = self.metric.paired_distance(predicted.numpy().astype(np.float64),
+                                                        self.scaled(embeddings[chunk]))
+        return scores

@@ -1,0 +1,143 @@
+"""``phenorank report``: one self-contained HTML page (figures inlined as PNG) of what the store
+holds: the comparison tables, and for the best rankings the class strips, a 2-D projection of
+the embeddings, plate heatmaps and the ranked treatments with confidence intervals."""
+
+from __future__ import annotations
+
+import base64
+import html
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from ..core.statistics import group_means, truthy
+from ..core.store import Store, StoreError
+from . import plots
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+h1{font-size:1.5em} h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:12px;margin:0.5em 0} td,th{border:1px solid #ddd;padding:3px 7px;text-align:right}
+th{background:#f4f4f4} td:first-child,th:first-child{text-align:left} .note{color:#666;font-size:12px}
+img{max-width:100%} .figs{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
+"""
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _table(columns, rows, limit: int | None = None) -> str:
+    def cell(v):
+        if v is None:
+            return ""
+        if isinstance(v, float):
+            return "" if np.isnan(v) else f"{v:.4g}"
+        return html.escape(str(v))
+
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows[:limit])
+    more = f'<p class="note">... {len(rows) - limit} more rows in the store.</p>' if limit and len(rows) > limit else ""
+    return f"<table><tr>{head}</tr>{body}</table>{more}"
+
+
+def describe(method: dict) -> str:
+    encoder = method["encoder"] + (f" ({method['augmentation']})" if method.get("augmentation") else "")
+    day = method["day"] if method["day"] is not None else "all"
+    return (f"{encoder}/{method['head']} · {method['ranker']} · {method['metric']} · "
+            f"reference {method['reference']} · day {day}")
+
+
+def project_2d(vectors: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
+    if method == "umap":
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import umap
+
+            return umap.UMAP(n_components=2, n_neighbors=max(2, min(15, len(vectors) - 1)),
+                             random_state=seed).fit_transform(vectors)
+    from sklearn.decomposition import PCA
+
+    return PCA(n_components=2, random_state=seed).fit_transform(np.asarray(vectors, np.float64))
+
+
+def build_report(store: Store, out: str | Path, top: int = 3, projection: str = "pca",
+                 holdout: str = "holdout") -> Path:
+    methods = store.ranked_methods()
+    if not methods:
+        raise StoreError(f"{store.path} holds no evaluated rankings yet: run `phenorank run` (or `phenorank demo`)")
+    best = methods[0]
+    sections = [f"<h1>phenorank report</h1><p class=note>{html.escape(str(store.path))} · "
+                f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} · {len(methods)} evaluated rankings</p>"]
+
+    # The comparison: ranking accuracy per method (rows) and reference (columns), with intervals.
+    columns, rows = store.query(store.pivot_sql(["encoder", "head", "ranker", "metric"], ["reference"],
+                                                "ranking-accuracy:accuracy", ci=True))
+    sections.append("<h2>Comparison: ranking accuracy by method and reference</h2>"
+                    "<p class=note>Seed 000's three-class accuracy (control / single dose / exploded in separate "
+                    "bands of the score: 1 = no overlap), 95% bootstrap interval over wells in brackets.</p>"
+                    + _table(columns, rows))
+    keys = ("encoder", "augmentation", "head", "ranker", "metric", "reference", "accuracy", "spearman",
+            "holdout_outside")
+    sections.append("<h2>Best methods</h2><p class=note>holdout_outside: hold-out images scored outside the "
+                    "single-dose class's range (seed 000 table 10.1; fewer = better).</p>"
+                    + _table(keys, [tuple(m[k] for k in keys) for m in methods], limit=15))
+    if store.comparison_pivot("embeddings")[1]:
+        columns, rows = store.query(store.comparison_sql("embeddings", ci=True))
+        sections.append("<h2>Embeddings: linear probe, k-means accuracy, replicate mAP</h2>" + _table(columns, rows))
+
+    # For the best rankings: where each class falls on the score scale.
+    figures = []
+    for method in methods[:top]:
+        ids, scores = store.load_scores(method["ranking_id"])
+        samples = store.load_samples(ids)
+        held = truthy(samples[holdout]) if holdout in samples else np.zeros(len(ids), bool)
+        title = f"{describe(method)}\naccuracy {_fmt(method['accuracy'])}, Spearman {_fmt(method['spearman'])}"
+        figures.append(_img(plots.strip_plot(scores, samples["condition"].astype(str), held, title), title))
+    sections.append("<h2>Scores per class, best rankings</h2><p class=note>One dot per image; black line = class "
+                    "mean; black edge = hold-out image.</p><div class=figs>" + "".join(figures) + "</div>")
+
+    ids, scores = store.load_scores(best["ranking_id"])
+    samples = store.load_samples(ids)
+    set_ids, vectors = store.load_embeddings(best["embedding_set_id"], best["day"])
+    labels = store.load_samples(set_ids)["condition"].astype(str)
+    points = project_2d(vectors, projection)
+    sections.append(f"<h2>Embeddings in 2-D ({projection.upper()})</h2><div class=figs>" + _img(
+        plots.projection_plot(points, labels, f"{best['encoder']}/{best['head']}, day {best['day']}",
+                              projection.upper()), "projection") + "</div>")
+
+    heatmaps = []
+    plate_names = samples["plate"].astype(str)
+    for plate in sorted(set(plate_names))[:6]:
+        mask = plate_names == plate
+        n_rows, n_cols = (16, 24) if (samples["col"][mask].astype(int).max() > 12 or
+                                      max(samples["row"][mask].astype(str)) > "H") else (8, 12)
+        heatmaps.append(_img(plots.plate_heatmap(samples["row"][mask], samples["col"][mask], scores[mask],
+                                                 samples["condition"][mask].astype(str),
+                                                 f"{plate}: {describe(best)}", n_rows, n_cols), plate))
+    sections.append("<h2>Plate heatmap of the best ranking</h2><p class=note>C / S / E: control, single dose, "
+                    "exploded wells.</p><div class=figs>" + "".join(heatmaps) + "</div>")
+
+    groups = group_means(scores, samples)
+    for g in groups:
+        dose = f" {g['concentration']:g}" if isinstance(g["concentration"], float) else ""
+        g["label"] = (f"{g['treatment']}{dose}" + ("" if g["condition"] == "screen" else f" ({g['condition']})")
+                      if g["treatment"] else g["condition"])
+    sections.append("<h2>Treatments ranked by the best method</h2><div class=figs>"
+                    + _img(plots.treatment_plot(groups, describe(best)), "treatments") + "</div>"
+                    + _table(["condition", "treatment", "concentration", "wells", "mean score", "95% low", "95% high"],
+                             [(g["condition"], g["treatment"], g["concentration"], g["wells"], g["mean"], g["low"],
+                               g["high"]) for g in groups]))
+    sections.append("<p class=note>Every number here is in the store: <code>phenorank sql \"select * from "
+                    "comparison\"</code>.</p>")
+    out = Path(out)
+    out.write_text(f"<!doctype html><html><head><meta charset=utf-8><title>phenorank report</title>"
+                   f"<style>{STYLE}</style></head><body>{''.join(sections)}</body></html>")
+    return out
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.3g}"

@@ -1,0 +1,253 @@
+"""Metrics, rankers and evaluators of issue 5 against values worked out by hand on tiny inputs."""
+
+import numpy as np
+import pytest
+
+from phenorank.core.statistics import GroupResampler, bootstrap_interval, contingency, kmeans, matched_accuracy
+from phenorank.plugins.evaluators.selection import balanced, where_mask
+from phenorank.plugins.rankers.predictor import layer_widths
+from phenorank.registry import PluginError, Samples, Subject, get_registry
+
+
+def make(family, name, **params):
+    return get_registry().create(family, name, params)
+
+
+def samples(conditions, **columns):
+    conditions = np.array(conditions, dtype=object)
+    n = len(conditions)
+    base = {"condition": conditions, "plate": np.array(["p"] * n, dtype=object),
+            "well": np.array([f"W{i:02d}" for i in range(n)], dtype=object)}
+    return Samples(np.array([f"id{i}" for i in range(n)], dtype=object),
+                   {**base, **{k: np.asarray(v, dtype=object if isinstance(v[0], str) else None)
+                               for k, v in columns.items()}})
+
+
+# -- metrics ----------------------------------------------------------------------------------
+A = np.array([[1.0, 0.0], [3.0, 4.0]])
+B = np.array([[0.0, 2.0]])
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("mse", [5 / 2, 13 / 2]),           # squared euclidean / D
+    ("l1", [3.0, 5.0]),                 # |1-0| + |0-2|, |3-0| + |4-2|
+    ("pearson", [1.0, -1.0]),           # r = -1 and +1 for two-component vectors, negated
+    ("dot", [0.0, -8.0]),               # a.b negated
+])
+def test_metric_hand_values(name, expected):
+    assert make("metric", name).distance(A, B)[:, 0] == pytest.approx(expected)
+
+
+def test_jaccard_and_hamming_binarize_at_each_vectors_mean():
+    x = np.array([[5.0, 0.0, 4.0, 1.0]])  # mean 2.5 -> 1 0 1 0
+    y = np.array([[9.0, 8.0, 0.0, 1.0]])  # mean 4.5 -> 1 1 0 0
+    assert make("metric", "jaccard").pairwise(x, y)[0, 0] == pytest.approx(1 / 3)  # 1 shared of 3 set
+    assert make("metric", "jaccard").distance(x, y)[0, 0] == pytest.approx(-1 / 3)
+    assert make("metric", "hamming").distance(x, y)[0, 0] == pytest.approx(2 / 4)
+    # A fixed threshold instead: at 0.5 both codes are 1 0 1 1 / 1 1 0 1.
+    assert make("metric", "hamming", threshold="0.5").distance(x, y)[0, 0] == pytest.approx(2 / 4)
+    assert make("metric", "jaccard", threshold="0.5").pairwise(x, y)[0, 0] == pytest.approx(2 / 4)
+    with pytest.raises(PluginError, match="threshold"):
+        make("metric", "hamming", threshold="median").distance(x, y)
+
+
+@pytest.mark.parametrize("name", ["cosine", "euclidean", "mse", "l1", "pearson", "dot", "jaccard", "hamming"])
+def test_every_metric_is_chunked_symmetric_and_closest_to_itself(name):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 6))
+    metric = make("metric", name)
+    whole = metric.distance(x, x)
+    metric.block_elements = 13  # two rows per block: the same numbers, block by block
+    assert np.allclose(metric.distance(x, x), whole, atol=1e-6)  # sklearn zeroes an exact diagonal
+    assert np.allclose(whole, whole.T)
+    assert metric.paired_distance(x, x[::-1]) == pytest.approx(np.diagonal(whole[:, ::-1]))
+    if name != "dot":  # a long vector is "closer" to others than to itself by dot product
+        assert np.all(np.diagonal(whole) <= whole.min(axis=1) + 1e-9)
+
+
+# -- k-means and matching ---------------------------------------------------------------------
+def test_hungarian_matching_accuracy_by_hand():
+    table = np.array([[3, 0, 0], [0, 2, 1], [0, 0, 3]])
+    assert matched_accuracy(table) == pytest.approx(8 / 9)
+    assert matched_accuracy(table[:, [2, 0, 1]]) == pytest.approx(8 / 9)  # cluster numbers do not matter
+    classes, clusters = np.array([0, 0, 1, 1]), np.array([1, 1, 0, 1])
+    assert contingency(classes, clusters, 2, 2).tolist() == [[0, 2], [1, 1]]
+    assert contingency(classes, clusters, 2, 2, np.array([2, 0, 1, 1.0])).tolist() == [[0, 2], [1, 1]]
+
+
+def test_spherical_kmeans_groups_by_direction_not_length():
+    x = np.array([[1, 0.05], [20, 0.5], [3, 0.0], [0.05, 1], [0.5, 20], [0, 3.0]])
+    labels, centres = kmeans(x, 2, "cosine", seed=0)
+    assert len(set(labels[:3])) == 1 and len(set(labels[3:])) == 1 and labels[0] != labels[3]
+    assert np.linalg.norm(centres, axis=1) == pytest.approx([1, 1])
+    euclidean, _ = kmeans(x, 2, "euclidean", seed=0)
+    assert not (len(set(euclidean[:3])) == 1 and len(set(euclidean[3:])) == 1)  # length wins there
+
+
+def blobs(per_class=(6, 3, 3), spread=0.1, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = np.array([[5.0, 0, 0], [0, 5.0, 0], [0, 0, 5.0]])
+    names = ["control", "single_dose", "exploded"]
+    x = np.concatenate([c + rng.normal(0, spread, (n, 3)) for c, n in zip(centres, per_class)])
+    labels = sum(([name] * n for name, n in zip(names, per_class)), [])
+    return x, labels
+
+
+def test_kmeans_accuracy_separated_blobs_and_one_misplaced_point():
+    x, labels = blobs()
+    evaluator = make("evaluator", "kmeans-accuracy", restarts=20, bootstrap=20)
+    result = evaluator.evaluate(Subject(samples(labels), embeddings=x))
+    for geometry in ("euclidean", "cosine"):
+        assert result.values[f"{geometry}_mean"] == pytest.approx(1.0)
+        assert result.values[f"{geometry}_std"] == pytest.approx(0.0)
+        assert result.intervals[f"{geometry}_mean"] == pytest.approx((1.0, 1.0))
+    labels[0] = "exploded"  # one control now sits in the exploded class: 11 of 12 can match
+    wrong = evaluator.evaluate(Subject(samples(labels), embeddings=x))
+    assert wrong.values["euclidean_mean"] == pytest.approx(11 / 12)
+
+
+def test_kmeans_accuracy_balanced_subset_and_filters():
+    x, labels = blobs(per_class=(6, 3, 3))
+    debris = ["true", "true", "false", "false", "false", "false"] + ["false"] * 6
+    s = samples(labels, debris=debris)
+    assert where_mask(s, "debris!=true").sum() == 10
+    assert where_mask(s, ["condition=control", "debris=false"]).sum() == 4
+    keep = balanced(np.array([0] * 6 + [1] * 3 + [2] * 3), "min", np.random.default_rng(0))
+    assert np.bincount(np.array([0] * 6 + [1] * 3 + [2] * 3)[keep]).tolist() == [3, 3, 3]
+    result = make("evaluator", "kmeans-accuracy", restarts=5, bootstrap=0, balance="min",
+                  where="debris!=true").evaluate(Subject(s, embeddings=x))
+    assert result.details["n"] == 10 and result.values["cosine_mean"] == pytest.approx(1.0)
+    with pytest.raises(PluginError, match="no images of class"):
+        make("evaluator", "kmeans-accuracy", where="condition=control").evaluate(Subject(s, embeddings=x))
+
+
+# -- bootstrap --------------------------------------------------------------------------------
+def test_bootstrap_draws_whole_wells_within_strata():
+    wells = np.array(["a", "a", "b", "b", "c", "d"])
+    strata = np.array([0, 0, 0, 0, 1, 1])
+    draw = GroupResampler(wells, strata).draw(np.random.default_rng(1))
+    assert len(draw) in (4, 6, 8) and sorted(set(draw) & {0, 1}) in ([], [0, 1])  # both images of a, or none
+    assert np.isin(draw, [4, 5]).sum() == 2  # the second stratum keeps its two wells
+    values = np.array([1.0, 1.0, 3.0, 3.0, 10.0, 10.0])
+    low, high = bootstrap_interval(lambda ix: values[ix].mean(), wells, 500, seed=0)
+    assert 1.0 <= low < values.mean() < high <= 10.0
+
+
+# -- rankers ----------------------------------------------------------------------------------
+def test_centroid_kmeans_centres():
+    x = np.array([[0.0, 0], [0, 1], [10, 0], [10, 1], [5, 20]])
+    s = samples(["control"] * 4 + ["screen"])
+    two = make("ranker", "centroid", centre="kmeans", k=2).fit(x, s, make("metric", "euclidean"), "control")
+    assert two.score(x)[:4] == pytest.approx([0.5] * 4)  # each point is 0.5 from its blob's centre
+    one = make("ranker", "centroid", centre="kmeans", kmeans_geometry="cosine")
+    one.fit(np.array([[1.0, 0], [0, 1]]), samples(["control"] * 2), make("metric", "cosine"), "control")
+    assert one.centres[0] == pytest.approx([2 ** -0.5, 2 ** -0.5])
+    assert one.score(np.array([[3.0, 3.0]]))[0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_softmax_puts_the_unseen_class_between_its_anchors():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(-2, 0.3, (10, 2)), rng.normal(2, 0.3, (4, 2)), rng.normal(0, 0.3, (4, 2))])
+    s = samples(["control"] * 10 + ["single_dose"] * 4 + ["exploded"] * 4)
+    ranker = make("ranker", "softmax", epochs=200)
+    assert ranker.metrics == () and ranker.towards("control") == "single_dose" and ranker.towards("exploded") == "control"
+    scores = ranker.fit(x, s, None, "control").score(x)
+    assert scores[:10].max() < 0.5 < scores[10:14].min()
+    assert scores[:10].max() < scores[14:].min() and scores[14:].max() < scores[10:14].min()
+
+
+def test_predictor_widths_follow_the_seed():
+    assert layer_widths(512, 12, 8, 512) == [512, 256, 128, 64, 32, 16, 8, 16, 32, 64, 128, 256, 512]
+    assert layer_widths(20, 6, 4, 512) == [20, 12, 7, 4, 7, 12, 20]
+    assert layer_widths(27648, 12, 8, 512)[:3] == [27648, 512, 512]
+
+
+def test_predictor_scores_wells_that_change_unlike_the_reference_class():
+    rng = np.random.default_rng(0)
+    early = rng.normal(0, 1, (30, 8))
+    shift = np.linspace(-1, 1, 8)
+    late = early + shift  # controls: a fixed change from day 7 to day 10
+    late[20:] = early[20:] - 2 * shift  # treated wells change the other way
+    s = samples(["control"] * 20 + ["single_dose"] * 10)
+    s.paired = early.astype(np.float32)
+    s.paired[-1] = np.nan  # a well without its day-7 image
+    ranker = make("ranker", "predictor", epochs=300, patience=50, lr=3e-3)
+    scores = ranker.fit(late, s, make("metric", "euclidean"), "control").score(late, s)
+    assert np.isnan(scores[-1]) and np.isfinite(scores[:-1]).all()
+    assert np.median(scores[20:29]) > 2 * np.median(scores[:20])
+    again = ranker.fit(late, s, make("metric", "cosine"), "control")  # no second training for a new metric
+    assert again.model is ranker.model
+
+
+def test_pca_ranker_is_the_centred_coordinate_with_the_reference_low():
+    t = np.array([3.0, 2.0, -1.0, -2.0])
+    x = np.outer(t, [1.0, 0.0]) + np.outer([0.0, 0.01, 0.0, -0.01], [0.0, 1.0])
+    s = samples(["control", "control", "screen", "screen"])
+    scores = make("ranker", "pca").fit(x, s, make("metric", "euclidean"), "control").score(x)
+    assert scores == pytest.approx(-(t - t.mean()), abs=1e-3)
+
+
+def test_umap_ranker_is_oriented_and_keeps_fitted_coordinates():
+    t = np.linspace(0, 6, 36)  # the classes lie one after another along a bent line
+    x = np.stack([t, np.sin(t), 0.1 * t ** 2], axis=1)
+    s = samples(["control"] * 12 + ["single_dose"] * 12 + ["exploded"] * 12)
+    ranker = make("ranker", "umap", n_neighbors=10)
+    scores = ranker.fit(x, s, make("metric", "euclidean"), "control").score(x, s)
+    # A 1-D UMAP keeps neighbourhoods, not the global order (seed 000 saw the same): what the
+    # ranker guarantees is the orientation and that fitted images keep their fitted coordinate.
+    assert scores[:12].mean() < min(scores[12:24].mean(), scores[24:].mean())
+    assert np.abs(scores) == pytest.approx(np.abs(ranker.umap.embedding_[:, 0]))
+    moved = ranker.score(x[:3] + 0.01, samples(["screen"] * 3))  # unseen images go through transform
+    assert np.abs(moved - scores[:3]).max() < np.ptp(scores) / 4
+
+
+# -- evaluators -------------------------------------------------------------------------------
+def test_ranking_accuracy_interval_of_a_clean_separation():
+    s = samples(["control"] * 4 + ["single_dose"] * 4 + ["exploded"] * 4)
+    scores = np.array([0, 1, 2, 3, 10, 11, 12, 13, 20, 21, 22, 23.0])
+    result = make("evaluator", "ranking-accuracy").evaluate(Subject(s, scores=scores))
+    assert result.values["accuracy"] == 1.0 and result.intervals["accuracy"] == (1.0, 1.0)
+
+
+def test_holdout_range_counts_hold_out_images_outside_the_class_range():
+    s = samples(["single_dose"] * 3 + ["screen"] * 3 + ["control"],
+                holdout=["false", "false", "false", "true", "true", "true", "false"])
+    scores = np.array([1.0, 2.0, 3.0, 0.5, 2.5, 4.0, 0.0])
+    result = make("evaluator", "holdout-range").evaluate(Subject(s, scores=scores))
+    assert result.values == {"outside": 2, "fraction_outside": pytest.approx(2 / 3), "n_holdout": 3}
+    assert result.details["below"] == 1 and result.details["above"] == 1 and result.details["range"] == [1.0, 3.0]
+
+
+def test_linear_probe_on_separable_classes():
+    x, labels = blobs(per_class=(10, 10, 10))
+    result = make("evaluator", "linear-probe", epochs=60).evaluate(Subject(samples(labels), embeddings=x))
+    assert result.values["test_accuracy"] == 1.0 and result.values["train_accuracy"] == 1.0
+    assert result.details["n_test"] == 6 and result.values["best_test_accuracy"] == 1.0
+
+
+def test_map_by_copairs_on_a_case_with_a_known_answer():
+    def at(degrees):
+        return [np.cos(np.radians(degrees)), np.sin(np.radians(degrees))]
+
+    # Treatment A's replicates (0 and 30 degrees) have two controls between them: for each, the
+    # replicate ranks third among 1 positive + 4 controls, AP = 1/3. B's (90, 95) rank first: AP = 1.
+    x = np.array([at(0), at(30), at(90), at(95), at(10), at(20), at(180), at(200)])
+    s = samples(["screen"] * 4 + ["control"] * 4, treatment=["A", "A", "B", "B", "", "", "", ""],
+                concentration=[1.0] * 8)
+    result = make("evaluator", "map", null_size=2000).evaluate(Subject(s, embeddings=x))
+    assert result.values["n_groups"] == 2
+    assert result.details["groups"]["A|1.0"]["map"] == pytest.approx(1 / 3)
+    assert result.details["groups"]["B|1.0"]["map"] == pytest.approx(1.0)
+    assert result.values["mean_map"] == pytest.approx(2 / 3)
+    assert result.details["groups"]["B|1.0"]["p_value"] < result.details["groups"]["A|1.0"]["p_value"]
+
+
+def test_kmeans_runs_in_the_points_span_without_changing_a_distance():
+    from scipy.spatial.distance import pdist
+
+    from phenorank.plugins.evaluators.embeddings import span_coordinates
+
+    x = np.random.default_rng(0).normal(size=(12, 300))
+    assert pdist(span_coordinates(x, "euclidean")) == pytest.approx(pdist(x))
+    assert pdist(span_coordinates(x, "cosine"), "cosine") == pytest.approx(pdist(x, "cosine"))
+    assert span_coordinates(x, "euclidean").shape == (12, 12)
