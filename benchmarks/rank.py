@@ -1,0 +1,129 @@
+"""Ranking and evaluation at scale: N = 1k, 10k, 100k embeddings of 512-d.
+
+Each case runs in its own process. Memory is the peak of what the case allocates on top of the
+loaded embeddings, as tracemalloc sees it (NumPy, SciPy and pandas report their buffers to it),
+plus the process's peak RSS for the whole picture. Targets (issue 5):
+  * centroid ranker, every metric: time grows linearly in N (t(100k)/t(10k) about 10);
+  * peak memory at 100k below 2 GB (the embeddings themselves are 100k x 512 float32 = 205 MB);
+  * baseline, same run: each metric's ``pairwise`` on the whole array at once (no blocks), which
+    is what a plain implementation does; ratios < 1 mean the blocked path costs less.
+
+    .venv/bin/python benchmarks/rank.py            # all sizes (about 5 minutes on 2 cores)
+    .venv/bin/python benchmarks/rank.py --quick    # 1k and 10k only
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+
+METRICS = ("cosine", "euclidean", "mse", "l1", "pearson", "dot", "jaccard", "hamming")
+DIM = 512
+
+
+def data(n: int, seed: int = 0):
+    """Embeddings of a screen-like plate: 10% controls, 5% single dose, 5% exploded, the rest
+    treatment groups of 4 replicates; classes shifted along their own directions."""
+    from phenorank.registry import Samples
+
+    rng = np.random.default_rng(seed)
+    labels = np.array(["control"] * (n // 10) + ["single_dose"] * (n // 20) + ["exploded"] * (n // 20)
+                      + ["screen"] * (n - n // 10 - n // 10), dtype=object)
+    x = rng.standard_normal((n, DIM), dtype=np.float32)
+    x[labels == "single_dose", :8] += 2.0
+    x[labels == "exploded", :8] += 4.0
+    groups = np.where(labels == "screen", np.arange(n) // 4, -1).astype(str)
+    x[labels == "screen", :8] += (np.arange((labels == "screen").sum()) // 4 % 5)[:, None] * 0.8
+    samples = Samples(np.array([f"i{i}" for i in range(n)], dtype=object), {
+        "condition": labels, "well": np.array([f"w{i}" for i in range(n)], dtype=object),
+        "plate": np.array(["p"] * n, dtype=object), "treatment": groups,
+        "concentration": np.ones(n), "effect": np.where(labels == "control", 0.0, 1.0)})
+    return x, samples
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def case(kind: str, name: str, n: int) -> dict:
+    from phenorank.registry import Subject, get_registry
+
+    x, samples = data(n)
+    registry = get_registry()
+    if kind in ("centroid", "baseline"):  # imports and first-call set-up are not the workload
+        registry.create("metric", name).distance(x[:4], x[:2])
+    tracemalloc.start()
+    start = time.perf_counter()
+    if kind == "centroid":
+        metric = registry.create("metric", name)
+        ranker = registry.create("ranker", "centroid").fit(x, samples, metric, "control")
+        scores = ranker.score(x)
+        assert scores.shape == (n,)
+    elif kind == "baseline":  # the whole array at once in float64, no blocks
+        metric = registry.create("metric", name)
+        centre = x[samples["condition"] == "control"].astype(np.float64).mean(axis=0, keepdims=True)
+        scores = metric.pairwise(x.astype(np.float64), centre)
+    elif kind == "evaluator":
+        params = {"kmeans-accuracy": {"restarts": 10, "bootstrap": 20}, "linear-probe": {"epochs": 3, "min_steps": 0},
+                  "map": {"null_size": 1000}}.get(name, {})
+        evaluator = registry.create("evaluator", name, params)
+        if evaluator.needs == "scores":
+            ranker = registry.create("ranker", "centroid").fit(x, samples, registry.create("metric", "cosine"), "control")
+            subject = Subject(samples, scores=ranker.score(x))
+        else:
+            subject = Subject(samples, embeddings=x)
+        evaluator.evaluate(subject)
+    seconds = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1] / 2 ** 20
+    return {"seconds": seconds, "peak_mb_above_data": peak, "peak_mb": rss_mb()}
+
+
+def run_case(kind: str, name: str, n: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--case", kind, name, str(n)], capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--case"]:
+        kind, name, n = sys.argv[2], sys.argv[3], int(sys.argv[4])
+        print(json.dumps(case(kind, name, n)))
+        return
+    sizes = (1_000, 10_000) if "--quick" in sys.argv else (1_000, 10_000, 100_000)
+    print(f"centroid ranker, {DIM}-d embeddings (seconds; peak MB allocated above the loaded data)")
+    print(f"{'metric':10} " + " ".join(f"{n:>22,}" for n in sizes) + "   t(10x N)/t   vs baseline time/mem at max N")
+    for metric in METRICS:
+        cells, times, peaks = [], [], []
+        for n in sizes:
+            r = run_case("centroid", metric, n)
+            times.append(r.get("seconds", float("nan")))
+            cells.append(f"{r['seconds']:8.3f}s {r['peak_mb_above_data']:6.0f}MB" if "seconds" in r else r["error"][:22])
+            peaks.append(r.get("peak_mb", float("nan")))
+        b = run_case("baseline", metric, sizes[-1])
+        growth = times[-1] / times[-2] if len(times) > 1 else float("nan")
+        ratio = (f"{times[-1] / b['seconds']:.2f}x / "
+                 f"{r['peak_mb_above_data'] / max(b['peak_mb_above_data'], 1):.2f}x" if "seconds" in b else b["error"][:30])
+        print(f"{metric:10} " + " ".join(f"{c:>22}" for c in cells) + f"   {growth:10.1f}   {ratio}"
+              f"   (process peak RSS at max N: {peaks[-1]:.0f} MB)")
+    print("\nevaluators (k-means: 10 restarts x 2 geometries, 20 bootstraps; linear probe: 3 epochs; map: null 1000)")
+    for evaluator in ("ranking-accuracy", "rank-correlation", "kmeans-accuracy", "linear-probe", "map"):
+        cells = []
+        for n in sizes:
+            if evaluator == "map" and n > 10_000:
+                cells.append("skipped (pairs ~ N^2)")
+                continue
+            r = run_case("evaluator", evaluator, n)
+            cells.append(f"{r['seconds']:7.2f}s {r['peak_mb_above_data']:5.0f}MB {r['peak_mb']:5.0f}RSS"
+                         if "seconds" in r else r["error"][:22])
+        print(f"{evaluator:17} " + " ".join(f"{c:>26}" for c in cells))
+
+
+if __name__ == "__main__":
+    main()
