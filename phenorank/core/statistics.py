@@ -67,19 +67,28 @@ def matched_accuracy(table: np.ndarray) -> float:
 
 class GroupResampler:
     """Draws bootstrap samples of whole groups (wells) with replacement, within each stratum when
-    given so that every class keeps its number of wells. The grouping is worked out once."""
+    given so that every class keeps its number of wells. The grouping is worked out once and a
+    draw is a few vectorized operations, so 100k wells x 1000 resamples stays in seconds."""
 
     def __init__(self, groups: np.ndarray, strata: np.ndarray | None = None):
         groups = np.asarray(groups)
         strata = np.zeros(len(groups), dtype=int) if strata is None else np.asarray(strata)
-        self.members: list[list[np.ndarray]] = []
+        self.parts = []  # per stratum: item indices sorted by group, group starts, group sizes
         for stratum in np.unique(strata):
             in_stratum = np.flatnonzero(strata == stratum)
-            _, inverse = np.unique(groups[in_stratum], return_inverse=True)
-            self.members.append([in_stratum[inverse == g] for g in range(inverse.max() + 1)])
+            _, codes = np.unique(groups[in_stratum], return_inverse=True)
+            order = np.argsort(codes, kind="stable")
+            sizes = np.bincount(codes)
+            starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+            self.parts.append((in_stratum[order], starts, sizes))
 
     def draw(self, rng: np.random.Generator) -> np.ndarray:
-        picked = [by_group[g] for by_group in self.members for g in rng.integers(len(by_group), size=len(by_group))]
+        picked = []
+        for members, starts, sizes in self.parts:
+            chosen = rng.integers(len(sizes), size=len(sizes))
+            lengths = sizes[chosen]
+            within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+            picked.append(members[np.repeat(starts[chosen], lengths) + within])
         return np.concatenate(picked) if picked else np.zeros(0, dtype=int)
 
 

@@ -52,8 +52,10 @@ def strip_plot(scores: np.ndarray, labels: np.ndarray, held: np.ndarray, title: 
     for row, cls in enumerate(classes):
         mask = labels == cls
         y = row + rng.uniform(-0.18, 0.18, mask.sum())
-        edges = [(0, 0, 0, 1) if h else (0, 0, 0, 0) for h in held[mask]]
-        ax.scatter(scores[mask], y, s=22, color=colours[cls], alpha=0.85, edgecolors=edges, linewidths=1.2)
+        ax.scatter(scores[mask], y, s=22, color=colours[cls], alpha=0.85, linewidths=0)
+        ring = held[mask]
+        if ring.any():  # hold-out images: a black ring drawn over their dot
+            ax.scatter(scores[mask][ring], y[ring], s=70, facecolors="none", edgecolors="black", linewidths=1.2)
         ax.plot([np.mean(scores[mask])] * 2, [row - 0.3, row + 0.3], color="black", lw=1.5)
     ax.set_yticks(range(len(classes)), classes)
     ax.invert_yaxis()
