@@ -138,9 +138,9 @@ def demo(ctx, out_dir: Path, full_size: bool, seed: int) -> None:
                                                     "ranking-accuracy:accuracy"))
         show(columns, rows, "table", title="Ranking accuracy (seed 000's three-class separation, 1 = no overlap) "
                                            "by method and reference class, day 10")
-        columns, rows = store.query(store.comparison_sql(
+        columns, rows = store.comparison_pivot(
             "embeddings", ci=True, where="name IN ('test_accuracy', 'euclidean_mean', 'cosine_mean', 'mean_map', "
-                                         "'fraction_significant')"))
+                                         "'fraction_significant')")
         show(columns, rows, "table", title="Embeddings: linear probe, k-means accuracy (400 restarts), replicate mAP "
                                            "[95% interval]")
         print_top_treatments(store, report.rankings, "table")

@@ -76,7 +76,7 @@ def rank(ctx, encoder, head, metric, ranker, reference, holdout, day, size, para
         raise PluginError(f"encoder {encoder!r} has no head {head!r} (heads: {', '.join(enc.heads)})")
     rnk = registry.create("ranker", ranker, overrides.get(ranker))
     met = None if rnk.metrics == () else registry.create("metric", metric, overrides.get(metric))
-    if met is not None and rnk.metrics is not None and met.name not in rnk.metrics:
+    if met is not None and not rnk.takes(met.name):
         raise PluginError(f"ranker {ranker!r} takes metric {', '.join(rnk.metrics)}, not {metric!r}")
     with recorded_run(ctx, "rank", {"encoder": encoder, "head": head, "metric": metric, "ranker": ranker,
                                     "reference": reference, "day": day, "params": overrides}) as (store, run_id):

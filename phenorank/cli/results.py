@@ -93,8 +93,8 @@ def print_comparison(store: Store, fmt: str, ci: bool = False, where: str | None
     shown = False
     for kind, title in (("rankings", "Rankings (accuracy: seed 000's three-class separation; spearman: vs the truth)"),
                         ("embeddings", "Embeddings (linear probe, k-means accuracy, replicate mAP)")):
-        if store.comparison_pivot(kind)[1]:
-            columns, rows = store.query(store.comparison_sql(kind, ci, where))
+        columns, rows = store.comparison_pivot(kind, ci, where)
+        if rows:
             show(columns, rows, fmt, title=title)
             shown = True
     if not shown:
@@ -106,25 +106,25 @@ def print_top_treatments(store: Store, rankings: list[Ranking], fmt: str, limit:
     strongest effect first, with 95% bootstrap intervals over their wells."""
     from ..core.statistics import group_means
 
-    wanted = {r.ranking_id for r in rankings}
-    best = next((m for m in store.ranked_methods() if m["ranking_id"] in wanted), None)
-    if best is None:
-        if not rankings:
-            return
-        ranking = rankings[0]
-        best = {"ranking_id": ranking.ranking_id, "encoder": "", "head": ranking.embedding_set_id,
-                "ranker": ranking.ranker, "metric": ranking.metric, "reference": ranking.reference, "day": ranking.day}
-    ids, scores = store.load_scores(best["ranking_id"])
+    if not rankings:
+        return
+    wanted = {r.ranking_id: r for r in rankings}
+    best_id = next((m["ranking_id"] for m in store.ranked_methods() if m["ranking_id"] in wanted),
+                   rankings[0].ranking_id)  # unevaluated rankings (`phenorank rank`): the first
+    best = wanted[best_id]
+    ids, scores = store.load_scores(best.ranking_id)
     groups = group_means(scores, store.load_samples(ids))
-    title = (f"Treatments by mean score ({best['encoder']}/{best['head']}, {best['ranker']}, {best['metric']}, "
-             f"distance from {best['reference']}, day {best['day'] if best['day'] is not None else 'all'}), "
+    set_name = next((f"{s.encoder}/{s.head}" for s in store.embedding_sets()
+                     if s.embedding_set_id == best.embedding_set_id), best.embedding_set_id)
+    title = (f"Treatments by mean score ({set_name}, {best.ranker}, {best.metric}, "
+             f"distance from {best.reference}, day {best.day if best.day is not None else 'all'}), "
              f"95% interval over wells")
     rows = [(g["condition"], g["treatment"], g["concentration"], g["wells"], g["mean"], g["low"], g["high"])
             for g in groups]
     show(["condition", "treatment", "concentration", "wells", "mean_score", "ci_low", "ci_high"], rows[:limit],
          fmt, title=title)
     if len(rows) > limit and fmt == "table":
-        out.print(f"... {len(rows) - limit} more; all scores are in table `scores` (ranking_id {best['ranking_id']})")
+        out.print(f"... {len(rows) - limit} more; all scores are in table `scores` (ranking_id {best.ranking_id})")
 
 
 @click.command()

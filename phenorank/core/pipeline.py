@@ -16,7 +16,7 @@ import numpy as np
 
 from ..registry.contracts import Encoder, Evaluation, Evaluator, Metric, Plugin, PluginError, Ranker, Subject
 from ..registry.manager import Registry
-from .statistics import truthy
+from .statistics import holdout_mask
 from .store import EmbeddingSet, Ranking, Store
 
 
@@ -69,13 +69,6 @@ def embed(store: Store, encoder: Encoder, preprocess_key: str, run_id: str, batc
         advance(len(ids))
     wanted = {embedding_set_for(encoder, head, preprocess_key).embedding_set_id for head in encoder.heads}
     return [s for s in store.embedding_sets(encoder.name) if s.embedding_set_id in wanted], len(todo)
-
-
-def holdout_mask(samples, column: str | None) -> np.ndarray:
-    """Images of the hold-out (inference) set: a ranker is fitted without them."""
-    if not column or column not in samples:
-        return np.zeros(len(samples), dtype=bool)
-    return truthy(samples[column])
 
 
 def rank(store: Store, embedding_set: EmbeddingSet, ranker: Ranker, metric: Metric | None, reference: str,
@@ -196,17 +189,17 @@ def run_grid(store: Store, registry: Registry, spec: GridSpec, run_id: str,
         sets, computed = embed(store, encoder, spec.preprocess_key, run_id, progress=bar)
         report.embedded += computed
         embedding_sets += [es for es in sets if spec.heads is None or es.head in spec.heads]
-    cells = []
-    for es in embedding_sets:
-        for ranker in rankers:
-            if ranker.metrics == ():  # the ranker uses no metric: one ranking, not one per metric
-                usable = [None]
-            else:
-                usable = [m for m in metrics if ranker.metrics is None or m.name in ranker.metrics]
-                skipped = [m.name for m in metrics if m not in usable]
-                if skipped:
-                    report.not_applicable[ranker.name] = skipped
-            cells += [(es, ranker, m, ref) for m in usable for ref in spec.references]
+    usable = {}
+    for ranker in rankers:
+        if ranker.metrics == ():  # the ranker uses no metric: one ranking, not one per metric
+            usable[ranker.name] = [None]
+            continue
+        usable[ranker.name] = [m for m in metrics if ranker.takes(m.name)]
+        skipped = [m.name for m in metrics if not ranker.takes(m.name)]
+        if skipped:
+            report.not_applicable[ranker.name] = skipped
+    cells = [(es, r, m, ref) for es in embedding_sets for r in rankers for m in usable[r.name]
+             for ref in spec.references]
     advance = progress("rank and evaluate", len(cells)) if progress and cells else (lambda n=1: None)
     for es, ranker, metric, reference in cells:
         label = f"{es.encoder}/{es.head} {ranker.name} {metric.name if metric else 'none'} ref={reference}"

@@ -127,6 +127,14 @@ def well_keys(samples) -> np.ndarray:
     return np.char.add(np.char.add(plates, "/"), samples["well"].astype(str))
 
 
+def holdout_mask(samples, column: str | None) -> np.ndarray:
+    """Images of the hold-out (inference) set, marked true in ``column``; none when the column is
+    not given or not there."""
+    if not column or column not in samples:
+        return np.zeros(len(samples), dtype=bool)
+    return truthy(samples[column])
+
+
 def truthy(values: np.ndarray) -> np.ndarray:
     """A manifest column read as booleans: true/yes/1 (any case) or a non-zero number."""
     out = np.zeros(len(values), dtype=bool)
@@ -144,11 +152,13 @@ def group_means(scores: np.ndarray, samples, by: tuple[str, ...] = ("condition",
                 n_resamples: int = 1000, seed: int = 0) -> list[dict]:
     """Mean score per group (a treatment at a dose, or a reference class) with a 95% bootstrap
     interval over its wells, highest mean first."""
-    keys = [tuple(_plain(samples[c][i]) for c in by) for i in range(len(samples))]
+    members: dict[tuple, list[int]] = {}
+    for i in range(len(samples)):
+        members.setdefault(tuple(_plain(samples[c][i]) for c in by), []).append(i)
     wells = well_keys(samples)
     out = []
-    for key in sorted(set(keys), key=str):
-        rows = np.flatnonzero([k == key for k in keys])
+    for key in sorted(members, key=str):
+        rows = np.array(members[key])
         values = scores[rows]
         interval = bootstrap_interval(lambda ix: values[ix].mean(), wells[rows], n_resamples, seed) \
             if len(np.unique(wells[rows])) > 1 else None

@@ -451,12 +451,11 @@ class Store:
         """The wide table: one row per method, one column per measure. ``kind`` rankings (measures
         of scores) or embeddings (measures of embedding sets). A measure is labelled by its name
         (accuracy, spearman, ...) unless two evaluators share it."""
-        keys = ("encoder, augmentation, model_id AS model, head, ranker, metric, reference, day"
-                if kind == "rankings" else "encoder, augmentation, model_id AS model, head")
-        group = ("encoder, augmentation, model, head, ranker, metric, reference, day"
-                 if kind == "rankings" else "encoder, augmentation, model, head")
-        order = ("encoder, augmentation NULLS FIRST, model NULLS FIRST, head, ranker, metric, reference, day"
-                 if kind == "rankings" else "encoder, augmentation NULLS FIRST, model NULLS FIRST, head")
+        dims = ["encoder", "augmentation", "model", "head"] + (
+            ["ranker", "metric", "reference", "day"] if kind == "rankings" else [])
+        keys = ", ".join(f"{_dimension(d)} AS {d}" for d in dims)
+        group = ", ".join(dims)
+        order = ", ".join(f"{d} NULLS FIRST" if d in ("augmentation", "model") else d for d in dims)
         filters = ["ranker IS NOT NULL" if kind == "rankings" else "ranker IS NULL"] + ([f"({where})"] if where else [])
         return f"""\
 PIVOT (SELECT {keys}, value, ci_low, ci_high,
@@ -488,25 +487,25 @@ ON pivot_column USING arg_max({self._cell_sql(ci)}, value)
 GROUP BY {', '.join(rows)}
 ORDER BY {', '.join(rows)}"""
 
-    def comparison_pivot(self, kind: str = "rankings", ci: bool = False) -> tuple[list[str], list[tuple]]:
+    def comparison_pivot(self, kind: str = "rankings", ci: bool = False, where: str | None = None
+                         ) -> tuple[list[str], list[tuple]]:
         """The wide table of :meth:`comparison_sql`; empty when nothing of that kind is stored."""
         test = "ranker IS NOT NULL" if kind == "rankings" else "ranker IS NULL"
         if self._one(f"SELECT count(*) FROM comparison WHERE {test}")[0] == 0:
             return [], []
-        return self.query(self.comparison_sql(kind, ci))
+        return self.query(self.comparison_sql(kind, ci, where))
 
-    def ranked_methods(self, limit: int | None = None) -> list[dict]:
+    def ranked_methods(self) -> list[dict]:
         """Rankings with their description and main measures, best first (by ranking accuracy,
         then Spearman)."""
-        result = self.con.sql(f"""
+        result = self.con.sql("""
             SELECT ranking_id, embedding_set_id, encoder, augmentation, head, ranker, metric, reference, day,
                    max(value) FILTER (WHERE evaluator = 'ranking-accuracy' AND name = 'accuracy') AS accuracy,
                    max(value) FILTER (WHERE evaluator = 'rank-correlation' AND name = 'spearman') AS spearman,
                    max(value) FILTER (WHERE evaluator = 'holdout-range' AND name = 'outside') AS holdout_outside
             FROM comparison WHERE ranking_id IS NOT NULL
             GROUP BY ALL
-            ORDER BY accuracy DESC NULLS LAST, spearman DESC NULLS LAST, ranking_id
-            {'LIMIT ' + str(int(limit)) if limit else ''}""")
+            ORDER BY accuracy DESC NULLS LAST, spearman DESC NULLS LAST, ranking_id""")
         return [dict(zip(result.columns, row)) for row in result.fetchall()]
 
     def query(self, sql: str) -> tuple[list[str], list[tuple]]:

@@ -104,6 +104,12 @@ def binarize(x: np.ndarray, threshold) -> np.ndarray:
     return (x > cut).astype(np.float64)
 
 
+def binary_overlap(a: np.ndarray, b: np.ndarray, threshold):
+    """(components set in both, set in a, set in b) of the binarized rows, each (len(a), len(b))."""
+    ba, bb = binarize(a, threshold), binarize(b, threshold)
+    return ba @ bb.T, ba.sum(axis=1)[:, None], bb.sum(axis=1)[None, :]
+
+
 class JaccardMetric(Metric):
     """Jaccard similarity |A and B| / |A or B| of the binarized vectors (see ``threshold``), in [0, 1];
     two vectors with no component above threshold count as identical (1)."""
@@ -113,9 +119,8 @@ class JaccardMetric(Metric):
     defaults = {"threshold": "mean"}
 
     def pairwise(self, a, b):
-        ba, bb = binarize(a, self.params["threshold"]), binarize(b, self.params["threshold"])
-        both = ba @ bb.T
-        either = ba.sum(axis=1)[:, None] + bb.sum(axis=1)[None, :] - both
+        both, in_a, in_b = binary_overlap(a, b, self.params["threshold"])
+        either = in_a + in_b - both
         return np.divide(both, either, out=np.ones_like(both), where=either > 0)
 
 
@@ -128,10 +133,8 @@ class HammingMetric(Metric):
     defaults = {"threshold": "mean"}
 
     def pairwise(self, a, b):
-        ba, bb = binarize(a, self.params["threshold"]), binarize(b, self.params["threshold"])
-        both = ba @ bb.T
-        differ = ba.sum(axis=1)[:, None] + bb.sum(axis=1)[None, :] - 2 * both
-        return differ / a.shape[1]
+        both, in_a, in_b = binary_overlap(a, b, self.params["threshold"])
+        return (in_a + in_b - 2 * both) / a.shape[1]
 
 
 @hookimpl

@@ -198,6 +198,9 @@ class Ranker(Plugin):
     needs_pairs: ClassVar[bool] = False
     partial: ClassVar[bool] = False
 
+    def takes(self, metric_name: str) -> bool:
+        return self.metrics is None or metric_name in self.metrics
+
     def fit(self, embeddings: np.ndarray, samples: Samples, metric: "Metric | None", reference: str) -> "Ranker":
         raise NotImplementedError
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.statistics import group_means, truthy
+from ..core.statistics import group_means, holdout_mask
 from ..core.store import Store, StoreError
 from . import plots
 
@@ -85,8 +85,8 @@ def build_report(store: Store, out: str | Path, top: int = 3, projection: str = 
     sections.append("<h2>Best methods</h2><p class=note>holdout_outside: hold-out images scored outside the "
                     "single-dose class's range (seed 000 table 10.1; fewer = better).</p>"
                     + _table(keys, [tuple(m[k] for k in keys) for m in methods], limit=15))
-    if store.comparison_pivot("embeddings")[1]:
-        columns, rows = store.query(store.comparison_sql("embeddings", ci=True))
+    columns, rows = store.comparison_pivot("embeddings", ci=True)
+    if rows:
         sections.append("<h2>Embeddings: linear probe, k-means accuracy, replicate mAP</h2>" + _table(columns, rows))
 
     # For the best rankings: where each class falls on the score scale.
@@ -94,7 +94,7 @@ def build_report(store: Store, out: str | Path, top: int = 3, projection: str = 
     for method in methods[:top]:
         ids, scores = store.load_scores(method["ranking_id"])
         samples = store.load_samples(ids)
-        held = truthy(samples[holdout]) if holdout in samples else np.zeros(len(ids), bool)
+        held = holdout_mask(samples, holdout)
         title = f"{describe(method)}\naccuracy {_fmt(method['accuracy'])}, Spearman {_fmt(method['spearman'])}"
         figures.append(_img(plots.strip_plot(scores, samples["condition"].astype(str), held, title), title))
     sections.append("<h2>Scores per class, best rankings</h2><p class=note>One dot per image; black line = class "

@@ -42,7 +42,7 @@ class _ProjectionRanker(Ranker):
         # like every other ranker (higher = further from the reference).
         self.sign = -1.0 if coordinate[mask].mean() > coordinate[~mask].mean() else 1.0
         self.fitted_ids = {str(i): k for k, i in enumerate(samples.image_ids)}
-        self.fitted_coordinate = coordinate
+        self.fitted_coordinate = coordinate  # UMAP scores its fitted images by these
         return self
 
     def score(self, embeddings, samples=None):
@@ -89,10 +89,6 @@ class UMAPRanker(_ProjectionRanker):
             self.umap = umap.UMAP(n_components=1, n_neighbors=neighbours, min_dist=float(self.params["min_dist"]),
                                   metric=self.UMAP_METRIC[self.metric_name], random_state=int(self.params["seed"]))
             return self.umap.fit_transform(x)[:, 0]
-
-    def fit(self, embeddings, samples, metric, reference):
-        self.metric_name = metric.name  # project_fit needs it before the base class sets it
-        return super().fit(embeddings, samples, metric, reference)
 
     def score(self, embeddings, samples=None):
         if samples is None:
