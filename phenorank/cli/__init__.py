@@ -23,15 +23,19 @@ def cli(ctx: click.Context, db: str) -> None:
         phenorank ingest images/ --manifest manifest.csv
         phenorank run --encoders raw,morphometrics --metrics cosine,euclidean
         phenorank compare
+    Cell images in class folders (on generated cells: phenorank demo --kind cells):
+        phenorank ingest cells/ --folders --pattern '{sample}_f{field}.tif' --loader tiff-channels
+        phenorank objects && phenorank embed --encoder raw --crops objects
+        phenorank aggregate --encoder raw --to image && phenorank evaluate --evaluator clustering-kmeans
     """
     ctx.ensure_object(dict)
     ctx.obj["db"] = db
 
 
 def _add_commands() -> None:
-    from . import data, methods, results, training
+    from . import cells, data, methods, results, training
 
-    for module in (data, methods, training, results):
+    for module in (data, methods, training, cells, results):
         for command in module.COMMANDS:
             cli.add_command(command)
 

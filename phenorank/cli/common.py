@@ -82,6 +82,8 @@ def resolve_day(store: Store, day: str) -> int | None:
     if day == "last":
         days = store.days()
         if not days:
+            if store.table_counts()["images"]:
+                return None  # images without days (cell images): all of them
             raise StoreError(f"{store.path} holds no images yet: run `phenorank ingest` first")
         return days[-1]
     try:
@@ -129,3 +131,25 @@ param_option = click.option("--param", "-p", "params", multiple=True, metavar="P
                             help="Set a plugin parameter, e.g. rank-correlation.truth=concentration (repeatable).")
 size_option = click.option("--size", default=96, show_default=True,
                            help="Side of the preprocessed square images (as ingested).")
+crops_option = click.option(
+    "--crops", default="images", show_default=True,
+    help="Which crops: 'images' (one per image, as ingested at --size), 'objects' (the newest crop set of "
+         "`phenorank objects`) or a crop-set key (see `phenorank sql \"select * from crop_sets\"`).")
+
+
+def resolve_crops(store: Store, crops: str, size: int) -> str:
+    """The preprocess key of the crops a command works on."""
+    from ..core.preprocess import PreprocessParams
+
+    if crops == "images":
+        sets = [s for s in store.crop_sets("image") if s["params"].get("size", size) == size]
+        return sets[0]["preprocess_key"] if sets else PreprocessParams(size=size).key
+    if crops == "objects":
+        sets = store.crop_sets("object")
+        if not sets:
+            raise StoreError(f"{store.path} holds no object crops: run `phenorank objects` first")
+        return sets[0]["preprocess_key"]
+    known = [s["preprocess_key"] for s in store.crop_sets()]
+    if crops not in known:
+        raise StoreError(f"no crop set {crops!r}; use images, objects or one of: {', '.join(known) or 'none stored'}")
+    return crops

@@ -11,16 +11,20 @@ import click
 
 from ..core import synthetic_plate
 from ..core.ingest import ingest as run_ingest
-from ..core.manifest import entries_from_pattern, read_manifest
+from ..core.manifest import entries_from_folders, entries_from_pattern, read_manifest
 from ..core.pipeline import GridSpec, run_grid
 from ..core.preprocess import DEFAULT_MAX_LAYERS, PreprocessParams
 from ..core.progress import progress_bar, progress_steps
 from ..core.store import open_store
 from ..registry import get_registry
 from ..report import build_report
-from .common import err, friendly_errors, recorded_run, resolve_day, show, size_option
+from .common import err, friendly_errors, recorded_run, resolve_day, show, size_option, split
 from .methods import print_grid_report
 from .results import print_top_treatments
+
+
+# What the plate demo judges: the rankings, and the embeddings' class separation (seed 000).
+PLATE_EVALUATORS = ("ranking-accuracy", "rank-correlation", "holdout-range", "linear-probe", "kmeans-accuracy", "map")
 
 
 def default_workers() -> int:
@@ -36,6 +40,12 @@ def default_workers() -> int:
               help="CSV with path, well, day, condition (+ optional columns). Default: IMAGE_DIR/manifest.csv.")
 @click.option("--pattern", help="Take the fields from file names instead of a manifest, e.g. "
               "'{plate}_{well}_day{day}.tif' ({name:REGEX} gives a field's regular expression, * matches anything).")
+@click.option("--folders", is_flag=True,
+              help="Class-labelled folders: IMAGE_DIR/CLASS/files, CLASS becomes the condition; --pattern then "
+                   "describes the file names inside a folder, e.g. '{sample}_f{field}.tif'.")
+@click.option("--channels", "channel_order", metavar="I,J,K",
+              help="Multi-channel images: which channels to keep, in order (0-based), e.g. 2,0,1. "
+                   "Default: the first three (one channel is repeated).")
 @click.option("--layout", type=click.Path(dir_okay=False, path_type=Path),
               help="With --pattern: plate map CSV with a well column (optionally plate) and the fields "
                    "the file names lack, e.g. condition, treatment, concentration.")
@@ -50,12 +60,15 @@ def default_workers() -> int:
 @size_option
 @click.pass_context
 @friendly_errors
-def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, layout: Path | None,
-           plate_format: str, exclude_edge: bool, workers: int, max_layers: int, loader: str, size: int) -> None:
+def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, folders: bool, channel_order: str | None,
+           layout: Path | None, plate_format: str, exclude_edge: bool, workers: int, max_layers: int, loader: str,
+           size: int) -> None:
     """Read image stacks, crop around the object, and store crops and metadata.
 
-    The plate is described by a manifest CSV (paths relative to IMAGE_DIR) or by a file-name
-    pattern. Files that cannot be used are recorded in the `rejects` table with the reason; the
+    The images are described by a manifest CSV (paths relative to IMAGE_DIR), by a file-name
+    pattern, or by class folders (--folders). A `{channel}` field in the pattern (or a `channel`
+    column) joins one file per channel into one image. Plates have wells and days; cell images
+    need only a condition (class), with sample, field, donor ... as further fields. Files that cannot be used are recorded in the `rejects` table with the reason; the
     others are ingested. Re-running is cheap: files already ingested with the same preprocessing
     are recognised by their content hash. Each well's images on consecutive days are paired in
     the `pairs` table.
@@ -64,13 +77,20 @@ def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, lay
     Examples:
         phenorank ingest plate1/ --manifest plate1/manifest.csv
         phenorank ingest plate1/ --pattern '{plate}_{well}_day{day}.tif' --layout plate-map.csv
+        phenorank ingest cells/ --folders --pattern '{sample}_f{field}.tif' --loader tiff-channels
+        phenorank ingest cells/ --folders --pattern '{sample}_f{field}_ch{channel}.png' --loader image-file
     """
     plugin = get_registry().create("loader", loader)
     if layout and not pattern:
         raise click.UsageError("--layout goes with --pattern (a manifest already holds every field)")
-    if pattern and manifest:
-        raise click.UsageError("give either --manifest or --pattern, not both")
-    if pattern:
+    if (pattern or folders) and manifest:
+        raise click.UsageError("give either --manifest or --pattern/--folders, not both")
+    if folders:
+        entries, unmatched = entries_from_folders(image_dir, pattern, plugin.suffixes or (".tif", ".tiff"))
+        if unmatched:
+            err.print(f"[yellow]{len(unmatched)} file(s) do not match the pattern and were left out[/], "
+                      f"e.g. {', '.join(unmatched[:3])}")
+    elif pattern:
         entries, unmatched = entries_from_pattern(image_dir, pattern, layout, int(plate_format),
                                                   plugin.suffixes or (".tif", ".tiff"))
         if unmatched:
@@ -82,9 +102,15 @@ def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, lay
         kept = [e for e in entries if not e.edge]
         err.print(f"left out {len(entries) - len(kept)} image(s) of edge wells")
         entries = kept
-    params = PreprocessParams(size=size, max_layers=max_layers)
+    try:
+        order = tuple(int(c) for c in split(channel_order)) or None
+    except ValueError:
+        raise click.BadParameter(f"{channel_order!r}: give channel numbers, e.g. 2,0,1", param_hint="--channels") from None
+    if order and plugin.axis != "channels":
+        raise click.UsageError(f"--channels needs a channel loader (tiff-channels, image-file); {loader} reads focal layers")
+    params = PreprocessParams(size=size, max_layers=max_layers, stack=plugin.axis, channel_order=order)
     run_params = {"image_dir": str(image_dir), "manifest": str(manifest) if manifest else None,
-                  "pattern": pattern, "layout": str(layout) if layout else None, "plate_format": plate_format,
+                  "pattern": pattern, "folders": folders, "channels": channel_order, "layout": str(layout) if layout else None, "plate_format": plate_format,
                   "exclude_edge": exclude_edge, "loader": loader, "size": size, "max_layers": max_layers}
     with recorded_run(ctx, "ingest", run_params) as (store, run_id):
         with progress_bar(f"ingest ({workers} worker{'s' * (workers > 1)})", len(entries)) as advance:
@@ -99,19 +125,37 @@ def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, lay
 
 
 @click.command()
-@click.option("--out", "out_dir", default="phenorank-demo", show_default=True, type=click.Path(path_type=Path),
-              help="Folder for the generated plate.")
+@click.option("--kind", type=click.Choice(["plate", "cells"]), default="plate", show_default=True,
+              help="plate: spheroids on a 96-well plate, ranked; cells: fluorescence cells in class folders, "
+                   "segmented, aggregated and clustered.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path),
+              help="Folder for the generated images [default: phenorank-demo, or phenorank-cells for --kind cells].")
 @click.option("--full-size", is_flag=True, help="Generate full 2054x2456 images (slow) instead of 200x240.")
-@click.option("--seed", default=0, show_default=True, help="Random seed of the generated plate.")
+@click.option("--seed", default=0, show_default=True, help="Random seed of the generated images.")
+@click.option("--epochs", default=3, show_default=True,
+              help="--kind cells: epochs of the brief SimCLR training (0 leaves SimCLR out).")
 @click.pass_context
 @friendly_errors
-def demo(ctx, out_dir: Path, full_size: bool, seed: int) -> None:
-    """Run everything on a generated SYNTHETIC plate: generate, ingest, rank, evaluate, compare.
+def demo(ctx, kind: str, out_dir: Path | None, full_size: bool, seed: int, epochs: int) -> None:
+    """Run everything on generated SYNTHETIC images, no arguments needed.
 
-    The plate imitates a 96-well spheroid experiment (60 inner wells, day 7 and day 10, controls,
-    reference treatments and a drug screen); the true effect of each well is in its manifest, so
-    the comparison shows how well each method recovers it. Running it again reuses what is stored.
+    --kind plate (default): a 96-well spheroid experiment (60 inner wells, day 7 and day 10,
+    controls, reference treatments and a drug screen), ingested, ranked by every method and
+    evaluated; the true effect of each well is in its manifest, so the comparison shows how well
+    each method recovers it.
+
+    --kind cells: three-channel fluorescence cells of three classes, 4 samples x 3 fields each, in
+    class folders: ingested, cells found and cropped, embedded (raw, morphometrics, a briefly
+    trained SimCLR with other cells of the sample as positives), aggregated per image and sample,
+    clustered and scored (ARI, NMI, silhouette, ...), and tested under corruptions.
+
+    Running it again reuses what is stored.
     """
+    if kind == "cells":
+        from .cells import cells_demo
+
+        return cells_demo(ctx, out_dir or Path("phenorank-cells"), seed, epochs)
+    out_dir = out_dir or Path("phenorank-demo")
     started = time.perf_counter()
     height, width = synthetic_plate.FULL_SIZE if full_size else synthetic_plate.DEMO_SIZE
     spec = synthetic_plate.PlateSpec(height=height, width=width, seed=seed)
@@ -128,7 +172,7 @@ def demo(ctx, out_dir: Path, full_size: bool, seed: int) -> None:
     # The whole grid: every metric, ranker and evaluator, from each of the three reference classes.
     grid = GridSpec(encoders=["raw", "morphometrics"], metrics=registry.names("metric"),
                     rankers=registry.names("ranker"), references=["control", "single_dose", "exploded"],
-                    evaluators=registry.names("evaluator"), preprocess_key=PreprocessParams().key)
+                    evaluators=list(PLATE_EVALUATORS), preprocess_key=PreprocessParams().key)
     with recorded_run(ctx, "demo", {"out": str(out_dir), "full_size": full_size, "seed": seed}) as (store, run_id):
         grid.day = resolve_day(store, "last")
         with progress_steps() as steps:

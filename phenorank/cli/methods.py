@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import click
 
-from ..core.pipeline import GridSpec, embed as run_embed, evaluate as run_evaluate, rank as run_rank, run_grid
-from ..core.preprocess import PreprocessParams
+from ..core.pipeline import GridSpec, PipelineError, embed as run_embed, evaluate as run_evaluate, rank as run_rank, run_grid
 from ..core.progress import progress_bar, progress_steps
 from ..core.training import trained_encoders
 from ..registry import PluginError, get_registry
-from .common import (err, format_option, friendly_errors, param_option, parse_params, plugin_names, recorded_run, resolve_day,
-                     show, size_option, split)
+from .common import (crops_option, err, format_option, friendly_errors, param_option, parse_params, plugin_names,
+                     recorded_run, resolve_crops, resolve_day, show, size_option, split)
 from .results import print_comparison, print_top_treatments
 
 day_option = click.option("--day", default="last", show_default=True,
@@ -22,15 +21,18 @@ day_option = click.option("--day", default="last", show_default=True,
               help="Encoder name(s), comma-separated; a trained one as NAME, NAME:AUGMENTATION or a model id.")
 @click.option("--batch-size", default=64, show_default=True)
 @size_option
+@crops_option
 @param_option
 @click.pass_context
 @friendly_errors
-def embed(ctx, encoders: str, batch_size: int, size: int, params) -> None:
-    """Embed every ingested image with the given encoders (images already embedded are skipped).
+def embed(ctx, encoders: str, batch_size: int, size: int, crops: str, params) -> None:
+    """Embed every ingested image (or object crop) with the given encoders; what is embedded
+    already is skipped.
 
     \b
-    Example:
+    Examples:
         phenorank embed --encoder raw,morphometrics
+        phenorank embed --encoder raw --crops objects
     """
     overrides = parse_params(params)
     registry = get_registry()
@@ -40,10 +42,10 @@ def embed(ctx, encoders: str, batch_size: int, size: int, params) -> None:
         rows = []
         for encoder in plugins:
             with progress_steps() as steps:
-                sets, computed = run_embed(store, encoder, PreprocessParams(size=size).key, run_id, batch_size,
+                sets, computed = run_embed(store, encoder, resolve_crops(store, crops, size), run_id, batch_size,
                                            progress=lambda total, name=encoder.name: steps(f"embed {name}", total))
-            rows += [(s.encoder, s.head, s.dim, computed, s.embedding_set_id) for s in sets]
-    show(["encoder", "head", "dim", "computed now", "embedding set"], rows)
+            rows += [(s.encoder, s.head, s.level, s.dim, computed, s.embedding_set_id) for s in sets]
+    show(["encoder", "head", "level", "dim", "computed now", "embedding set"], rows)
 
 
 @click.command()
@@ -56,12 +58,15 @@ def embed(ctx, encoders: str, batch_size: int, size: int, params) -> None:
               help="Metadata column (true/false) of the hold-out set: the ranker is fitted without those images.")
 @day_option
 @size_option
+@crops_option
+@click.option("--level", help="Rank a stored aggregate of the encoder's embeddings instead, e.g. sample:median "
+                              "(see `phenorank aggregate`).")
 @param_option
 @click.option("--force", is_flag=True, help="Recompute even if an identical ranking is stored.")
 @format_option
 @click.pass_context
 @friendly_errors
-def rank(ctx, encoder, head, metric, ranker, reference, holdout, day, size, params, force, fmt) -> None:
+def rank(ctx, encoder, head, metric, ranker, reference, holdout, day, size, crops, level, params, force, fmt) -> None:
     """Score images by one ranker and metric on one encoder's embeddings; print the top of the list.
 
     \b
@@ -80,8 +85,14 @@ def rank(ctx, encoder, head, metric, ranker, reference, holdout, day, size, para
         raise PluginError(f"ranker {ranker!r} takes metric {', '.join(rnk.metrics)}, not {metric!r}")
     with recorded_run(ctx, "rank", {"encoder": encoder, "head": head, "metric": metric, "ranker": ranker,
                                     "reference": reference, "day": day, "params": overrides}) as (store, run_id):
-        sets, _ = run_embed(store, enc, PreprocessParams(size=size).key, run_id)
-        es = next(s for s in sets if s.head == head)
+        if level:
+            es = next((s for s in store.embedding_sets(encoder, head) if s.level == level), None)
+            if es is None:
+                levels = sorted({s.level for s in store.embedding_sets(encoder, head)})
+                raise PluginError(f"no {encoder}/{head} embeddings at level {level!r}; stored: {', '.join(levels) or 'none'}")
+        else:
+            sets, _ = run_embed(store, enc, resolve_crops(store, crops, size), run_id)
+            es = next(s for s in sets if s.head == head)
         ranking, computed = run_rank(store, es, rnk, met, reference, resolve_day(store, day), run_id, force,
                                      holdout or None)
         err.print(f"ranking {ranking.ranking_id} {'computed' if computed else 'already stored'}")
@@ -92,13 +103,15 @@ def rank(ctx, encoder, head, metric, ranker, reference, holdout, day, size, para
 @click.option("--evaluator", "evaluators", default="ranking-accuracy,rank-correlation", show_default=True,
               help="Evaluator name(s), comma-separated.")
 @click.option("--ranking", "ranking_ids", multiple=True, help="Ranking id(s) to evaluate (default: all stored).")
+@click.option("--level", "levels", help="Only embedding sets of these levels (comma-separated: image, object, "
+                                        "image:mean, sample:median, ...). Default: every set.")
 @day_option
 @param_option
 @click.option("--force", is_flag=True, help="Recompute evaluations that are already stored.")
 @format_option
 @click.pass_context
 @friendly_errors
-def evaluate(ctx, evaluators, ranking_ids, day, params, force, fmt) -> None:
+def evaluate(ctx, evaluators, ranking_ids, levels, day, params, force, fmt) -> None:
     """Evaluate stored rankings (evaluators of scores) and embedding sets (evaluators of
     embeddings, on the images of --day), then print the comparison tables.
 
@@ -106,6 +119,7 @@ def evaluate(ctx, evaluators, ranking_ids, day, params, force, fmt) -> None:
     Examples:
         phenorank evaluate --evaluator rank-correlation -p rank-correlation.truth=concentration
         phenorank evaluate --evaluator kmeans-accuracy -p kmeans-accuracy.balance=min
+        phenorank evaluate --evaluator clustering-kmeans,clustering-gmm --level sample:median
     """
     overrides = parse_params(params)
     registry = get_registry()
@@ -114,8 +128,8 @@ def evaluate(ctx, evaluators, ranking_ids, day, params, force, fmt) -> None:
                                         "params": overrides}) as (store, run_id):
         rankings = store.rankings(ranking_ids or None)
         of_scores = [e for e in plugins if e.needs == "scores"]
-        of_embeddings = [e for e in plugins if e.needs == "embeddings"]
-        sets = store.embedding_sets() if of_embeddings else []
+        of_embeddings = [e for e in plugins if e.needs != "scores"]
+        sets = [s for s in store.embedding_sets() if not levels or s.level in split(levels)] if of_embeddings else []
         with progress_bar("evaluate", len(rankings) * len(of_scores) + len(sets) * len(of_embeddings)) as advance:
             for ranking in rankings:
                 for evaluator in of_scores:
@@ -129,8 +143,8 @@ def evaluate(ctx, evaluators, ranking_ids, day, params, force, fmt) -> None:
                     try:
                         run_evaluate(store, evaluator, run_id, embedding_set=es, day=resolve_day(store, day),
                                      force=force)
-                    except PluginError as exc:
-                        err.print(f"[yellow]skipped[/] {evaluator.name} on {es.encoder}/{es.head}: {exc}")
+                    except (PluginError, PipelineError) as exc:
+                        err.print(f"[yellow]skipped[/] {evaluator.name} on {es.encoder}/{es.head} {es.level}: {exc}")
                     advance(1)
         print_comparison(store, fmt)
 
@@ -148,12 +162,13 @@ def evaluate(ctx, evaluators, ranking_ids, day, params, force, fmt) -> None:
               help="Metadata column (true/false) of the hold-out set: rankers are fitted without those images.")
 @day_option
 @size_option
+@crops_option
 @param_option
 @click.option("--force", is_flag=True, help="Recompute what is already stored.")
 @format_option
 @click.pass_context
 @friendly_errors
-def run(ctx, encoders, heads, metrics, rankers, references, evaluators, holdout, day, size, params, force,
+def run(ctx, encoders, heads, metrics, rankers, references, evaluators, holdout, day, size, crops, params, force,
         fmt) -> None:
     """Run a grid: every encoder x head x metric x ranker x reference, each evaluated.
 
@@ -169,9 +184,10 @@ def run(ctx, encoders, heads, metrics, rankers, references, evaluators, holdout,
     spec = GridSpec(encoders=split(encoders), metrics=plugin_names("metric", metrics),
                     rankers=plugin_names("ranker", rankers), references=split(references),
                     evaluators=plugin_names("evaluator", evaluators),
-                    preprocess_key=PreprocessParams(size=size).key, heads=split(heads) or None,
+                    preprocess_key="", heads=split(heads) or None,
                     params=parse_params(params), force=force, holdout=holdout or None)
-    with recorded_run(ctx, "run", {**spec.__dict__, "day": day}) as (store, run_id):
+    with recorded_run(ctx, "run", {**spec.__dict__, "crops": crops, "size": size, "day": day}) as (store, run_id):
+        spec.preprocess_key = resolve_crops(store, crops, size)
         spec.day = resolve_day(store, day)
         with progress_steps() as steps:
             report = run_grid(store, get_registry(), spec, run_id, progress=steps)
@@ -186,6 +202,8 @@ def print_grid_report(report) -> None:
         err.print(f"[yellow]skipped[/] {problem}")
     for ranker, metrics in report.not_applicable.items():
         err.print(f"[dim]{ranker} does not take metric(s) {', '.join(metrics)}: those cells were not run[/]")
+    for line in report.skipped:
+        err.print(f"[dim]{line}[/]")
 
 
 COMMANDS = [embed, rank, evaluate, run]

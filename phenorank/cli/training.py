@@ -6,11 +6,11 @@ import json
 
 import click
 
-from ..core.preprocess import PreprocessParams
 from ..core.progress import progress_bar
 from ..core.training import train as run_train
 from ..registry import TrainConfig, get_registry
-from .common import err, friendly_errors, param_option, parse_params, recorded_run, show, size_option
+from .common import (crops_option, err, friendly_errors, param_option, parse_params, recorded_run, resolve_crops, show,
+                     size_option)
 
 
 @click.command()
@@ -26,12 +26,16 @@ from .common import err, friendly_errors, param_option, parse_params, recorded_r
 @click.option("--num-workers", default=0, show_default=True, help="Data-loading worker processes.")
 @click.option("--resume", is_flag=True, help="Continue the same training from its last checkpoint.")
 @click.option("--force", is_flag=True, help="Train again even if this exact model is stored.")
+@click.option("--positives", metavar="COLUMN",
+              help="Multi-view positives (seed 002): pair two different images with the same value in this "
+                   "metadata column (e.g. sample: two fields of view) instead of two augmentations of one image.")
 @size_option
+@crops_option
 @param_option
 @click.pass_context
 @friendly_errors
 def train(ctx, encoder, augmentation, epochs, batch_size, seed, accelerator, devices, strategy, num_workers,
-          resume, force, size, params) -> None:
+          resume, force, positives, size, crops, params) -> None:
     """Train an encoder on every ingested image and record the model in the store.
 
     Prints loss and seed 000's pair diagnostics per epoch (top-1 / top-5: how often a view's
@@ -48,14 +52,15 @@ def train(ctx, encoder, augmentation, epochs, batch_size, seed, accelerator, dev
     config = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, accelerator=accelerator,
                          devices=int(devices) if devices.isdigit() else devices, strategy=strategy,
                          num_workers=num_workers, resume=resume)
-    run_params = {"encoder": encoder, "augmentation": augmentation, "size": size, "params": overrides,
+    run_params = {"encoder": encoder, "augmentation": augmentation, "size": size, "crops": crops,
+                  "positives": positives, "params": overrides,
                   **{k: v for k, v in config.__dict__.items() if k != "on_epoch"}}
     with recorded_run(ctx, "train", run_params) as (store, run_id):
         with progress_bar(f"train {encoder} ({augmentation})", epochs) as advance:
             config.on_epoch = advance
             record, trained = run_train(store, get_registry(), encoder, overrides.get(encoder, {}), augmentation,
-                                        overrides.get(augmentation, {}), config, PreprocessParams(size=size).key,
-                                        size, run_id, force=force)
+                                        overrides.get(augmentation, {}), config, resolve_crops(store, crops, size),
+                                        size, run_id, force=force, positives=positives)
     history = json.loads(record["history"]) if isinstance(record["history"], str) else record["history"]
     measures = [k for k in ("loss", "top1", "top5", "mean_position") if history and k in history[0]]
     show(["epoch", *measures], [(h["epoch"], *(h.get(k) for k in measures)) for h in history],

@@ -21,8 +21,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
+from pathlib import Path
+
+import numpy as np
+
 from ..registry.contracts import Loader
-from .manifest import ManifestEntry
+from .manifest import CHANNEL_SEPARATOR, ManifestEntry
 from .preprocess import PreprocessError, PreprocessParams, preprocess_stack
 from .store import Store
 
@@ -42,35 +46,59 @@ class IngestReport:
 _buffers = threading.local()  # one read buffer per worker thread, reused for every file
 
 
-def content_id(path: str | os.PathLike) -> str:
-    """A stable image id: the 128-bit xxHash (XXH3) of the file's bytes, read in 1 MiB pieces
-    (they stay in the CPU cache between the read and the hash)."""
+def content_id(*paths: str | os.PathLike) -> str:
+    """A stable image id: the 128-bit xxHash (XXH3) of the file's bytes (of all its channel
+    files, in order), read in 1 MiB pieces (they stay in the CPU cache between read and hash)."""
     import xxhash
 
     view = getattr(_buffers, "view", None)
     if view is None:
         view = _buffers.view = memoryview(bytearray(1 << 20))
     digest = xxhash.xxh3_128()
-    with open(path, "rb", buffering=0) as handle:
-        if os.fstat(handle.fileno()).st_size == 0:
-            raise PreprocessError("empty file (0 bytes)")
-        while n := handle.readinto(view):
-            digest.update(view[:n])
+    for path in paths:
+        with open(path, "rb", buffering=0) as handle:
+            if os.fstat(handle.fileno()).st_size == 0:
+                raise PreprocessError(f"empty file (0 bytes){f': {path}' if len(paths) > 1 else ''}")
+            while n := handle.readinto(view):
+                digest.update(view[:n])
     return digest.hexdigest()
+
+
+def read_image(location: str, loader: Loader) -> np.ndarray:
+    """One stored path -> (L, H, W): the file, or its channel files (joined by ``|``) stacked."""
+    files = location.split(CHANNEL_SEPARATOR)
+    if len(files) == 1:
+        return loader.read(files[0])
+    parts = []
+    for path in files:
+        try:
+            parts.append(loader.read(path))
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+    shapes = {p.shape[1:] for p in parts}
+    if len(shapes) > 1:
+        raise PreprocessError("channel files differ in size: " + ", ".join(
+            f"{Path(f).name} {p.shape[1]}x{p.shape[2]}" for f, p in zip(files, parts)))
+    if len({p.dtype for p in parts}) > 1:
+        raise PreprocessError("channel files differ in pixel type: " + ", ".join(
+            f"{Path(f).name} {p.dtype}" for f, p in zip(files, parts)))
+    return np.concatenate(parts)
 
 
 # -- the per-file work, run by worker threads ----------------------------------------------------
 def process_file(task: tuple[str, str], loader: Loader, params: PreprocessParams,
                  cached_ids: frozenset[str]) -> dict:
     """Hash, and unless its crop is stored already, read and preprocess one file."""
-    path, source = task
+    location, source = task
     try:
-        if not os.path.isfile(path):
-            raise PreprocessError(f"file not found ({source})")
-        image_id = content_id(path)
+        files = location.split(CHANNEL_SEPARATOR)
+        missing = [f for f in files if not os.path.isfile(f)]
+        if missing:
+            raise PreprocessError(f"file not found ({source}{f': {missing[0]}' if len(files) > 1 else ''})")
+        image_id = content_id(*files)
         if image_id in cached_ids:
             return {"status": "cached", "image_id": image_id}
-        stack = loader.read(path)
+        stack = read_image(location, loader)
         crop = preprocess_stack(stack, params)
         return {
             "status": "new", "image_id": image_id,
@@ -130,7 +158,8 @@ def ingest(entries: list[ManifestEntry], loader: Loader, store: Store, run_id: s
     report = IngestReport()
     records = store.image_records(params.key)
     cached_ids = frozenset(image_id for image_id, record in records.items() if record["has_crop"])
-    tasks = [(str(entry.path), entry.source) for entry in entries]
+    tasks = [(entry.location, entry.source) for entry in entries]
+    store.write_crop_set(params.key, "image", {**params.__dict__, "loader": loader.name}, run_id)
     work = functools.partial(process_file, loader=loader, params=params, cached_ids=cached_ids)
     known = set(records) | {r["metadata"]["path"] for r in records.values()} | store.rejected_paths()
     with store.threads(1):  # the workers keep the cores busy; DuckDB's small writes need no more
@@ -156,7 +185,7 @@ def _collect(entries: list[ManifestEntry], results: Iterator[dict], records: dic
             pending.clear()
 
     for entry, result in zip(entries, results):
-        path, image_id = str(entry.path), result.get("image_id")
+        path, image_id = entry.location, result.get("image_id")
         metadata = entry.metadata()
         if result["status"] == "error":
             rejects.append((path, result["reason"]))

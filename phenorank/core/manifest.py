@@ -1,10 +1,14 @@
 """The image data model and the two ways to describe a plate: a manifest CSV or file names.
 
-One entry is one acquisition of one well on one day. Required fields: ``path`` (relative to the
-image folder), ``well`` (A01..H12, or A01..P24 on a 384-well plate), ``day``, ``condition``.
-Optional: ``plate``, ``treatment``, ``concentration``, ``replicate``, and ``row``/``col``
-(checked against the well). Any other field (``effect``, ``donor``, ...) is kept as extra
-metadata and can be used by evaluators, e.g. ``rank-correlation`` against a known effect.
+One entry is one acquisition: of one well on one day (plates), or of one field of view of one
+sample (cell images). Required fields: ``path`` (relative to the image folder) and
+``condition`` (the class). Plates add ``well`` (A01..H12, or A01..P24 on a 384-well plate) and
+``day``. Optional: ``plate``, ``treatment``, ``concentration``, ``replicate``, and ``row``/``col``
+(checked against the well). Any other field (``sample``, ``field``, ``donor``, ``effect``, ...)
+is kept as extra metadata and can be used by evaluators and aggregation.
+
+A ``channel`` field joins files: the files whose other fields agree form one multi-channel
+image, its channels in the order of their ``channel`` values (numeric when they are numbers).
 
 Fields come from a manifest CSV (:func:`read_manifest`), or from a file-name pattern such as
 ``{plate}_{well}_day{day}.tif`` plus an optional plate layout CSV keyed by well
@@ -21,8 +25,9 @@ from pathlib import Path
 
 from .plate import PLATE_FORMATS, PlateFormat
 
-REQUIRED = ("path", "well", "day", "condition")
-KNOWN = REQUIRED + ("plate", "treatment", "concentration", "replicate", "row", "col")
+REQUIRED = ("path", "condition")
+KNOWN = REQUIRED + ("well", "day", "plate", "treatment", "concentration", "replicate", "row", "col", "channel")
+CHANNEL_SEPARATOR = "|"  # a channel-joined image's stored path lists its files, in channel order
 DEFAULT_PLATE = "plate1"
 
 
@@ -35,27 +40,34 @@ class ManifestEntry:
     path: Path
     source: str  # where the fields came from, for messages: "manifest.csv line 4" or the file name
     plate: str
-    well: str
-    row: str
-    col: int
-    edge: bool
-    day: int
+    well: str | None
+    row: str | None
+    col: int | None
+    edge: bool | None
+    day: int | None
     condition: str
     treatment: str | None = None
     concentration: float | None = None
     replicate: int | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    channel_files: tuple[Path, ...] = ()  # several files joined as channels (path is the first)
+
+    @property
+    def location(self) -> str:
+        """The stored path: the file, or the channel files joined by ``|``."""
+        return CHANNEL_SEPARATOR.join(map(str, self.channel_files)) if self.channel_files else str(self.path)
 
     def metadata(self) -> dict:
         return {
-            "path": str(self.path), "plate": self.plate, "well": self.well, "row": self.row,
+            "path": self.location, "plate": self.plate, "well": self.well, "row": self.row,
             "col": self.col, "edge": self.edge, "day": self.day, "condition": self.condition,
             "treatment": self.treatment, "concentration": self.concentration, "replicate": self.replicate,
             "extra": self.extra,
         }
 
 
-def make_entry(fields: dict[str, str], image_dir: Path, source: str, plate: PlateFormat) -> ManifestEntry:
+def make_entry(fields: dict[str, str], image_dir: Path, source: str, plate: PlateFormat,
+               channel_files: list[str] = ()) -> ManifestEntry:
     """Validate one set of text fields; the first problem raises naming ``source`` and the field."""
     row = {(k or "").strip(): (v or "").strip() for k, v in fields.items()}
 
@@ -65,27 +77,69 @@ def make_entry(fields: dict[str, str], image_dir: Path, source: str, plate: Plat
     for column in REQUIRED:
         if not row.get(column):
             raise fail(column, "is missing")
-    try:
-        well_row, well_col, well = plate.parse_well(row["well"])
-    except ValueError as exc:
-        raise fail("well", str(exc)) from None
-    if row.get("row") and row["row"].upper() != well_row:
-        raise fail("row", f"is {row['row']!r} but well {well} is in row {well_row}")
-    if row.get("col") and _number(row["col"], int, lambda p: fail("col", p)) != well_col:
-        raise fail("col", f"is {row['col']!r} but well {well} is in column {well_col}")
-    path = Path(row["path"])
+    well_row = well_col = well = edge = None
+    if row.get("well"):
+        try:
+            well_row, well_col, well = plate.parse_well(row["well"])
+        except ValueError as exc:
+            raise fail("well", str(exc)) from None
+        if row.get("row") and row["row"].upper() != well_row:
+            raise fail("row", f"is {row['row']!r} but well {well} is in row {well_row}")
+        if row.get("col") and _number(row["col"], int, lambda p: fail("col", p)) != well_col:
+            raise fail("col", f"is {row['col']!r} but well {well} is in column {well_col}")
+        edge = plate.is_edge(well_row, well_col)
+        if not row.get("day"):
+            raise fail("day", "is missing (an image of a well needs its day)")
+    elif row.get("row") or row.get("col"):
+        raise fail("well", "is missing (row and col are given; the well names them)")
+
+    def located(text: str) -> Path:
+        path = Path(text)
+        return path if path.is_absolute() else image_dir / path
+
+    files = tuple(located(f) for f in channel_files)
     return ManifestEntry(
-        path=path if path.is_absolute() else image_dir / path,
+        path=files[0] if files else located(row["path"]),
         source=source,
         plate=row.get("plate") or DEFAULT_PLATE,
-        well=well, row=well_row, col=well_col, edge=plate.is_edge(well_row, well_col),
-        day=_number(row["day"], int, lambda p: fail("day", p)),
+        well=well, row=well_row, col=well_col, edge=edge,
+        day=_number(row.get("day"), int, lambda p: fail("day", p)),
         condition=row["condition"],
         treatment=row.get("treatment") or None,
         concentration=_number(row.get("concentration"), float, lambda p: fail("concentration", p)),
         replicate=_number(row.get("replicate"), int, lambda p: fail("replicate", p)),
         extra={k: v for k, v in row.items() if k and k not in KNOWN},
+        channel_files=files if len(files) > 1 else (),
     )
+
+
+def join_channels(rows: list[tuple[str, dict[str, str]]]) -> list[tuple[str, dict[str, str], list[str]]]:
+    """Rows (source, fields) -> (source, fields, channel files): rows that differ only in ``path``
+    and ``channel`` become one row whose files are ordered by channel. Without a ``channel``
+    field every row stands alone."""
+    if not any(fields.get("channel") for _, fields in rows):
+        return [(source, fields, []) for source, fields in rows]
+    groups: dict[tuple, list[tuple[str, dict[str, str]]]] = {}
+    for source, fields in rows:
+        if not fields.get("channel"):
+            raise ManifestError(f"{source}: field 'channel' is missing (other files of this set have one)")
+        key = tuple(sorted((k, v) for k, v in fields.items() if k not in ("path", "channel")))
+        groups.setdefault(key, []).append((source, fields))
+    joined = []
+    for members in groups.values():
+        channels = [fields["channel"] for _, fields in members]
+        numeric = all(c.isdigit() for c in channels)
+        members.sort(key=lambda m: int(m[1]["channel"]) if numeric else m[1]["channel"])
+        if len(set(channels)) != len(channels):
+            raise ManifestError(f"{members[0][0]}: channel {sorted(channels)} listed twice for one image")
+        source, first = members[0]
+        joined.append((f"{source} (+{len(members) - 1} channel files)" if len(members) > 1 else source,
+                       first, [fields["path"] for _, fields in members]))
+    counts = {len(files) for _, _, files in joined}
+    if len(counts) > 1:
+        short = min(joined, key=lambda j: len(j[2]))
+        raise ManifestError(f"{short[0]}: {len(short[2])} channel file(s), but other images have {max(counts)}")
+    return joined
 
 
 def read_manifest(manifest: str | Path, image_dir: str | Path | None = None,
@@ -94,8 +148,10 @@ def read_manifest(manifest: str | Path, image_dir: str | Path | None = None,
     manifest = Path(manifest)
     image_dir = Path(image_dir) if image_dir is not None else manifest.parent
     header, rows = _read_csv(manifest, REQUIRED)
-    entries = [make_entry(row, image_dir, f"{manifest} line {line}", PLATE_FORMATS[plate_format])
+    cleaned = [(f"{manifest} line {line}", {(k or "").strip(): (v or "").strip() for k, v in row.items()})
                for line, row in rows]
+    entries = [make_entry(fields, image_dir, source, PLATE_FORMATS[plate_format], files)
+               for source, fields, files in join_channels(cleaned)]
     if not entries:
         raise ManifestError(f"{manifest} has a header but no rows")
     first_seen: dict[Path, str] = {}
@@ -146,7 +202,7 @@ def entries_from_pattern(image_dir: str | Path, pattern: str, layout: str | Path
     regex = compile_pattern(pattern)
     plate = PLATE_FORMATS[plate_format]
     by_well = _read_layout(Path(layout), plate) if layout else {}
-    entries, unmatched = [], []
+    matched, unmatched = [], []
     files = sorted(p for p in image_dir.rglob("*") if p.is_file() and p.name.lower().endswith(suffixes))
     for path in files:
         relative = path.relative_to(image_dir).as_posix()
@@ -167,11 +223,22 @@ def entries_from_pattern(image_dir: str | Path, pattern: str, layout: str | Path
                     raise ManifestError(f"{source}: field {key!r} is {fields[key]!r} in the file name but "
                                         f"{value!r} in the layout {layout}")
                 fields.setdefault(key, value)
-        entries.append(make_entry({**fields, "path": relative}, image_dir, source, plate))
+        matched.append((source, {**fields, "path": relative}))
+    entries = [make_entry(fields, image_dir, source, plate, files) for source, fields, files in join_channels(matched)]
     if not entries:
         raise ManifestError(f"no file under {image_dir} matches the pattern {pattern!r}"
                             + (f" (e.g. {unmatched[0]})" if unmatched else ""))
     return entries, unmatched
+
+
+def entries_from_folders(root: str | Path, pattern: str | None = None,
+                         suffixes: tuple[str, ...] = (".tif", ".tiff")) -> tuple[list[ManifestEntry], list[str]]:
+    """Class-labelled folders: ``root/CLASS/file`` -> condition CLASS. ``pattern`` describes the
+    file names inside a class folder, e.g. ``{donor}_{sample}_f{field}.tif`` (default: any name)."""
+    root = Path(root)
+    if root.is_dir() and not any(p.is_dir() for p in root.iterdir()):
+        raise ManifestError(f"{root} has no class folders: expected {root}/CLASS/image files")
+    return entries_from_pattern(root, "{condition}/" + (pattern or "*"), suffixes=suffixes)
 
 
 def _read_layout(layout: Path, plate: PlateFormat) -> dict[tuple[str | None, str], dict[str, str]]:

@@ -33,9 +33,9 @@ def identity(plugin: Plugin) -> dict:
     return {"name": plugin.name, "params": plugin.params}
 
 
-def embedding_set_for(encoder: Encoder, head: str, preprocess_key: str, dim: int = 0) -> EmbeddingSet:
+def embedding_set_for(encoder: Encoder, head: str, preprocess_key: str, dim: int = 0, level: str = "image") -> EmbeddingSet:
     set_id = digest("embedding", identity(encoder), head, preprocess_key)
-    return EmbeddingSet(set_id, encoder.name, head, encoder.params, preprocess_key, dim)
+    return EmbeddingSet(set_id, encoder.name, head, encoder.params, preprocess_key, dim, level)
 
 
 def embed(store: Store, encoder: Encoder, preprocess_key: str, run_id: str, batch_size: int = 64,
@@ -50,6 +50,8 @@ def embed(store: Store, encoder: Encoder, preprocess_key: str, run_id: str, batc
         done = store.embedded_ids(embedding_set_for(encoder, head, preprocess_key).embedding_set_id)
         pending |= set(all_ids) - done
     todo = [i for i in all_ids if i in pending]
+    kinds = {s["preprocess_key"]: s["kind"] for s in store.crop_sets()}
+    level = "object" if kinds.get(preprocess_key) == "object" else "image"
     advance = progress(len(todo)) if (progress and todo) else (lambda n=1: None)
     # The store is read and written a thousand images at a time (one query, one transaction);
     # the encoder batches inside that as it likes.
@@ -63,7 +65,7 @@ def embed(store: Store, encoder: Encoder, preprocess_key: str, run_id: str, batc
                                     f"({len(ids)}, D), got {None if vectors is None else vectors.shape}")
             if not np.isfinite(vectors).all():
                 raise PipelineError(f"encoder {encoder.name!r} head {head!r} produced NaN or infinite values")
-            es = embedding_set_for(encoder, head, preprocess_key, vectors.shape[1])
+            es = embedding_set_for(encoder, head, preprocess_key, vectors.shape[1], level)
             batches.append((es, encoder.feature_names(head), ids, vectors))
         store.write_embeddings(batches, run_id)
         advance(len(ids))
@@ -118,6 +120,9 @@ def evaluate(store: Store, evaluator: Evaluator, run_id: str, ranking: Ranking |
     else:
         if embedding_set is None:
             raise PipelineError(f"evaluator {evaluator.name!r} judges embeddings; give it an embedding set")
+        if evaluator.needs == "encoder" and embedding_set.source_id:
+            raise PipelineError(f"evaluator {evaluator.name!r} re-embeds images; {embedding_set.level} is an "
+                                "aggregate, evaluate the embedding set it was made from")
         subject_kind, subject_id = "embedding_set", embedding_set.embedding_set_id
     params_hash = digest(identity(evaluator), day if subject_kind == "embedding_set" else None)
     if not force and store.has_evaluation(subject_id, evaluator.name, params_hash):
@@ -128,6 +133,8 @@ def evaluate(store: Store, evaluator: Evaluator, run_id: str, ranking: Ranking |
     else:
         ids, vectors = store.load_embeddings(embedding_set.embedding_set_id, day)
         subject = Subject(store.load_samples(ids), embeddings=vectors)
+        if evaluator.needs == "encoder":
+            subject.images, subject.encode = _image_access(store, embedding_set, ids)
     result = evaluator.evaluate(subject)
     if isinstance(result, dict):
         result = Evaluation(values=result)
@@ -135,6 +142,26 @@ def evaluate(store: Store, evaluator: Evaluator, run_id: str, ranking: Ranking |
                            {k: float(v) for k, v in result.values.items()}, result.details, run_id,
                            result.intervals)
     return result
+
+
+def _image_access(store: Store, es: EmbeddingSet, ids: np.ndarray):
+    """The set's preprocessed images by row, and its encoder's head applied to new images."""
+    from ..registry.manager import get_registry
+    from .training import load_trained
+
+    registry = get_registry()
+    params = dict(es.params)
+    model = store.model(params["model"]) if params.get("model") else None
+    encoder = load_trained(store, registry, model) if model else registry.create("encoder", es.encoder, params)
+
+    def images(rows: np.ndarray) -> np.ndarray:
+        wanted = [str(i) for i in ids[np.asarray(rows)]]
+        return np.concatenate([batch for _, batch in store.iter_crops(wanted, es.preprocess_key, 1024)])
+
+    def encode(batch: np.ndarray) -> np.ndarray:
+        return np.asarray(encoder.embed(batch)[es.head], dtype=np.float32)
+
+    return images, encode
 
 
 @dataclass
@@ -161,6 +188,7 @@ class GridReport:
     problems: list[str] = field(default_factory=list)
     rankings: list[Ranking] = field(default_factory=list)
     not_applicable: dict[str, list[str]] = field(default_factory=dict)  # ranker -> metrics it does not take
+    skipped: list[str] = field(default_factory=list)  # cells left out, and why
 
 
 def run_grid(store: Store, registry: Registry, spec: GridSpec, run_id: str,
@@ -221,7 +249,11 @@ def run_grid(store: Store, registry: Registry, spec: GridSpec, run_id: str,
                 report.problems.append(f"{label} {evaluator.name}: {exc}")
         advance(1)
     for es in embedding_sets:  # evaluators of embeddings judge each embedding set once
-        for evaluator in [e for e in evaluators if e.needs == "embeddings"]:
+        for evaluator in [e for e in evaluators if e.needs != "scores"]:
+            if evaluator.needs == "encoder" and es.source_id:
+                report.skipped.append(f"{evaluator.name} re-embeds images, so it skips the aggregate "
+                                      f"{es.encoder}/{es.head} {es.level}")
+                continue
             try:
                 done = evaluate(store, evaluator, run_id, embedding_set=es, day=spec.day, force=spec.force)
                 report.evaluated += done is not None

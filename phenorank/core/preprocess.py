@@ -1,4 +1,10 @@
-"""Preprocessing of bright-field spheroid stacks, as in seed 000 section 7.1.
+"""Preprocessing: one stack in, one square 16-bit image of ``size`` x ``size`` x 3 out.
+
+Fluorescence channels (``stack="channels"``, the loader says so): the channels are kept in their
+order (or the order given), one channel is repeated to three, two get an empty third; the crop is
+the centred min(H, W) square (seed 001), area-averaged to size x size, 16-bit kept.
+
+Bright-field spheroid stacks (``stack="layers"``), as in seed 000 section 7.1:
 
 stack (L, H, W) in its own dtype (uint8, uint16, or float in [0, 1])
   -> 3 channels: 1 layer duplicated, more than 3 layers -> the 3 sharpest (mean gradient
@@ -42,11 +48,16 @@ class PreprocessParams:
     channels: int = 3
     locate_side: int | None = 512  # None: locate the object at full resolution
     max_layers: int = DEFAULT_MAX_LAYERS  # not in the key: it only decides what is refused
+    stack: str = "layers"  # what the loader's first axis holds: focal "layers" or fluorescence "channels"
+    channel_order: tuple[int, ...] | None = None  # channels mode: which channels, in RGB order
 
     @property
     def key(self) -> str:
-        payload = json.dumps({"size": self.size, "channels": self.channels, "locate_side": self.locate_side,
-                              "version": PREPROCESS_VERSION}, sort_keys=True)
+        fields = {"size": self.size, "channels": self.channels, "locate_side": self.locate_side,
+                  "version": PREPROCESS_VERSION}
+        if self.stack != "layers":  # spheroid keys stay what they were before channel images existed
+            fields.update(stack=self.stack, channel_order=self.channel_order)
+        payload = json.dumps(fields, sort_keys=True)
         return hashlib.blake2b(payload.encode(), digest_size=6).hexdigest()
 
 
@@ -171,18 +182,39 @@ def square_crop_origin(box: tuple[int, int, int, int], height: int, width: int) 
     return x0, y0, side
 
 
+def select_channels(n: int, params: PreprocessParams) -> list[int]:
+    """Indices of the channels to keep, in output order; -1 stands for an empty channel."""
+    if params.channel_order:
+        bad = [c for c in params.channel_order if not 0 <= c < n]
+        if bad:
+            raise PreprocessError(f"channel(s) {bad} asked for, but the image has {n} channel(s) (0..{n - 1})")
+        order = list(params.channel_order)
+    elif n > params.channels:
+        raise PreprocessError(f"{n} channels: say which {params.channels} to keep, in order (--channels 0,1,2)")
+    else:
+        order = list(range(n))
+    if len(order) == 1:
+        return order * params.channels
+    return (order + [-1] * params.channels)[:params.channels]
+
+
 def preprocess_stack(stack: np.ndarray, params: PreprocessParams = PreprocessParams()) -> Crop:
-    """Run the whole section-7.1 pipeline on one stack (L, H, W); the stack is only read."""
+    """Preprocess one stack (L, H, W) as ``params.stack`` says; the stack is only read."""
     if stack.ndim != 3:
         raise PreprocessError(f"expected a stack of shape (layers, height, width), got shape {stack.shape}")
     if not stack.dtype.isnative:  # OpenCV reads native byte order only
         stack = stack.astype(stack.dtype.newbyteorder("="))
     scale = unit_scale(stack)
-    layers = select_layers(stack, params.channels, params.max_layers)
     height, width = stack.shape[1:]
-    x0, y0, side = square_crop_origin(locate_object(stack, layers, params.locate_side), height, width)
-    resized: dict[int, np.ndarray] = {}
-    for index in set(layers):
+    if params.stack == "channels":
+        layers = select_channels(stack.shape[0], params)
+        side = min(height, width)
+        x0, y0 = (width - side) // 2, (height - side) // 2
+    else:
+        layers = select_layers(stack, params.channels, params.max_layers)
+        x0, y0, side = square_crop_origin(locate_object(stack, layers, params.locate_side), height, width)
+    resized: dict[int, np.ndarray] = {-1: np.zeros((params.size, params.size), np.uint16)}
+    for index in set(layers) - {-1}:
         crop = stack[index, y0:y0 + side, x0:x0 + side]
         if scale == 1.0:  # uint16 stays uint16: OpenCV's area resize keeps 16 bits and rounds
             resized[index] = area_resize(crop, params.size)

@@ -50,6 +50,28 @@ LEFT JOIN models m ON m.model_id = s.params->>'model'
 _COMPARISON_VIEW_4 = _COMPARISON_VIEW_3.replace(
     "e.evaluator, e.name, e.value,", "e.evaluator, e.name, e.value, e.ci_low, e.ci_high,")
 
+# Embedding sets say what one vector stands for (an image, an object crop, an aggregate).
+_COMPARISON_VIEW_5 = _COMPARISON_VIEW_4.replace("s.head, r.ranker", "s.head, s.level, r.ranker").replace(
+    "s.head, NULL, NULL, NULL, NULL,", "s.head, s.level, NULL, NULL, NULL, NULL,")
+
+_ITEM_FIELDS = ('path, plate, well, "row", col, day, condition, treatment, concentration, replicate, '
+                'n_layers, height, width, dtype, edge')
+
+# Everything an embedding can stand for, with its metadata: acquired images, the objects found
+# in them (with their parent's metadata and their own measurements) and aggregates (groups).
+_ITEMS_VIEW = f"""
+CREATE OR REPLACE VIEW items AS
+SELECT image_id, 'image' AS level, NULL AS parent_id, {_ITEM_FIELDS}, extra FROM images
+UNION ALL
+SELECT o.object_id, 'object', o.image_id, i.path, i.plate, i.well, i."row", i.col, i.day, i.condition,
+       i.treatment, i.concentration, i.replicate, i.n_layers, o.height, o.width, i.dtype, i.edge,
+       json_merge_patch(coalesce(i.extra, '{{}}'), json_object('object_label', o.label, 'object_area', o.area,
+                        'object_x', o.x, 'object_y', o.y))
+FROM objects o JOIN images i USING (image_id)
+UNION ALL
+SELECT group_id, level, NULL, {_ITEM_FIELDS}, extra FROM groups;
+"""
+
 # Ordered and append-only: a released migration is never edited, a change is a new entry.
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "initial schema", """
@@ -100,6 +122,25 @@ CREATE TABLE models (
 ALTER TABLE evaluations ADD COLUMN ci_low DOUBLE;
 ALTER TABLE evaluations ADD COLUMN ci_high DOUBLE;
 """ + _COMPARISON_VIEW_4),
+    (5, "cell images: crop sets, objects, aggregates, items", """
+CREATE TABLE crop_sets (
+    preprocess_key VARCHAR PRIMARY KEY, kind VARCHAR, params JSON, run_id VARCHAR, created_at TIMESTAMPTZ);
+INSERT INTO crop_sets SELECT preprocess_key, 'image', json_object('size', any_value(size)), NULL, NULL
+    FROM crops GROUP BY preprocess_key;
+CREATE TABLE objects (
+    object_id VARCHAR PRIMARY KEY, image_id VARCHAR, preprocess_key VARCHAR, label INTEGER,
+    x INTEGER, y INTEGER, width INTEGER, height INTEGER, area INTEGER);
+CREATE TABLE segmented (
+    image_id VARCHAR, preprocess_key VARCHAR, n_objects INTEGER, PRIMARY KEY (image_id, preprocess_key));
+CREATE TABLE groups (
+    group_id VARCHAR PRIMARY KEY, level VARCHAR, path VARCHAR, plate VARCHAR, well VARCHAR, "row" VARCHAR,
+    col INTEGER, day INTEGER, condition VARCHAR, treatment VARCHAR, concentration DOUBLE,
+    replicate INTEGER, n_layers INTEGER, height INTEGER, width INTEGER, dtype VARCHAR, edge BOOLEAN,
+    extra JSON, n_members INTEGER);
+CREATE TABLE group_members (group_id VARCHAR, member_id VARCHAR, PRIMARY KEY (group_id, member_id));
+ALTER TABLE embedding_sets ADD COLUMN level VARCHAR DEFAULT 'image';
+ALTER TABLE embedding_sets ADD COLUMN source_id VARCHAR;
+""" + _ITEMS_VIEW + _COMPARISON_VIEW_5),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

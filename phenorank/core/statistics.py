@@ -119,12 +119,24 @@ def bootstrap_interval(statistic: Callable[[np.ndarray], float], groups: np.ndar
 
 
 def well_keys(samples) -> np.ndarray:
-    """One key per image naming its well (plate and well), the unit a bootstrap resamples; without
-    a well column every image is its own unit."""
-    if "well" not in samples:
+    """One key per item naming its biological unit, the unit a bootstrap resamples: the well
+    (plate and well) on a plate; otherwise the ``sample`` column, else the parent image of an
+    object; else each item is its own unit."""
+    if "well" not in samples or not any(_present(w) for w in samples["well"]):
+        for column in ("sample", "parent_id"):
+            if column in samples and all(_present(v) for v in samples[column]):
+                return np.asarray(samples[column]).astype(str)
         return np.asarray(samples.image_ids).astype(str)
     plates = samples["plate"].astype(str) if "plate" in samples else np.full(len(samples), "")
     return np.char.add(np.char.add(plates, "/"), samples["well"].astype(str))
+
+
+def _present(value) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, (float, np.floating)):
+        return not np.isnan(value)
+    return str(value) != ""
 
 
 def holdout_mask(samples, column: str | None) -> np.ndarray:

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from ..registry.contracts import Samples
 from .schema import MIGRATIONS, SCHEMA_VERSION
+from .store_objects import ObjectTables, as_column as _as_column
 
 DEFAULT_PATH = "phenorank.duckdb"
 
@@ -59,6 +60,8 @@ class EmbeddingSet:
     params: dict
     preprocess_key: str
     dim: int
+    level: str = "image"  # what one vector stands for: image, object, or an aggregate such as sample:median
+    source_id: str | None = None  # an aggregate's source embedding set
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ class Ranking:
     fingerprint: str
 
 
-class Store:
+class Store(ObjectTables):
     """A phenorank DuckDB file. Open with :func:`open_store`."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, path: str, read_only: bool):
@@ -220,7 +223,7 @@ class Store:
             INSERT INTO pairs
             WITH per_day AS (
                 SELECT plate, well, day, count(*) AS n, min(image_id) AS image_id
-                FROM images GROUP BY plate, well, day),
+                FROM images WHERE well IS NOT NULL AND day IS NOT NULL GROUP BY plate, well, day),
             steps AS (
                 SELECT *, lead(day) OVER w AS next_day, lead(image_id) OVER w AS next_id,
                        lead(n) OVER w AS next_n
@@ -232,19 +235,20 @@ class Store:
         """(pairs, wells left unpaired because they have several images on one day)."""
         pairs = self._one("SELECT count(*) FROM pairs")[0]
         skipped = self._one("SELECT count(DISTINCT (plate, well)) FROM (SELECT plate, well FROM images "
-                            "GROUP BY plate, well, day HAVING count(*) > 1)")[0]
+                            "WHERE well IS NOT NULL AND day IS NOT NULL GROUP BY plate, well, day HAVING count(*) > 1)")[0]
         return pairs, skipped
 
     def load_samples(self, image_ids: Sequence[str]) -> Samples:
-        """Metadata of the given images in the order given, with the manifest's extra columns as
-        columns of their own (numeric where every value is)."""
+        """Metadata of the given items (images, objects, aggregates) in the order given, with the
+        manifest's extra columns as columns of their own (numeric where every value is)."""
         wanted = pa.table({"image_id": pa.array(list(image_ids), pa.string()),  # noqa: F841
                            "position": pa.array(np.arange(len(image_ids)))})
         table = self.con.sql(
-            "SELECT i.* FROM images i JOIN wanted USING (image_id) ORDER BY position").to_arrow_table()
+            "SELECT i.* FROM items i JOIN wanted USING (image_id) ORDER BY position").to_arrow_table()
         if table.num_rows != len(image_ids):
-            raise StoreError(f"{len(image_ids) - table.num_rows} image ids are not in the images table")
-        columns = {name: table.column(name).to_numpy(zero_copy_only=False) for name in IMAGE_COLUMNS[1:]}
+            raise StoreError(f"{len(image_ids) - table.num_rows} ids are in none of the images, objects and groups")
+        columns = {name: table.column(name).to_numpy(zero_copy_only=False)
+                   for name in (*IMAGE_COLUMNS[1:], "level", "parent_id")}
         extras = [json.loads(e or "{}") for e in table.column("extra").to_pylist()]
         for key in sorted({k for e in extras for k in e} - set(columns)):  # measured fields win
             columns[key] = _as_column([e.get(key) for e in extras])
@@ -277,9 +281,10 @@ class Store:
     # -- embeddings ------------------------------------------------------------------------
     def ensure_embedding_set(self, es: EmbeddingSet, feature_names: list[str] | None, run_id: str) -> None:
         self.con.execute(
-            "INSERT INTO embedding_sets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            "INSERT INTO embedding_sets (embedding_set_id, encoder, head, params, preprocess_key, dim, feature_names, "
+            "run_id, created_at, level, source_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [es.embedding_set_id, es.encoder, es.head, _json(es.params), es.preprocess_key, es.dim,
-             feature_names, run_id, _now()],
+             feature_names, run_id, _now(), es.level, es.source_id],
         )
 
     def embedded_ids(self, embedding_set_id: str) -> set[str]:
@@ -287,11 +292,15 @@ class Store:
             "SELECT image_id FROM embeddings WHERE embedding_set_id = ?", [embedding_set_id]).fetchall()}
 
     def write_embeddings(self, batches: list[tuple[EmbeddingSet, list[str] | None, list[str], np.ndarray]],
-                         run_id: str) -> None:
+                         run_id: str, replace: bool = False) -> None:
         """Store (set, feature names, image ids, vectors) for several sets at once, atomically:
-        the heads of one encoder batch land together or not at all."""
+        the heads of one encoder batch land together or not at all. ``replace``: the sets' earlier
+        vectors go first."""
         with self.transaction():
             for es, feature_names, ids, vectors in batches:
+                if replace:
+                    self.con.execute("DELETE FROM embeddings WHERE embedding_set_id = ?", [es.embedding_set_id])
+                    self.con.execute("DELETE FROM embedding_sets WHERE embedding_set_id = ?", [es.embedding_set_id])
                 self.ensure_embedding_set(es, feature_names, run_id)
                 vectors = np.ascontiguousarray(vectors, dtype=np.float32)
                 flat = pa.array(vectors.reshape(-1))
@@ -306,18 +315,27 @@ class Store:
                 )
                 self.con.execute("INSERT INTO embeddings SELECT * FROM vector_table")
 
+    def replace_embeddings(self, es: EmbeddingSet, feature_names: list[str] | None, ids: Sequence[str],
+                           vectors: np.ndarray, run_id: str) -> None:
+        """Make ``es`` hold exactly these vectors (a derived set, recomputed as a whole), atomically."""
+        self.write_embeddings([(es, feature_names, list(ids), vectors)], run_id, replace=True)
+
+    def feature_names(self, embedding_set_id: str) -> list[str] | None:
+        row = self._one("SELECT feature_names FROM embedding_sets WHERE embedding_set_id = ?", [embedding_set_id])
+        return row[0] if row else None
+
     def embedding_sets(self, encoder: str | None = None, head: str | None = None) -> list[EmbeddingSet]:
         rows = self.con.execute(
-            "SELECT embedding_set_id, encoder, head, params, preprocess_key, dim FROM embedding_sets "
-            "WHERE (? IS NULL OR encoder = ?) AND (? IS NULL OR head = ?) ORDER BY encoder, head, created_at",
+            "SELECT embedding_set_id, encoder, head, params, preprocess_key, dim, level, source_id FROM embedding_sets "
+            "WHERE (? IS NULL OR encoder = ?) AND (? IS NULL OR head = ?) ORDER BY encoder, head, level, created_at",
             [encoder, encoder, head, head],
         ).fetchall()
-        return [EmbeddingSet(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
+        return [EmbeddingSet(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6] or "image", r[7]) for r in rows]
 
     def load_embeddings(self, embedding_set_id: str, day: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(image ids sorted, vectors (N, D) float32) of one set, optionally one day's images."""
         table = self.con.sql(
-            "SELECT e.image_id, e.vector FROM embeddings e JOIN images i USING (image_id) "
+            "SELECT e.image_id, e.vector FROM embeddings e JOIN items i USING (image_id) "
             "WHERE e.embedding_set_id = $1 AND ($2 IS NULL OR i.day = $2) ORDER BY e.image_id",
             params=[embedding_set_id, day],
         ).to_arrow_table()
@@ -435,10 +453,10 @@ class Store:
 
     # -- reading back ----------------------------------------------------------------------
     def days(self) -> list[int]:
-        return [r[0] for r in self.con.sql("SELECT DISTINCT day FROM images ORDER BY day").fetchall()]
+        return [r[0] for r in self.con.sql("SELECT DISTINCT day FROM images WHERE day IS NOT NULL ORDER BY day").fetchall()]
 
     # The dimensions a method is described by (columns of the comparison view).
-    DIMENSIONS = ("encoder", "augmentation", "model", "head", "ranker", "metric", "reference", "day", "evaluator")
+    DIMENSIONS = ("encoder", "augmentation", "model", "head", "level", "ranker", "metric", "reference", "day", "evaluator")
 
     @staticmethod
     def _cell_sql(ci: bool) -> str:
@@ -451,7 +469,7 @@ class Store:
         """The wide table: one row per method, one column per measure. ``kind`` rankings (measures
         of scores) or embeddings (measures of embedding sets). A measure is labelled by its name
         (accuracy, spearman, ...) unless two evaluators share it."""
-        dims = ["encoder", "augmentation", "model", "head"] + (
+        dims = ["encoder", "augmentation", "model", "head", "level"] + (
             ["ranker", "metric", "reference", "day"] if kind == "rankings" else [])
         keys = ", ".join(f"{_dimension(d)} AS {d}" for d in dims)
         group = ", ".join(dims)
@@ -515,8 +533,8 @@ ORDER BY {', '.join(rows)}"""
         return result.columns, result.fetchall()
 
     def table_counts(self) -> dict[str, int]:
-        tables = ("images", "crops", "rejects", "pairs", "runs", "models", "embedding_sets", "embeddings",
-                  "rankings", "scores", "evaluations")
+        tables = ("images", "crops", "rejects", "pairs", "objects", "groups", "runs", "models", "embedding_sets",
+                  "embeddings", "rankings", "scores", "evaluations")
         return {t: self._one(f"SELECT count(*) FROM {t}")[0] for t in tables}
 
 
@@ -526,14 +544,6 @@ def _dimension(name: str) -> str:
 
 def _quoted(column: str) -> str:
     return f'"{column}"'
-
-
-def _as_column(values: list) -> np.ndarray:
-    """Extra manifest values arrive as text; make the column numeric when every value is."""
-    try:
-        return np.array([np.nan if v in (None, "") else float(v) for v in values], dtype=np.float64)
-    except (TypeError, ValueError):
-        return np.array(["" if v is None else str(v) for v in values], dtype=object)
 
 
 def _migrate(con: duckdb.DuckDBPyConnection) -> None:

@@ -26,9 +26,10 @@ def models_folder(store: Store) -> Path:
 
 def train(store: Store, registry: Registry, encoder_name: str, encoder_params: dict, augmentation_name: str,
           augmentation_params: dict, config: TrainConfig, preprocess_key: str, size: int, run_id: str,
-          force: bool = False) -> tuple[dict, bool]:
+          force: bool = False, positives: str | None = None) -> tuple[dict, bool]:
     """Train (or find already trained) one model; returns its ``models`` record and whether it
-    was trained now."""
+    was trained now. ``positives`` names a metadata column (e.g. ``sample``): positive pairs are
+    then two different images with the same value there (multi-view, seed 002)."""
     encoder = registry.create("encoder", encoder_name, {k: v for k, v in encoder_params.items() if k != "model"})
     if not encoder.trainable:
         trainable = [n for n in registry.names("encoder") if registry.get("encoder", n).trainable]
@@ -38,6 +39,11 @@ def train(store: Store, registry: Registry, encoder_name: str, encoder_params: d
     if not ids:
         raise PipelineError(f"no ingested images with preprocessing {preprocess_key}: run `phenorank ingest` first")
     settings = {"epochs": config.epochs, "batch_size": config.batch_size, "seed": config.seed}
+    if positives:
+        config.groups = store.load_samples(ids)[positives]
+        if any(v is None or str(v) in ("", "nan") for v in config.groups):
+            raise PipelineError(f"--positives {positives}: some images have no value in that column")
+        settings["positives"] = positives
     model_id = digest("model", identity(encoder), identity(augmentation), settings, preprocess_key, digest(ids))
     known = store.model(model_id)
     if known and not force and not config.resume and Path(known["checkpoint"]).is_file():

@@ -1,4 +1,9 @@
-"""Built-in loader: grayscale TIFF / OME-TIFF stacks of focal layers."""
+"""Built-in loaders: TIFF / OME-TIFF stacks of focal layers (spheroids), multi-channel TIFF
+(fluorescence), and PNG / JPEG / BMP images (8- or 16-bit, grayscale or colour channels).
+
+Several single-channel files of one field of view (``..._ch1.tif``, ``..._ch2.tif``) are joined
+into one multi-channel image by ingest, not by a loader (the ``{channel}`` field of a pattern).
+"""
 
 from __future__ import annotations
 
@@ -84,6 +89,67 @@ def _as_layers(data: np.ndarray, axes: str) -> np.ndarray:
                      "expected a 2-D image or a 3-D stack of focal layers")
 
 
+class TiffChannelsLoader(TiffStackLoader):
+    """TIFF or OME-TIFF with fluorescence channels: axes CYX, YXS (RGB) or one 2-D channel."""
+
+    name = "tiff-channels"
+    axis = "channels"
+
+    def read(self, path: str) -> np.ndarray:
+        import tifffile
+
+        try:
+            with _tifffile_complaints() as complaints, tifffile.TiffFile(path) as tif:
+                if not tif.series:
+                    raise ValueError("the TIFF holds no image")
+                series = tif.series[0]
+                data, axes = series.asarray(), series.axes
+        except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError) as exc:
+            raise ValueError(f"not a readable TIFF ({type(exc).__name__}: {exc})") from None
+        if complaints:
+            raise ValueError(f"damaged TIFF: {complaints[0]}")
+        return as_channels(data, axes)
+
+
+class ImageFileLoader(Loader):
+    """PNG, JPEG or BMP: grayscale (one channel) or colour (its channels, RGB order), 8 or 16 bit."""
+
+    name = "image-file"
+    suffixes = (".png", ".jpg", ".jpeg", ".bmp")
+    axis = "channels"
+
+    def read(self, path: str) -> np.ndarray:
+        import cv2
+
+        data = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+        if data is None:
+            raise ValueError(f"not a readable image file ({os.path.getsize(path) if os.path.exists(path) else 0} bytes)")
+        if data.ndim == 3:
+            data = cv2.cvtColor(data, cv2.COLOR_BGRA2RGBA if data.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+            if data.shape[2] == 4:
+                data = data[..., :3]  # alpha says nothing about the cells
+            if all(np.array_equal(data[..., 0], data[..., c]) for c in (1, 2)):
+                data = data[..., :1]  # a grayscale image saved as RGB
+            return np.moveaxis(data, -1, 0)
+        return data[np.newaxis]
+
+
+def as_channels(data: np.ndarray, axes: str) -> np.ndarray:
+    """(C, H, W) from a TIFF series: singleton axes dropped, samples (S) moved to the front."""
+    keep = [i for i, n in enumerate(data.shape) if n != 1 or axes[i] in "YX"]
+    data = data.reshape([data.shape[i] for i in keep])
+    axes = "".join(axes[i] for i in keep)
+    if data.ndim == 2:
+        return data[np.newaxis]
+    if data.ndim == 3 and axes.endswith("S"):
+        return np.moveaxis(data, -1, 0)
+    if data.ndim == 3 and axes[0] in LAYER_AXES:
+        return data
+    raise ValueError(f"{data.ndim}-D image (axes {axes}, shape {data.shape}): expected channels x height x width")
+
+
 @hookimpl
 def register_loaders(register):
     register(TiffStackLoader)
+    register(TiffChannelsLoader)
+    register(ImageFileLoader)

@@ -12,6 +12,7 @@ from .contracts import (
     PluginError,
     Ranker,
     Samples,
+    Segmenter,
     Subject,
     TrainConfig,
 )
@@ -20,6 +21,6 @@ from .manager import PluginInfo, Registry, get_registry, reset_registry
 
 __all__ = [
     "FAMILIES", "Augmentation", "Encoder", "Evaluation", "Evaluator", "Loader", "Metric", "Plugin",
-    "PluginError", "PluginInfo", "Ranker", "Registry", "Samples", "Subject", "TrainConfig", "get_registry",
+    "PluginError", "PluginInfo", "Ranker", "Registry", "Samples", "Segmenter", "Subject", "TrainConfig", "get_registry",
     "hookimpl", "reset_registry",
 ]

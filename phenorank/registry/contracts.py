@@ -15,7 +15,7 @@ from typing import Any, Callable, ClassVar, Literal
 
 import numpy as np
 
-FAMILIES = ("loader", "encoder", "augmentation", "metric", "ranker", "evaluator")
+FAMILIES = ("loader", "segmenter", "encoder", "augmentation", "metric", "ranker", "evaluator")
 
 
 class PluginError(ValueError):
@@ -74,12 +74,32 @@ class Samples:
 
 
 class Loader(Plugin):
-    """Reads one file into an array of focal layers, shape (L, H, W), in the file's own dtype."""
+    """Reads one file into an array of shape (L, H, W) in the file's own dtype.
+
+    ``axis`` says what the first axis holds: ``layers`` (focal layers of one grayscale channel,
+    e.g. bright-field spheroids: the sharpest three are kept and the crop follows the dark object)
+    or ``channels`` (fluorescence channels, kept in order, centre crop).
+    """
 
     family = "loader"
     suffixes: ClassVar[tuple[str, ...]] = ()
+    axis: ClassVar[Literal["layers", "channels"]] = "layers"
 
     def read(self, path: str) -> np.ndarray:
+        raise NotImplementedError
+
+
+class Segmenter(Plugin):
+    """Finds objects (cells, nuclei) in one image.
+
+    ``segment`` receives float32 channels (C, H, W) scaled to [0, 1] at full resolution and
+    returns a label image (H, W) of integers: 0 is background, each object has its own label.
+    A segmentation model (Cellpose, StarDist, ...) installed by the user plugs in here.
+    """
+
+    family = "segmenter"
+
+    def segment(self, image: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
 
@@ -98,6 +118,10 @@ class TrainConfig:
     checkpoint_dir: str = ""  # Lightning writes last.ckpt here; resume continues from it
     resume: bool = False
     on_epoch: Callable[[int], None] | None = None  # progress: called once per finished epoch
+    # Multi-view positives (seed 002): one group label per image; the two views of a positive
+    # pair are then two different images of one group (e.g. two fields of view of a sample)
+    # instead of two augmentations of one image.
+    groups: np.ndarray | None = None
 
 
 class Encoder(Plugin):
@@ -211,11 +235,18 @@ class Ranker(Plugin):
 @dataclass
 class Subject:
     """What an evaluator looks at: the samples and, as it asked in ``needs``, their scores from
-    one ranking or their embeddings from one embedding set."""
+    one ranking or their embeddings from one embedding set.
+
+    ``needs = "encoder"`` also gets ``images(rows)``, the preprocessed images (N, C, S, S) of the
+    given rows, and ``encode(images)``, the embedding set's own encoder and head applied to new
+    images: for evaluators that change the images and watch the embeddings move.
+    """
 
     samples: Samples
     scores: np.ndarray | None = None
     embeddings: np.ndarray | None = None
+    images: Callable[[np.ndarray], np.ndarray] | None = None
+    encode: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 @dataclass
@@ -230,10 +261,10 @@ class Evaluation:
 
 class Evaluator(Plugin):
     """Says how trustworthy a ranking (``needs = "scores"``) or an embedding
-    (``needs = "embeddings"``) is, as named numbers."""
+    (``needs = "embeddings"``, or ``"encoder"`` to re-embed changed images) is, as named numbers."""
 
     family = "evaluator"
-    needs: ClassVar[Literal["scores", "embeddings"]] = "scores"
+    needs: ClassVar[Literal["scores", "embeddings", "encoder"]] = "scores"
 
     def evaluate(self, subject: Subject) -> Evaluation:
         raise NotImplementedError
@@ -241,6 +272,7 @@ class Evaluator(Plugin):
 
 BASES: dict[str, type[Plugin]] = {
     "loader": Loader,
+    "segmenter": Segmenter,
     "encoder": Encoder,
     "augmentation": Augmentation,
     "metric": Metric,

@@ -24,6 +24,11 @@ def register_loaders(register):
 
 
 @hookspec
+def register_segmenters(register):
+    """Register segmenter classes: they find the objects (cells, nuclei) of an image."""
+
+
+@hookspec
 def register_encoders(register):
     """Register encoder classes: they turn preprocessed images into embedding vectors."""
 

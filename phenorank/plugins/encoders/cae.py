@@ -15,7 +15,7 @@ class ConvAutoencoder(TrainableEncoder):
     heads = ("bottleneck", "pooled")
     defaults = {"model": "", "lr": 1e-3}
 
-    def dataset(self, images, augmentation):
+    def dataset(self, images, augmentation, groups=None):  # an autoencoder has no positive pairs
         from .training import OneView
 
         return OneView(images, augmentation)

@@ -1,6 +1,7 @@
 """Classic morphometrics of the segmented object: the baseline a biologist already trusts.
 
-The object is the largest dark region of the inverted Otsu mask (holes filled). Lengths are
+The object is the largest dark region of the inverted Otsu mask (holes filled), or the largest
+bright one with ``polarity=bright`` (fluorescent cells). Lengths are
 given as fractions of the crop side and areas as fractions of the crop area, so the features
 do not depend on the preprocessing size and share one scale of roughly [0, 1]; intensities are
 the 16-bit values / 65535.
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from phenorank.registry import Encoder
+from phenorank.registry import Encoder, PluginError
 
 FEATURES = (
     "area", "perimeter", "circularity", "equivalent_diameter", "solidity", "eccentricity",
@@ -18,8 +19,9 @@ FEATURES = (
 )
 
 
-def object_features(gray: np.ndarray) -> np.ndarray:
-    """The FEATURES of one grayscale image (H, W) in [0, 1]."""
+def object_features(gray: np.ndarray, polarity: str = "dark") -> np.ndarray:
+    """The FEATURES of one grayscale image (H, W) in [0, 1]; the object is dark on a bright
+    background (bright-field) or, with ``polarity="bright"``, bright on dark (fluorescence)."""
     from scipy import ndimage
     from skimage.filters import threshold_otsu
     from skimage.measure import label, regionprops
@@ -27,7 +29,7 @@ def object_features(gray: np.ndarray) -> np.ndarray:
     side = gray.shape[0]
     if gray.max() - gray.min() < 1e-6:
         return np.zeros(len(FEATURES), np.float32)
-    dark = gray <= threshold_otsu(gray)
+    dark = gray <= threshold_otsu(gray) if polarity == "dark" else gray > threshold_otsu(gray)
     labels = label(dark, connectivity=2)
     largest = max(regionprops(labels), key=lambda r: r.area)
     obj = ndimage.binary_fill_holes(labels == largest.label)
@@ -54,10 +56,16 @@ class MorphometricsEncoder(Encoder):
 
     name = "morphometrics"
     heads = ("features",)
+    defaults = {"polarity": "dark"}  # dark objects on bright (spheroids) | bright on dark (fluorescent cells)
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        if self.params["polarity"] not in ("dark", "bright"):
+            raise PluginError(f"morphometrics: polarity must be dark or bright, got {self.params['polarity']!r}")
 
     def embed(self, images: np.ndarray) -> dict[str, np.ndarray]:
         gray = images.mean(axis=1)
-        return {"features": np.stack([object_features(g) for g in gray])}
+        return {"features": np.stack([object_features(g, self.params["polarity"]) for g in gray])}
 
     def feature_names(self, head: str) -> list[str]:
         return list(FEATURES)

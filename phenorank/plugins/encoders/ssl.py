@@ -27,10 +27,10 @@ class TrainableEncoder(Encoder):
     def build_module(self):
         raise NotImplementedError
 
-    def dataset(self, images, augmentation: Callable):
-        from .training import TwoViews
+    def dataset(self, images, augmentation: Callable, groups=None):
+        from .training import GroupViews, TwoViews
 
-        return TwoViews(images, augmentation)
+        return TwoViews(images, augmentation) if groups is None else GroupViews(images, augmentation, groups)
 
     def fit(self, images: np.ndarray, augmentation: Callable, config: TrainConfig) -> list[dict[str, float]]:
         import torch
@@ -42,7 +42,7 @@ class TrainableEncoder(Encoder):
         self.module = self.build_module()
         self.module.epochs = config.epochs
         self.module.standardize.fit(tensor)
-        return fit_module(self.module, self.dataset(tensor, augmentation), config)
+        return fit_module(self.module, self.dataset(tensor, augmentation, config.groups), config)
 
     def save(self, path: str) -> None:
         from .training import save_weights

@@ -30,6 +30,28 @@ class TwoViews(torch.utils.data.Dataset):
         return self.augmentation(image), self.augmentation(image)
 
 
+class GroupViews(TwoViews):
+    """Multi-view positives (seed 002): the second view is an augmentation of another image of
+    the same group (another field of view of the sample); an image alone in its group is paired
+    with itself. The partner is drawn afresh each time, from a generator seeded per item and
+    epoch-call, so a seeded run repeats."""
+
+    def __init__(self, images: torch.Tensor, augmentation: Callable, groups):
+        super().__init__(images, augmentation)
+        _, codes = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+        self.members = [np.flatnonzero(codes == c) for c in range(codes.max() + 1)]
+        self.codes = codes
+        self.calls = np.zeros(len(codes), dtype=np.int64)
+
+    def __getitem__(self, index: int):
+        members = self.members[self.codes[index]]
+        others = members[members != index]
+        rng = np.random.default_rng((int(torch.initial_seed()) % (2 ** 32), index, int(self.calls[index])))
+        self.calls[index] += 1
+        partner = int(rng.choice(others)) if len(others) else index
+        return self.augmentation(self.images[index]), self.augmentation(self.images[partner])
+
+
 class OneView(TwoViews):
     def __getitem__(self, index: int):
         return self.augmentation(self.images[index])

@@ -1,13 +1,17 @@
-"""Built-in evaluators: of rankings (``scores``) and of embeddings (``embeddings``)."""
+"""Built-in evaluators: of rankings (``scores``), of embeddings (``embeddings``), and of an
+encoder's response to corrupted images (``encoder``)."""
 
 from phenorank import hookimpl
 
+from .clustering import AgglomerativeClustering, GaussianMixtureClustering, KMeansClustering
 from .embeddings import KMeansAccuracy, LinearProbe, MeanAveragePrecision
+from .robustness import Robustness
 from .scores import HoldoutRange, RankCorrelation, RankingAccuracy, ranking_accuracy
 
 
 @hookimpl
 def register_evaluators(register):
     for evaluator in (RankingAccuracy, RankCorrelation, HoldoutRange, LinearProbe, KMeansAccuracy,
-                      MeanAveragePrecision):
+                      MeanAveragePrecision, KMeansClustering, AgglomerativeClustering, GaussianMixtureClustering,
+                      Robustness):
         register(evaluator)

@@ -42,8 +42,11 @@ def where_mask(samples: Samples, conditions) -> np.ndarray:
 
 
 def class_indices(samples: Samples, label: str, classes: list[str], where=None) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the images of the given classes passing ``where``, and their class numbers."""
+    """Indices of the images of the given classes passing ``where``, and their class numbers.
+    ``classes`` ``all`` (or empty) takes every value of the label column, sorted."""
     labels = samples[label].astype(str)
+    if not classes or list(classes) == ["all"]:
+        classes = sorted(set(labels[where_mask(samples, where)]) - {"", "None", "nan"})
     keep = np.isin(labels, classes) & where_mask(samples, where)
     index = np.flatnonzero(keep)
     codes = np.array([classes.index(v) for v in labels[index]], dtype=int)

@@ -1,0 +1,185 @@
+"""Commands for cell images: ``objects`` (per-cell crops) and ``aggregate`` (crop -> image ->
+sample), and the cell demo (``phenorank demo --kind cells``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from ..core import synthetic_cells
+from ..core.aggregate import HOW, aggregate as run_aggregate
+from ..core.objects import CropParams, ObjectsError, find_objects, objects_key
+from ..core.pipeline import embed as run_embed, evaluate as run_evaluate
+from ..core.progress import progress_bar, progress_steps
+from ..core.training import train as run_train
+from ..registry import PluginError, TrainConfig, get_registry
+from .common import (err, friendly_errors, param_option, parse_params, recorded_run, resolve_crops, show, size_option,
+                     split)
+
+
+@click.command()
+@click.option("--segmenter", default="watershed", show_default=True,
+              help="Segmenter plugin that finds the objects (a Cellpose plugin, once installed, plugs in here).")
+@click.option("--side", default=64, show_default=True, help="Crop side in image pixels, centred on each object.")
+@click.option("--min-area", default=20, show_default=True, help="Objects smaller than this (pixels) are left out.")
+@click.option("--area-quantiles", default="0,1", show_default=True, metavar="LOW,HIGH",
+              help="Keep objects whose area lies between these quantiles (seed 004 used 0.05,0.95).")
+@click.option("--mask-outside", is_flag=True, help="Zero the pixels outside each object's mask (seed 004).")
+@click.option("--normalize", type=click.Choice(["none", "minmax"]), default="none", show_default=True,
+              help="minmax: scale each crop's channels to their own range (seed 004).")
+@click.option("--loader", help="Loader that reads the files again (default: the one that ingested them).")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
+@size_option
+@param_option
+@click.pass_context
+@friendly_errors
+def objects(ctx, segmenter, side, min_area, area_quantiles, mask_outside, normalize, loader, workers, size,
+            params) -> None:
+    """Find the cells (or nuclei) in every ingested channel image and store one crop per object.
+
+    The crops form a crop set of their own: embed them with `--crops objects`, then average them
+    per image or sample with `phenorank aggregate`. Each object keeps its parent image, box and
+    area (view `items`). Images that cannot be read are recorded in `rejects`; the rest go on.
+
+    \b
+    Examples:
+        phenorank objects -p watershed.channel=2 -p watershed.min_distance=5
+        phenorank objects -p watershed.threshold=gmm --mask-outside --normalize minmax
+    """
+    overrides = parse_params(params)
+    registry = get_registry()
+    plugin = registry.create("segmenter", segmenter, overrides.get(segmenter))
+    try:
+        low, high = (float(v) for v in split(area_quantiles))
+    except ValueError:
+        raise click.BadParameter(f"{area_quantiles!r}: give two numbers, e.g. 0.05,0.95",
+                                 param_hint="--area-quantiles") from None
+    crop = CropParams(side=side, size=size, min_area=min_area, area_quantiles=(low, high), mask_outside=mask_outside,
+                      normalize=normalize)
+    with recorded_run(ctx, "objects", {"segmenter": segmenter, "params": overrides, **crop.__dict__}) as (store, run_id):
+        image_key = resolve_crops(store, "images", size)
+        image_set = next((s for s in store.crop_sets("image") if s["preprocess_key"] == image_key), None)
+        reader = registry.create("loader", loader or (image_set or {}).get("params", {}).get("loader", "tiff-channels"))
+        pending = len(store.images_to_segment(image_key, objects_key(image_key, plugin, crop)))
+        try:
+            with progress_bar(f"objects ({segmenter})", pending) as advance:
+                key, report = find_objects(store, image_key, reader, plugin, crop, run_id, workers, advance)
+        except ObjectsError as exc:
+            raise click.ClickException(str(exc)) from None
+        counts = list(store.object_counts(key).values())
+    err.print(f"segmented {report.images} image(s) now ({report.cached} already): {report.objects} objects kept, "
+              f"{report.filtered} left out by area; {sum(counts)} objects in {len(counts)} images in crop set {key}")
+    if report.problems:
+        show(["file", "reason"], report.problems, title="Images that could not be segmented (also in `rejects`)")
+
+
+@click.command()
+@click.option("--encoder", "encoders", required=True, help="Encoder name(s) whose embeddings to aggregate.")
+@click.option("--head", help="Only this head (default: every head).")
+@click.option("--from", "source_level", default="object", show_default=True,
+              help="Level of the embeddings to aggregate: object, image, or an aggregate such as image:mean.")
+@click.option("--to", "target", default="image", show_default=True,
+              help="image (objects -> their image) or metadata column(s) to group by, e.g. sample or donor,sample.")
+@click.option("--how", type=click.Choice(HOW), default="mean", show_default=True)
+@click.option("--trim", default=0.1, show_default=True, help="Fraction cut at each end by trimmed-mean.")
+@click.pass_context
+@friendly_errors
+def aggregate(ctx, encoders, head, source_level, target, how, trim) -> None:
+    """Aggregate embeddings: object crops -> images -> samples (mean, median or trimmed mean).
+
+    The result is an embedding set like any other (level e.g. `image:mean`, `sample:median`):
+    evaluate or rank it with `--level`.
+
+    \b
+    Examples:
+        phenorank aggregate --encoder raw,morphometrics --to image
+        phenorank aggregate --encoder raw --from image:mean --to sample --how median
+        phenorank evaluate --evaluator clustering-kmeans --level sample:median
+    """
+    rows = []
+    with recorded_run(ctx, "aggregate", {"encoders": encoders, "head": head, "from": source_level, "to": target,
+                                         "how": how, "trim": trim}) as (store, run_id):
+        for encoder in split(encoders):
+            sources = [s for s in store.embedding_sets(encoder, head) if s.level == source_level]
+            if not sources:
+                levels = sorted({s.level for s in store.embedding_sets(encoder, head)})
+                raise PluginError(f"no {encoder} embeddings at level {source_level!r}; stored: {', '.join(levels) or 'none'}")
+            for source in sources:
+                result, n = run_aggregate(store, source, target, how, run_id, trim)
+                rows.append((result.encoder, result.head, source.level, result.level, n, result.embedding_set_id))
+    show(["encoder", "head", "from", "level", "vectors", "embedding set"], rows)
+
+
+CELL_EVALUATORS = ("clustering-kmeans", "clustering-agglomerative", "clustering-gmm")
+
+
+def cells_demo(ctx, out_dir: Path, seed: int, epochs: int) -> None:
+    """Generate cell images, ingest, find objects, embed, aggregate, cluster, print the table."""
+    from .data import ingest
+
+    started = time.perf_counter()
+    spec = synthetic_cells.CellSpec(seed=seed)
+    stamp = out_dir / "spec.json"
+    wanted = {**spec.__dict__, "classes": list(synthetic_cells.CLASSES)}
+    if not (stamp.exists() and json.loads(stamp.read_text()) == wanted):
+        with progress_bar("generate synthetic cell images", spec.n_images) as advance:
+            synthetic_cells.generate_cells(out_dir, spec, advance)
+        stamp.write_text(json.dumps(wanted))
+    err.print(f"[bold]SYNTHETIC[/] cell images in {out_dir}/ ({spec.n_images} fields of view, "
+              f"{len(synthetic_cells.CLASSES)} classes, seed {seed})")
+    ctx.invoke(ingest, image_dir=out_dir, folders=True, pattern=synthetic_cells.PATTERN, loader="tiff-channels")
+    # Cells are segmented on the actin channel; watershed splits cells that touch.
+    ctx.invoke(objects, params=("watershed.channel=0", "watershed.min_distance=6"))
+    registry = get_registry()
+    with recorded_run(ctx, "demo", {"kind": "cells", "out": str(out_dir), "seed": seed, "epochs": epochs}) as (store, run_id):
+        key = resolve_crops(store, "objects", 96)
+        encoders = [registry.create("encoder", "raw"), registry.create("encoder", "morphometrics", {"polarity": "bright"})]
+        if epochs:
+            config = TrainConfig(epochs=epochs, batch_size=64, seed=seed)
+            with progress_bar(f"train simclr ({epochs} epochs, positives: other cells of the sample)", epochs) as advance:
+                config.on_epoch = advance
+                model, _ = run_train(store, registry, "simclr", {}, "sweet", {}, config, key, 96, run_id,
+                                     positives="sample")
+            from ..core.training import load_trained
+
+            encoders.append(load_trained(store, registry, model))
+        sets = []
+        with progress_steps() as steps:
+            for encoder in encoders:
+                made, _ = run_embed(store, encoder, key, run_id,
+                                    progress=lambda total, name=encoder.name: steps(f"embed {name}", total))
+                sets += made
+        levels = []
+        for source in sets:
+            per_image, _ = run_aggregate(store, source, "image", "mean", run_id)
+            per_sample, _ = run_aggregate(store, per_image, "sample", "median", run_id)
+            levels += [per_image, per_sample]
+        evaluators = [registry.create("evaluator", n) for n in CELL_EVALUATORS]
+        robustness = registry.create("evaluator", "robustness", {"max_images": 100})
+        jobs = [(e, es) for es in sets + levels for e in evaluators] + [(robustness, es) for es in sets]
+        with progress_bar("evaluate", len(jobs)) as advance:
+            for evaluator, es in jobs:
+                try:
+                    run_evaluate(store, evaluator, run_id, embedding_set=es)
+                except PluginError as exc:
+                    err.print(f"[yellow]skipped[/] {evaluator.name} on {es.encoder}/{es.head} {es.level}: {exc}")
+                advance(1)
+        where = "evaluator LIKE 'clustering-%'"
+        columns, rows = store.query(store.pivot_sql(["encoder", "head", "level"], ["evaluator"], "ari", where=where))
+        show(columns, rows, title="Adjusted Rand index of the clusters against the 3 classes (1 = the classes exactly), "
+                                  "per embedding and level")
+        columns, rows = store.query(store.pivot_sql(["encoder", "head", "level"], ["evaluator"], "nmi", where=where))
+        show(columns, rows, title="Normalised mutual information")
+        columns, rows = store.query(store.pivot_sql(
+            ["encoder", "head"], ["evaluator"], "movement_mean", where="evaluator = 'robustness'"))
+        show(columns, rows, title="Robustness: mean movement of object embeddings under 5 corruptions x 5 strengths "
+                                  "(1 = as far as a typical other cell)")
+    err.print(f"done in {time.perf_counter() - started:.1f} s. More:\n"
+              f"  phenorank compare --rows encoder,head,level --columns evaluator --value v_measure\n"
+              f"  phenorank sql \"select * from comparison where evaluator = 'robustness'\"")
+
+
+COMMANDS = [objects, aggregate]
