@@ -90,12 +90,18 @@ def sql(ctx, query: str, write: bool, fmt: str) -> None:
 
 
 def print_comparison(store: Store, fmt: str, ci: bool = False, where: str | None = None) -> None:
+    """The rankings table, then one table per evaluator of embeddings (their measures differ).
+    Per-strength details such as robustness's ``noise_3_movement`` stay in the store."""
     shown = False
-    for kind, title in (("rankings", "Rankings (accuracy: seed 000's three-class separation; spearman: vs the truth)"),
-                        ("embeddings", "Embeddings (linear probe, k-means accuracy, replicate mAP)")):
-        columns, rows = store.comparison_pivot(kind, ci, where)
+    columns, rows = store.comparison_pivot("rankings", ci, where)
+    if rows:
+        show(columns, rows, fmt, title="Rankings (accuracy: seed 000's three-class separation; spearman: vs the truth)")
+        shown = True
+    for evaluator in store.evaluators("embeddings"):
+        condition = f"evaluator = '{evaluator}' AND NOT regexp_matches(name, '_[0-9]+_')"
+        columns, rows = store.comparison_pivot("embeddings", ci, f"({where}) AND {condition}" if where else condition)
         if rows:
-            show(columns, rows, fmt, title=title)
+            show(columns, rows, fmt, title=f"Embeddings judged by {evaluator}")
             shown = True
     if not shown:
         err.print("no evaluations stored yet: run `phenorank run` (or `phenorank demo`)")

@@ -513,6 +513,12 @@ ORDER BY {', '.join(rows)}"""
             return [], []
         return self.query(self.comparison_sql(kind, ci, where))
 
+    def evaluators(self, kind: str = "embeddings") -> list[str]:
+        """Names of the evaluators with results on rankings or on embedding sets."""
+        test = "ranker IS NOT NULL" if kind == "rankings" else "ranker IS NULL"
+        return [r[0] for r in self.con.execute(
+            f"SELECT DISTINCT evaluator FROM comparison WHERE {test} ORDER BY evaluator").fetchall()]
+
     def ranked_methods(self) -> list[dict]:
         """Rankings with their description and main measures, best first (by ranking accuracy,
         then Spearman)."""
