@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.phenorank-installed
 
-.PHONY: demo test install clean
+.PHONY: demo demo-cells test install clean
 
 install: $(STAMP)
 
@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/phenorank demo
 
+demo-cells: $(STAMP)
+	$(BIN)/phenorank demo --kind cells
+
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) phenorank-demo phenorank.duckdb
+	rm -rf $(VENV) phenorank-demo phenorank-cells phenorank.duckdb

@@ -319,3 +319,5 @@ def test_cells_demo_runs_end_to_end_and_prints_the_table(invoke, tmp_path, monke
     ari = rows(invoke.db, "SELECT count(*) FROM comparison WHERE name = 'ari'")[0][0]
     assert ari == 12 * 3
     assert Path(tmp_path / "phenorank-cells" / "round").is_dir()
+    page = (tmp_path / "phenorank-cells" / "report.html").read_text()
+    assert "Robustness to corruptions" in page and page.count("<img") == 4  # 3 projections, robustness curves

@@ -115,9 +115,10 @@ def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, fol
     with recorded_run(ctx, "ingest", run_params) as (store, run_id):
         with progress_bar(f"ingest ({workers} worker{'s' * (workers > 1)})", len(entries)) as advance:
             report = run_ingest(entries, plugin, store, run_id, params, workers, advance)
+    plate_images = any(e.well for e in entries)
     err.print(f"ingested {report.ingested}, unchanged {report.cached}, metadata updated {report.updated}, "
-              f"rejected {len(report.rejected)} of {len(entries)} files into {ctx.obj['db']}; "
-              f"{report.pairs} day-to-day pairs" +
+              f"rejected {len(report.rejected)} of {len(entries)} images into {ctx.obj['db']}" +
+              (f"; {report.pairs} day-to-day pairs" if plate_images else "") +
               (f" ({report.unpaired_wells} wells with several images on one day left unpaired)"
                if report.unpaired_wells else ""))
     if report.rejected:

@@ -519,6 +519,28 @@ ORDER BY {', '.join(rows)}"""
         return [r[0] for r in self.con.execute(
             f"SELECT DISTINCT evaluator FROM comparison WHERE {test} ORDER BY evaluator").fetchall()]
 
+    def best_embedding_sets(self, evaluator: str, name: str, limit: int = 3) -> list[dict]:
+        """Embedding sets by one measure of one evaluator, best first."""
+        result = self.con.execute(
+            "SELECT embedding_set_id, encoder, augmentation, head, level, value FROM comparison "
+            "WHERE ranker IS NULL AND evaluator = ? AND name = ? ORDER BY value DESC, embedding_set_id LIMIT ?",
+            [evaluator, name, limit])
+        columns = [d[0] for d in result.description]
+        return [dict(zip(columns, row)) for row in result.fetchall()]
+
+    def robustness_curves(self) -> dict[str, dict[str, list[float]]]:
+        """Per embedding set (encoder/head level), per corruption: movement at strengths 1, 2, ..."""
+        rows = self.con.execute(
+            "SELECT encoder || coalesce(' (' || augmentation || ')', '') || '/' || head || ' ' || level, "
+            "regexp_extract(name, '^(.*)_([0-9]+)_movement$', 1) AS kind, "
+            "CAST(regexp_extract(name, '^(.*)_([0-9]+)_movement$', 2) AS INTEGER) AS strength, value "
+            "FROM comparison WHERE evaluator = 'robustness' AND regexp_matches(name, '_[0-9]+_movement$') "
+            "ORDER BY 1, kind, strength").fetchall()
+        curves: dict[str, dict[str, list[float]]] = {}
+        for label, kind, _, value in rows:
+            curves.setdefault(label, {}).setdefault(kind, []).append(value)
+        return curves
+
     def ranked_methods(self) -> list[dict]:
         """Rankings with their description and main measures, best first (by ranking accuracy,
         then Spearman)."""

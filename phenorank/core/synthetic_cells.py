@@ -52,7 +52,6 @@ def draw_field(kind: str, side: int, n_cells: int, rng: np.random.Generator, bri
 
     (a, b), actin, border, nucleus, n_nuclei, fibres = SHAPES[kind]
     image = np.zeros((3, side, side), np.float32)
-    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32)
     centres: list[tuple[float, float]] = []
     margin = a + 2
     for _ in range(n_cells * 50):
@@ -61,22 +60,26 @@ def draw_field(kind: str, side: int, n_cells: int, rng: np.random.Generator, bri
         cy, cx = rng.uniform(margin, side - margin, size=2)
         if all((cy - y) ** 2 + (cx - x) ** 2 > (2 * a + 2) ** 2 for y, x in centres):
             centres.append((cy, cx))
+    reach = int(np.ceil(a * 1.2)) + 1
     for cy, cx in centres:
         angle = rng.uniform(0, np.pi)
         scale = rng.uniform(0.9, 1.1)
+        # Each cell is drawn in its own window: cost grows with the cells, not the field.
+        y0, x0 = max(int(cy) - reach, 0), max(int(cx) - reach, 0)
+        yy, xx = np.mgrid[y0:min(int(cy) + reach + 1, side), x0:min(int(cx) + reach + 1, side)].astype(np.float32)
+        window = (slice(y0, y0 + yy.shape[0]), slice(x0, x0 + yy.shape[1]))
         u = (xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)
         v = -(xx - cx) * np.sin(angle) + (yy - cy) * np.cos(angle)
         r = np.sqrt((u / (a * scale)) ** 2 + (v / (b * scale)) ** 2)
         cell = r <= 1.0
-        texture = 1.0 + fibres * np.sin(v * 1.6) if fibres else 1.0
-        image[0][cell] += (actin * texture * brightness * np.ones_like(r))[cell]
+        texture = 1.0 + fibres * np.sin(v * 1.6) if fibres else np.ones_like(r)
+        image[0][window][cell] += (actin * texture * brightness)[cell]
         ring = (r > 0.8) & (r <= 1.05)
-        image[1][ring] += border * brightness
+        image[1][window][ring] += border * brightness
         for k in range(n_nuclei):
             offset = (k - (n_nuclei - 1) / 2) * a * 0.6
-            nu, nv = u - offset, v
-            inside = (nu / (a * 0.35)) ** 2 + (nv / (b * 0.45)) ** 2 <= 1.0
-            image[2][inside] += nucleus * brightness
+            inside = ((u - offset) / (a * 0.35)) ** 2 + (v / (b * 0.45)) ** 2 <= 1.0
+            image[2][window][inside] += nucleus * brightness
     for c in range(3):
         image[c] = cv2.GaussianBlur(image[c], (0, 0), 1.0)
     image += 0.03 + rng.normal(0, 0.01, image.shape).astype(np.float32)

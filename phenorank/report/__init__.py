@@ -67,11 +67,65 @@ def project_2d(vectors: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
 def build_report(store: Store, out: str | Path, top: int = 3, projection: str = "pca",
                  holdout: str = "holdout") -> Path:
     methods = store.ranked_methods()
-    if not methods:
-        raise StoreError(f"{store.path} holds no evaluated rankings yet: run `phenorank run` (or `phenorank demo`)")
-    best = methods[0]
+    judged = store.evaluators("embeddings")
+    if not methods and not judged:
+        raise StoreError(f"{store.path} holds no evaluations yet: run `phenorank run` (or `phenorank demo`)")
     sections = [f"<h1>phenorank report</h1><p class=note>{html.escape(str(store.path))} · "
-                f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} · {len(methods)} evaluated rankings</p>"]
+                f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} · {len(methods)} evaluated rankings, "
+                f"{len(judged)} evaluators of embeddings</p>"]
+    if methods:
+        sections += _ranking_sections(store, methods, top, projection, holdout)
+    sections += _embedding_sections(store, judged, top, projection, with_figures=not methods)
+    sections.append("<p class=note>Every number here is in the store: <code>phenorank sql \"select * from "
+                    "comparison\"</code>.</p>")
+    out = Path(out)
+    out.write_text(f"<!doctype html><html><head><meta charset=utf-8><title>phenorank report</title>"
+                   f"<style>{STYLE}</style></head><body>{''.join(sections)}</body></html>")
+    return out
+
+
+def _embedding_sections(store: Store, judged: list[str], top: int, projection: str, with_figures: bool) -> list[str]:
+    """One table per evaluator of embeddings; without rankings also the best sets in 2-D and the
+    robustness curves."""
+    sections = []
+    for evaluator in judged:
+        condition = f"evaluator = '{evaluator}' AND NOT regexp_matches(name, '_[0-9]+_')"
+        columns, rows = store.comparison_pivot("embeddings", ci=True, where=condition)
+        if rows:
+            sections.append(f"<h2>Embeddings judged by {html.escape(evaluator)}</h2>" + _table(columns, rows))
+    if not with_figures:
+        return sections
+    for evaluator in ("clustering-kmeans", "linear-probe", "kmeans-accuracy"):
+        measure = {"clustering-kmeans": "ari", "linear-probe": "test_accuracy"}.get(evaluator, "euclidean_mean")
+        best = store.best_embedding_sets(evaluator, measure, top)
+        if not best:
+            continue
+        figures = []
+        for es in best:
+            ids, vectors = store.load_embeddings(es["embedding_set_id"])
+            if len(ids) < 3:
+                continue
+            labels = store.load_samples(ids)["condition"].astype(str)
+            title = f"{es['encoder']}/{es['head']} {es['level']}: {evaluator} {measure} {_fmt(es['value'])}"
+            figures.append(_img(plots.projection_plot(project_2d(vectors, projection), labels, title,
+                                                      projection.upper()), title))
+        sections.append(f"<h2>The best embeddings by {evaluator} {measure}, in 2-D ({projection.upper()})</h2>"
+                        "<p class=note>One dot per item (object, image or sample), coloured by class.</p>"
+                        "<div class=figs>" + "".join(figures) + "</div>")
+        break
+    curves = store.robustness_curves()
+    if curves:
+        sections.append("<h2>Robustness to corruptions</h2><p class=note>How far embeddings move when the images are "
+                        "corrupted at strengths 1 to 5 (seed 003); 1 = as far as a typical other item. Flatter is "
+                        "more robust.</p><div class=figs>"
+                        + _img(plots.robustness_plot(curves, "embedding movement under corruption"), "robustness")
+                        + "</div>")
+    return sections
+
+
+def _ranking_sections(store: Store, methods: list[dict], top: int, projection: str, holdout: str) -> list[str]:
+    best = methods[0]
+    sections = []
 
     # The comparison: ranking accuracy per method (rows) and reference (columns), with intervals.
     columns, rows = store.query(store.pivot_sql(["encoder", "head", "ranker", "metric"], ["reference"],
@@ -85,9 +139,6 @@ def build_report(store: Store, out: str | Path, top: int = 3, projection: str = 
     sections.append("<h2>Best methods</h2><p class=note>holdout_outside: hold-out images scored outside the "
                     "single-dose class's range (seed 000 table 10.1; fewer = better).</p>"
                     + _table(keys, [tuple(m[k] for k in keys) for m in methods], limit=15))
-    columns, rows = store.comparison_pivot("embeddings", ci=True)
-    if rows:
-        sections.append("<h2>Embeddings: linear probe, k-means accuracy, replicate mAP</h2>" + _table(columns, rows))
 
     # For the best rankings: where each class falls on the score scale.
     figures = []
@@ -111,15 +162,17 @@ def build_report(store: Store, out: str | Path, top: int = 3, projection: str = 
 
     heatmaps = []
     plate_names = samples["plate"].astype(str)
-    for plate in sorted(set(plate_names))[:6]:
+    has_wells = all(w is not None and str(w) not in ("", "nan") for w in samples["well"])
+    for plate in sorted(set(plate_names))[:6] if has_wells else []:
         mask = plate_names == plate
         n_rows, n_cols = (16, 24) if (samples["col"][mask].astype(int).max() > 12 or
                                       max(samples["row"][mask].astype(str)) > "H") else (8, 12)
         heatmaps.append(_img(plots.plate_heatmap(samples["row"][mask], samples["col"][mask], scores[mask],
                                                  samples["condition"][mask].astype(str),
                                                  f"{plate}: {describe(best)}", n_rows, n_cols), plate))
-    sections.append("<h2>Plate heatmap of the best ranking</h2><p class=note>C / S / E: control, single dose, "
-                    "exploded wells.</p><div class=figs>" + "".join(heatmaps) + "</div>")
+    if heatmaps:
+        sections.append("<h2>Plate heatmap of the best ranking</h2><p class=note>C / S / E: control, single dose, "
+                        "exploded wells.</p><div class=figs>" + "".join(heatmaps) + "</div>")
 
     groups = group_means(scores, samples)
     for g in groups:
@@ -131,12 +184,7 @@ def build_report(store: Store, out: str | Path, top: int = 3, projection: str = 
                     + _table(["condition", "treatment", "concentration", "wells", "mean score", "95% low", "95% high"],
                              [(g["condition"], g["treatment"], g["concentration"], g["wells"], g["mean"], g["low"],
                                g["high"]) for g in groups]))
-    sections.append("<p class=note>Every number here is in the store: <code>phenorank sql \"select * from "
-                    "comparison\"</code>.</p>")
-    out = Path(out)
-    out.write_text(f"<!doctype html><html><head><meta charset=utf-8><title>phenorank report</title>"
-                   f"<style>{STYLE}</style></head><body>{''.join(sections)}</body></html>")
-    return out
+    return sections
 
 
 def _fmt(value) -> str:

@@ -117,3 +117,22 @@ def treatment_plot(groups: list[dict], title: str) -> bytes:
     ax.set_title(title, fontsize=9, loc="left")
     ax.grid(axis="x", alpha=0.3)
     return _png(fig)
+
+
+def robustness_plot(curves: dict[str, dict[str, list[float]]], title: str) -> bytes:
+    """Movement of the embeddings against corruption strength (1..5), one panel per corruption,
+    one line per embedding."""
+    plt = _pyplot()
+    kinds = sorted({kind for per_set in curves.values() for kind in per_set})
+    fig, axes = plt.subplots(1, len(kinds), figsize=(2.6 * len(kinds) + 1, 2.8), sharey=True, squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        for label, per_set in curves.items():
+            if kind in per_set:
+                ax.plot(range(1, len(per_set[kind]) + 1), per_set[kind], marker="o", ms=3, label=label)
+        ax.set_title(kind, fontsize=9)
+        ax.set_xlabel("strength")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("movement (1 = a typical\nother item)")
+    axes[0][-1].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1))
+    fig.suptitle(title, fontsize=9, x=0.01, y=1.04, ha="left")
+    return _png(fig)
