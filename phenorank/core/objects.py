@@ -24,7 +24,7 @@ import numpy as np
 
 from ..registry.contracts import Loader, Segmenter
 from .ingest import WRITE_EVERY, process_in_order, read_image
-from .preprocess import PreprocessError, area_resize, select_channels, unit_scale, PreprocessParams
+from .preprocess import PreprocessError, PreprocessParams, area_resize, select_channels, unit_scale
 from .store import Store
 
 
@@ -37,7 +37,8 @@ class CropParams:
     side: int = 64  # crop side in source pixels, centred on each object
     size: int = 96  # stored side
     min_area: int = 20  # objects smaller than this (pixels) are debris
-    area_quantiles: tuple[float, float] = (0.0, 1.0)  # keep objects between these quantiles of area
+    area_quantiles: tuple[float, float] = (0.0, 1.0)  # keep objects between these quantiles of the area of
+    # all objects found in this run (a later run over new images uses its own quantiles)
     mask_outside: bool = False  # zero the pixels outside the object's own mask (seed 004)
     normalize: str = "none"  # "minmax": each crop's channels scaled to their own range (seed 004)
 
