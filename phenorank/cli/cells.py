@@ -14,11 +14,9 @@ from ..core.aggregate import HOW, aggregate as run_aggregate
 from ..core.objects import CropParams, ObjectsError, find_objects, objects_key
 from ..core.pipeline import embed as run_embed, evaluate as run_evaluate
 from ..core.progress import progress_bar, progress_steps
-from ..core.store import open_store
 from ..core.training import train as run_train
 from ..registry import PluginError, TrainConfig, get_registry
-from ..report import build_report
-from .common import (err, friendly_errors, param_option, parse_params, recorded_run, resolve_crops, show, size_option,
+from .common import (err, finish_demo, friendly_errors, param_option, parse_params, recorded_run, resolve_crops, show, size_option,
                      split)
 
 
@@ -179,11 +177,9 @@ def cells_demo(ctx, out_dir: Path, seed: int, epochs: int) -> None:
             ["encoder", "head"], ["evaluator"], "movement_mean", where="evaluator = 'robustness'"))
         show(columns, rows, title="Robustness: mean movement of object embeddings under 5 corruptions x 5 strengths "
                                   "(1 = as far as a typical other cell)")
-    with open_store(ctx.obj["db"], read_only=True) as store:
-        page = build_report(store, out_dir / "report.html")
-    err.print(f"done in {time.perf_counter() - started:.1f} s. Open {page} in a browser for the plots. More:\n"
-              f"  phenorank compare --rows encoder,head,level --columns evaluator --value v_measure\n"
-              f"  phenorank sql \"select * from comparison where evaluator = 'robustness'\"")
+    finish_demo(ctx, out_dir, started, [
+        "phenorank compare --rows encoder,head,level --columns evaluator --value v_measure",
+        "phenorank sql \"select * from comparison where evaluator = 'robustness'\""])
 
 
 COMMANDS = [objects, aggregate]

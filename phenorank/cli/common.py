@@ -51,6 +51,19 @@ def recorded_run(ctx: click.Context, command: str, params: dict) -> Iterator[tup
     store.close()
 
 
+def finish_demo(ctx: click.Context, out_dir, started: float, hints: Sequence[str]) -> None:
+    """Write the demo's HTML report next to its images and say where it is, how long it all
+    took, and what to try next."""
+    import time
+
+    from ..report import build_report
+
+    with open_store(ctx.obj["db"], read_only=True) as store:
+        page = build_report(store, out_dir / "report.html")
+    err.print(f"done in {time.perf_counter() - started:.1f} s. Open {page} in a browser for the plots. More:\n"
+              + "\n".join(f"  {hint}" for hint in hints))
+
+
 def split(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 

@@ -15,10 +15,8 @@ from ..core.manifest import entries_from_folders, entries_from_pattern, read_man
 from ..core.pipeline import GridSpec, run_grid
 from ..core.preprocess import DEFAULT_MAX_LAYERS, PreprocessParams
 from ..core.progress import progress_bar, progress_steps
-from ..core.store import open_store
 from ..registry import get_registry
-from ..report import build_report
-from .common import err, friendly_errors, recorded_run, resolve_day, show, size_option, split
+from .common import err, finish_demo, friendly_errors, recorded_run, resolve_day, show, size_option, split
 from .methods import print_grid_report
 from .results import print_top_treatments
 
@@ -189,11 +187,9 @@ def demo(ctx, kind: str, out_dir: Path | None, full_size: bool, seed: int, epoch
         show(columns, rows, "table", title="Embeddings: linear probe, k-means accuracy (400 restarts), replicate mAP "
                                            "[95% interval]")
         print_top_treatments(store, report.rankings, "table")
-    with open_store(ctx.obj["db"], read_only=True) as store:
-        page = build_report(store, out_dir / "report.html")
-    err.print(f"done in {time.perf_counter() - started:.1f} s. Open {page} in a browser for the plots; more tables:\n"
-              f"  phenorank compare --rows encoder,ranker,metric --columns reference --ci\n"
-              f"  phenorank sql \"select * from comparison\"   (or open {ctx.obj['db']} with duckdb)")
+    finish_demo(ctx, out_dir, started, [
+        "phenorank compare --rows encoder,ranker,metric --columns reference --ci",
+        f"phenorank sql \"select * from comparison\"   (or open {ctx.obj['db']} with duckdb)"])
 
 
 COMMANDS = [ingest, demo]

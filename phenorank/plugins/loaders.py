@@ -31,28 +31,34 @@ class TiffStackLoader(Loader):
     suffixes = (".tif", ".tiff", ".ome.tif", ".ome.tiff")
 
     def read(self, path: str) -> np.ndarray:
-        import tifffile
+        return _as_layers(*read_series(path))
 
-        try:
-            with _tifffile_complaints() as complaints, tifffile.TiffFile(path) as tif:
-                if not tif.series:
-                    raise ValueError("the TIFF holds no image")
-                series = tif.series[0]
-                axes, shape = series.axes, series.shape
-                dtype = series.dtype.newbyteorder(tif.byteorder)  # as stored in the file
-                offset = series.dataoffset
-                data = None if offset is not None else series.asarray()
-        except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError) as exc:
-            raise ValueError(f"not a readable TIFF ({type(exc).__name__}: {exc})") from None
-        size = os.path.getsize(path)
-        if data is None:  # uncompressed and contiguous
-            needed = offset + int(np.prod(shape)) * dtype.itemsize
-            if needed > size:
-                raise ValueError(f"truncated file: the image data needs {needed} bytes but the file has {size}")
-            data = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=tuple(shape))
-        elif complaints:  # tifffile decodes what it can of a damaged file and logs the rest
-            raise ValueError(f"damaged TIFF ({size} bytes): {complaints[0]}")
-        return _as_layers(data, axes)
+
+def read_series(path: str) -> tuple[np.ndarray, str]:
+    """The first series of a TIFF and its axes: memory-mapped when uncompressed, else decoded;
+    an unreadable, truncated or damaged file raises ValueError saying which."""
+    import tifffile
+
+    try:
+        with _tifffile_complaints() as complaints, tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise ValueError("the TIFF holds no image")
+            series = tif.series[0]
+            axes, shape = series.axes, series.shape
+            dtype = series.dtype.newbyteorder(tif.byteorder)  # as stored in the file
+            offset = series.dataoffset
+            data = None if offset is not None else series.asarray()
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError) as exc:
+        raise ValueError(f"not a readable TIFF ({type(exc).__name__}: {exc})") from None
+    size = os.path.getsize(path)
+    if data is None:  # uncompressed and contiguous
+        needed = offset + int(np.prod(shape)) * dtype.itemsize
+        if needed > size:
+            raise ValueError(f"truncated file: the image data needs {needed} bytes but the file has {size}")
+        data = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=tuple(shape))
+    elif complaints:  # tifffile decodes what it can of a damaged file and logs the rest
+        raise ValueError(f"damaged TIFF ({size} bytes): {complaints[0]}")
+    return data, axes
 
 
 @contextmanager
@@ -75,12 +81,16 @@ def _tifffile_complaints() -> Iterator[list[str]]:
         logger.propagate = propagate
 
 
+def _drop_singletons(data: np.ndarray, axes: str) -> tuple[np.ndarray, str]:
+    """Drop axes of length 1 other than Y and X (OME-TIFF's T, C, Z ...)."""
+    keep = [i for i, n in enumerate(data.shape) if n != 1 or axes[i] in "YX"]
+    return data.reshape([data.shape[i] for i in keep]), "".join(axes[i] for i in keep)
+
+
 def _as_layers(data: np.ndarray, axes: str) -> np.ndarray:
     if axes.endswith("S") and data.shape[-1] in (3, 4):
         raise ValueError(f"colour image (axes {axes}, shape {data.shape}): expected grayscale focal layers")
-    keep = [i for i, n in enumerate(data.shape) if n != 1 or axes[i] in "YX"]
-    data = data.reshape([data.shape[i] for i in keep])
-    axes = "".join(axes[i] for i in keep)
+    data, axes = _drop_singletons(data, axes)
     if data.ndim == 2:
         return data[np.newaxis]
     if data.ndim == 3 and axes[0] in LAYER_AXES:
@@ -89,26 +99,14 @@ def _as_layers(data: np.ndarray, axes: str) -> np.ndarray:
                      "expected a 2-D image or a 3-D stack of focal layers")
 
 
-class TiffChannelsLoader(TiffStackLoader):
+class TiffChannelsLoader(TiffStackLoader):  # same files and suffixes, channels instead of layers
     """TIFF or OME-TIFF with fluorescence channels: axes CYX, YXS (RGB) or one 2-D channel."""
 
     name = "tiff-channels"
     axis = "channels"
 
     def read(self, path: str) -> np.ndarray:
-        import tifffile
-
-        try:
-            with _tifffile_complaints() as complaints, tifffile.TiffFile(path) as tif:
-                if not tif.series:
-                    raise ValueError("the TIFF holds no image")
-                series = tif.series[0]
-                data, axes = series.asarray(), series.axes
-        except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError) as exc:
-            raise ValueError(f"not a readable TIFF ({type(exc).__name__}: {exc})") from None
-        if complaints:
-            raise ValueError(f"damaged TIFF: {complaints[0]}")
-        return as_channels(data, axes)
+        return as_channels(*read_series(path))
 
 
 class ImageFileLoader(Loader):
@@ -136,13 +134,11 @@ class ImageFileLoader(Loader):
 
 def as_channels(data: np.ndarray, axes: str) -> np.ndarray:
     """(C, H, W) from a TIFF series: singleton axes dropped, samples (S) moved to the front."""
-    keep = [i for i, n in enumerate(data.shape) if n != 1 or axes[i] in "YX"]
-    data = data.reshape([data.shape[i] for i in keep])
-    axes = "".join(axes[i] for i in keep)
+    data, axes = _drop_singletons(data, axes)
     if data.ndim == 2:
         return data[np.newaxis]
-    if data.ndim == 3 and axes.endswith("S"):
-        return np.moveaxis(data, -1, 0)
+    if data.ndim == 3 and axes.endswith("S"):  # interleaved RGB: copied, so each channel is contiguous
+        return np.ascontiguousarray(np.moveaxis(data, -1, 0))
     if data.ndim == 3 and axes[0] in LAYER_AXES:
         return data
     raise ValueError(f"{data.ndim}-D image (axes {axes}, shape {data.shape}): expected channels x height x width")
