@@ -4,6 +4,7 @@ when they embed or train."""
 from phenorank import hookimpl
 
 from .cae import ConvAutoencoder
+from .efficientnet import ImageNetEfficientNetLite0
 from .imagenet import ImageNetResNet18, ImageNetResNet50
 from .morphometrics import MorphometricsEncoder
 from .raw import RawPixelsEncoder
@@ -12,6 +13,6 @@ from .ssl import BYOL, SimCLR
 
 @hookimpl
 def register_encoders(register):
-    for encoder in (RawPixelsEncoder, MorphometricsEncoder, ImageNetResNet18, ImageNetResNet50, SimCLR, BYOL,
-                    ConvAutoencoder):
+    for encoder in (RawPixelsEncoder, MorphometricsEncoder, ImageNetResNet18, ImageNetResNet50,
+                    ImageNetEfficientNetLite0, SimCLR, BYOL, ConvAutoencoder):
         register(encoder)

@@ -6,6 +6,8 @@ embedding stops with a message that says how to provide them.
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 
 from phenorank.registry import Encoder, PluginError
@@ -36,7 +38,7 @@ class ImageNetResNet(Encoder):
                 state = load_file(path)
             else:
                 state = torch.load(path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, ValueError) as exc:
+        except (OSError, RuntimeError, ValueError, pickle.UnpicklingError) as exc:
             raise PluginError(f"{self.name}: cannot read weights file {path}: {exc}") from None
         state = state.get("state_dict", state) if isinstance(state, dict) else state
         state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith(("fc.", "head.fc."))}

@@ -6,6 +6,7 @@ Imported only when an encoder trains or embeds (torch and Lightning are heavy).
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -115,7 +116,9 @@ def fit_module(module, dataset: torch.utils.data.Dataset, config: TrainConfig) -
         deterministic=True, callbacks=callbacks, logger=False, enable_progress_bar=False,
         enable_model_summary=False, enable_checkpointing=bool(config.checkpoint_dir), log_every_n_steps=1)
     resume = "last" if config.resume and config.checkpoint_dir else None
-    trainer.fit(module, loader, ckpt_path=resume)
+    with warnings.catch_warnings():  # Lightning's notice about torch's own pytree API says nothing about the run
+        warnings.filterwarnings("ignore", message=".*treespec.*")
+        trainer.fit(module, loader, ckpt_path=resume)
     return history.epochs
 
 
