@@ -80,7 +80,7 @@ def test_builtins_come_from_the_entry_point_group():
 def test_unknown_names_and_parameters_are_clear_errors():
     with pytest.raises(PluginError, match="no metric named 'cosin'; available: cosine, euclidean"):
         get_registry().create("metric", "cosin")
-    with pytest.raises(PluginError, match="has no parameter size .*takes: centre, k, kmeans_geometry, label"):
+    with pytest.raises(PluginError, match="has no parameter size .*takes: centre, group, k, kmeans_geometry, label"):
         get_registry().create("ranker", "centroid", {"size": "3"})
 
 

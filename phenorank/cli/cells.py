@@ -62,7 +62,9 @@ def objects(ctx, segmenter, side, min_area, area_quantiles, mask_outside, normal
     with recorded_run(ctx, "objects", {"segmenter": segmenter, "params": overrides, **crop.__dict__}) as (store, run_id):
         image_key = resolve_crops(store, "images", size)
         image_set = next((s for s in store.crop_sets("image") if s["preprocess_key"] == image_key), None)
-        reader = registry.create("loader", loader or (image_set or {}).get("params", {}).get("loader", "tiff-channels"))
+        stored = (image_set or {}).get("params", {})
+        reader = (registry.create("loader", loader, overrides.get(loader, {})) if loader else
+                  registry.create("loader", stored.get("loader", "tiff-channels"), stored.get("loader_params", {})))
         pending = len(store.images_to_segment(image_key, objects_key(image_key, plugin, crop)))
         try:
             with progress_bar(f"objects ({segmenter})", pending) as advance:

@@ -10,13 +10,14 @@ from pathlib import Path
 import click
 
 from ..core import synthetic_plate
-from ..core.ingest import ingest as run_ingest
+from ..core.ingest import expand_entries, ingest as run_ingest
 from ..core.manifest import entries_from_folders, entries_from_pattern, read_manifest
 from ..core.pipeline import GridSpec, run_grid
 from ..core.preprocess import DEFAULT_MAX_LAYERS, PreprocessParams
 from ..core.progress import progress_bar, progress_steps
 from ..registry import get_registry
-from .common import err, finish_demo, friendly_errors, recorded_run, resolve_day, show, size_option, split
+from .common import (err, finish_demo, friendly_errors, param_option, parse_params, recorded_run, resolve_day, show,
+                     size_option, split)
 from .methods import print_grid_report
 from .results import print_top_treatments
 
@@ -44,6 +45,8 @@ def default_workers() -> int:
 @click.option("--channels", "channel_order", metavar="I,J,K",
               help="Multi-channel images: which channels to keep, in order (0-based), e.g. 2,0,1. "
                    "Default: the first three (one channel is repeated).")
+@click.option("--condition", "default_condition", metavar="NAME",
+              help="With --pattern: the condition of every file whose name does not give one.")
 @click.option("--layout", type=click.Path(dir_okay=False, path_type=Path),
               help="With --pattern: plate map CSV with a well column (optionally plate) and the fields "
                    "the file names lack, e.g. condition, treatment, concentration.")
@@ -56,11 +59,12 @@ def default_workers() -> int:
               help="Refuse stacks with more focal layers than this.")
 @click.option("--loader", default="tiff-stack", show_default=True, help="Loader plugin that reads the files.")
 @size_option
+@param_option
 @click.pass_context
 @friendly_errors
 def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, folders: bool, channel_order: str | None,
-           layout: Path | None, plate_format: str, exclude_edge: bool, workers: int, max_layers: int, loader: str,
-           size: int) -> None:
+           default_condition: str | None, layout: Path | None, plate_format: str, exclude_edge: bool, workers: int, max_layers: int, loader: str,
+           size: int, params: tuple[str, ...]) -> None:
     """Read image stacks, crop around the object, and store crops and metadata.
 
     The images are described by a manifest CSV (paths relative to IMAGE_DIR), by a file-name
@@ -77,10 +81,19 @@ def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, fol
         phenorank ingest plate1/ --pattern '{plate}_{well}_day{day}.tif' --layout plate-map.csv
         phenorank ingest cells/ --folders --pattern '{sample}_f{field}.tif' --loader tiff-channels
         phenorank ingest cells/ --folders --pattern '{sample}_f{field}_ch{channel}.png' --loader image-file
+        phenorank ingest movies/ --pattern '{well}.ome.tif' --loader tiff-tiles -p tiff-tiles.axes=CTYX \\
+            -p tiff-tiles.channels=0,1 -p tiff-tiles.masks=nuclei=2 -p tiff-tiles.tile=128 -p tiff-tiles.stride=64
     """
-    plugin = get_registry().create("loader", loader)
+    overrides = parse_params(params)
+    unused = sorted(set(overrides) - {loader})
+    if unused:
+        raise click.BadParameter(f"ingest takes parameters of its loader {loader!r} only, not of {', '.join(unused)}",
+                                 param_hint="--param")
+    plugin = get_registry().create("loader", loader, overrides.get(loader, {}))
     if layout and not pattern:
         raise click.UsageError("--layout goes with --pattern (a manifest already holds every field)")
+    if default_condition and not pattern:
+        raise click.UsageError("--condition goes with --pattern (a manifest or class folders give the condition)")
     if (pattern or folders) and manifest:
         raise click.UsageError("give either --manifest or --pattern/--folders, not both")
     if folders:
@@ -90,7 +103,8 @@ def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, fol
                       f"e.g. {', '.join(unmatched[:3])}")
     elif pattern:
         entries, unmatched = entries_from_pattern(image_dir, pattern, layout, int(plate_format),
-                                                  plugin.suffixes or (".tif", ".tiff"))
+                                                  plugin.suffixes or (".tif", ".tiff"),
+                                                  {"condition": default_condition} if default_condition else None)
         if unmatched:
             err.print(f"[yellow]{len(unmatched)} file(s) do not match the pattern and were left out[/], "
                       f"e.g. {', '.join(unmatched[:3])}")
@@ -107,15 +121,17 @@ def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, fol
     if order and plugin.axis != "channels":
         raise click.UsageError(f"--channels needs a channel loader (tiff-channels, image-file); {loader} reads focal layers")
     params = PreprocessParams(size=size, max_layers=max_layers, stack=plugin.axis, channel_order=order)
+    entries, unopened = expand_entries(entries, plugin)
     run_params = {"image_dir": str(image_dir), "manifest": str(manifest) if manifest else None,
-                  "pattern": pattern, "folders": folders, "channels": channel_order, "layout": str(layout) if layout else None, "plate_format": plate_format,
-                  "exclude_edge": exclude_edge, "loader": loader, "size": size, "max_layers": max_layers}
+                  "pattern": pattern, "condition": default_condition, "folders": folders, "channels": channel_order, "layout": str(layout) if layout else None, "plate_format": plate_format,
+                  "exclude_edge": exclude_edge, "loader": loader, "loader_params": plugin.params, "size": size,
+                  "max_layers": max_layers}
     with recorded_run(ctx, "ingest", run_params) as (store, run_id):
         with progress_bar(f"ingest ({workers} worker{'s' * (workers > 1)})", len(entries)) as advance:
-            report = run_ingest(entries, plugin, store, run_id, params, workers, advance)
+            report = run_ingest(entries, plugin, store, run_id, params, workers, advance, unopened)
     plate_images = any(e.well for e in entries)
     err.print(f"ingested {report.ingested}, unchanged {report.cached}, metadata updated {report.updated}, "
-              f"rejected {len(report.rejected)} of {len(entries)} images into {ctx.obj['db']}" +
+              f"rejected {len(report.rejected)} of {len(entries) + len(unopened)} images into {ctx.obj['db']}" +
               (f"; {report.pairs} day-to-day pairs" if plate_images else "") +
               (f" ({report.unpaired_wells} wells with several images on one day left unpaired)"
                if report.unpaired_wells else ""))
@@ -124,15 +140,17 @@ def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, fol
 
 
 @click.command()
-@click.option("--kind", type=click.Choice(["plate", "cells"]), default="plate", show_default=True,
+@click.option("--kind", type=click.Choice(["plate", "cells", "scratch"]), default="plate", show_default=True,
               help="plate: spheroids on a 96-well plate, ranked; cells: fluorescence cells in class folders, "
-                   "segmented, aggregated and clustered.")
+                   "segmented, aggregated and clustered; scratch: a REAL wound-healing time-lapse, tiled and "
+                   "ranked against time.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path),
-              help="Folder for the generated images [default: phenorank-demo, or phenorank-cells for --kind cells].")
+              help="Folder for the images and the report [default: phenorank-demo, phenorank-cells or "
+                   "phenorank-scratch].")
 @click.option("--full-size", is_flag=True, help="Generate full 2054x2456 images (slow) instead of 200x240.")
 @click.option("--seed", default=0, show_default=True, help="Random seed of the generated images.")
 @click.option("--epochs", default=3, show_default=True,
-              help="--kind cells: epochs of the brief SimCLR training (0 leaves SimCLR out).")
+              help="--kind cells or scratch: epochs of the brief SimCLR training (0 leaves SimCLR out).")
 @click.pass_context
 @friendly_errors
 def demo(ctx, kind: str, out_dir: Path | None, full_size: bool, seed: int, epochs: int) -> None:
@@ -148,12 +166,21 @@ def demo(ctx, kind: str, out_dir: Path | None, full_size: bool, seed: int, epoch
     trained SimCLR with other cells of the sample as positives), aggregated per image and sample,
     clustered and scored (ARI, NMI, silhouette, ...), and tested under corruptions.
 
+    --kind scratch: REAL images, a wound-healing (scratch) assay time-lapse from the PyPI package
+    ndev-sampledata, cut into tiles, embedded (raw, morphometrics, ImageNet EfficientNet-Lite0,
+    a briefly trained SimCLR), ranked by distance from the first time point and compared with
+    the time and with the cytoplasm coverage of the sample's masks (Spearman).
+
     Running it again reuses what is stored.
     """
     if kind == "cells":
         from .cells import cells_demo
 
         return cells_demo(ctx, out_dir or Path("phenorank-cells"), seed, epochs)
+    if kind == "scratch":
+        from .scratch import scratch_demo
+
+        return scratch_demo(ctx, out_dir or Path("phenorank-scratch"), seed, epochs)
     out_dir = out_dir or Path("phenorank-demo")
     started = time.perf_counter()
     height, width = synthetic_plate.FULL_SIZE if full_size else synthetic_plate.DEMO_SIZE

@@ -12,6 +12,7 @@ the results to the store in input order.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import threading
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..registry.contracts import Loader
-from .manifest import CHANNEL_SEPARATOR, ManifestEntry
+from .manifest import CHANNEL_SEPARATOR, ManifestEntry, split_region
 from .preprocess import PreprocessError, PreprocessParams, preprocess_stack
 from .store import Store
 
@@ -64,11 +65,48 @@ def content_id(*paths: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+@functools.lru_cache(maxsize=16)
+def _file_id(path: str, size: int, mtime_ns: int) -> str:
+    return content_id(path)
+
+
+def region_id(path: str, region: str) -> str:
+    """The id of one image among several in a file: its file's content hash and its region
+    (the file is hashed once, however many tiles it holds)."""
+    import xxhash
+
+    stat = os.stat(path)
+    return xxhash.xxh3_128(f"{_file_id(path, stat.st_size, stat.st_mtime_ns)}#{region}".encode()).hexdigest()
+
+
+def expand_entries(entries: list[ManifestEntry], loader: Loader) -> tuple[list[ManifestEntry], list[tuple[str, str]]]:
+    """Each entry as the images its file holds (``Loader.expand``; most loaders: the file itself).
+    A file that cannot be opened is returned with the reason, and the others go on."""
+    expanded, rejects = [], []
+    for entry in entries:
+        try:
+            items = loader.expand(entry.location) if os.path.isfile(entry.location) else [(entry.location, {})]
+        except ValueError as exc:  # PluginError included: the reason names what is wrong with the file
+            rejects.append((entry.location, str(exc)))
+            continue
+        for location, fields in items:
+            if location == entry.location and not fields:
+                expanded.append(entry)
+                continue
+            fields = dict(fields)
+            condition = str(fields.pop("condition", entry.condition))
+            expanded.append(dataclasses.replace(
+                entry, condition=condition, region=split_region(location)[1], source=f"{entry.source} #{split_region(location)[1]}",
+                extra={**{k: v for k, v in fields.items()}, **entry.extra}))
+    return expanded, rejects
+
+
 def read_image(location: str, loader: Loader) -> np.ndarray:
-    """One stored path -> (L, H, W): the file, or its channel files (joined by ``|``) stacked."""
+    """One stored path -> (L, H, W): the file, or its channel files (joined by ``|``) stacked,
+    or one region of a file (``file#t=3&y=0&x=0&size=128``), read by the loader that made it."""
     files = location.split(CHANNEL_SEPARATOR)
-    if len(files) == 1:
-        return loader.read(files[0])
+    if len(files) == 1 or split_region(location)[1]:
+        return loader.read(location)
     parts = []
     for path in files:
         try:
@@ -91,11 +129,12 @@ def process_file(task: tuple[str, str], loader: Loader, params: PreprocessParams
     """Hash, and unless its crop is stored already, read and preprocess one file."""
     location, source = task
     try:
-        files = location.split(CHANNEL_SEPARATOR)
+        base, region = split_region(location)
+        files = base.split(CHANNEL_SEPARATOR)
         missing = [f for f in files if not os.path.isfile(f)]
         if missing:
             raise PreprocessError(f"file not found ({source}{f': {missing[0]}' if len(files) > 1 else ''})")
-        image_id = content_id(*files)
+        image_id = region_id(base, region) if region else content_id(*files)
         if image_id in cached_ids:
             return {"status": "cached", "image_id": image_id}
         stack = read_image(location, loader)
@@ -154,27 +193,33 @@ def process_in_order(tasks: Iterable[tuple[str, str]], work: Callable[[tuple[str
 # -- the batch, in this process ---------------------------------------------------------------
 def ingest(entries: list[ManifestEntry], loader: Loader, store: Store, run_id: str,
            params: PreprocessParams = PreprocessParams(), workers: int = 1,
-           advance: Callable[[int], None] = lambda n=1: None) -> IngestReport:
+           advance: Callable[[int], None] = lambda n=1: None,
+           rejected: list[tuple[str, str]] = ()) -> IngestReport:
+    """Ingest entries as ``expand_entries`` gave them; ``rejected`` holds the files it could not
+    open, stored in ``rejects`` with the others."""
     report = IngestReport()
     records = store.image_records(params.key)
     cached_ids = frozenset(image_id for image_id, record in records.items() if record["has_crop"])
     tasks = [(entry.location, entry.source) for entry in entries]
-    store.write_crop_set(params.key, "image", {**params.__dict__, "loader": loader.name}, run_id)
+    store.write_crop_set(params.key, "image", {**params.__dict__, "loader": loader.name,
+                                               "loader_params": loader.params}, run_id)
     work = functools.partial(process_file, loader=loader, params=params, cached_ids=cached_ids)
     known = set(records) | {r["metadata"]["path"] for r in records.values()} | store.rejected_paths()
     with store.threads(1):  # the workers keep the cores busy; DuckDB's small writes need no more
-        _collect(entries, process_in_order(tasks, work, workers), records, known, store, run_id, report, advance)
+        _collect(entries, process_in_order(tasks, work, workers), records, known, store, run_id, report, advance,
+                 list(rejected))
     report.pairs, report.unpaired_wells = store.pair_counts()
     return report
 
 
 def _collect(entries: list[ManifestEntry], results: Iterator[dict], records: dict[str, dict], known: set[str],
-             store: Store, run_id: str, report: IngestReport, advance: Callable[[int], None]) -> None:
+             store: Store, run_id: str, report: IngestReport, advance: Callable[[int], None],
+             rejects: list[tuple[str, str]]) -> None:
     """Turn results into rows, written every ``WRITE_EVERY`` files in one transaction each.
-    ``known`` holds the stored image ids and paths and the rejected paths."""
+    ``known`` holds the stored image ids and paths and the rejected paths; ``rejects`` starts
+    with the files rejected before (unopenable ones)."""
     images: list[dict] = []
     crops: list[dict] = []
-    rejects: list[tuple[str, str]] = []
     seen: dict[str, str] = {}
 
     def flush(last: bool = False) -> None:

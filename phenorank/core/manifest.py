@@ -28,6 +28,9 @@ from .plate import PLATE_FORMATS, PlateFormat
 REQUIRED = ("path", "condition")
 KNOWN = REQUIRED + ("well", "day", "plate", "treatment", "concentration", "replicate", "row", "col", "channel")
 CHANNEL_SEPARATOR = "|"  # a channel-joined image's stored path lists its files, in channel order
+# One image among several in a file (a tile of a time-lapse frame): its stored path is the file's,
+# then "#" and the loader's key=value description of where it lies, e.g. "a.tif#t=3&y=64&x=0&size=128".
+_REGION = re.compile(r"#([a-z]+=\d+(?:&[a-z]+=\d+)*)$")
 DEFAULT_PLATE = "plate1"
 
 
@@ -51,11 +54,13 @@ class ManifestEntry:
     replicate: int | None = None
     extra: dict[str, str] = field(default_factory=dict)
     channel_files: tuple[Path, ...] = ()  # several files joined as channels (path is the first)
+    region: str = ""  # one image among several in the file, as its loader describes it
 
     @property
     def location(self) -> str:
-        """The stored path: the file, or the channel files joined by ``|``."""
-        return CHANNEL_SEPARATOR.join(map(str, self.channel_files)) if self.channel_files else str(self.path)
+        """The stored path: the file, or the channel files joined by ``|``; then its region."""
+        files = CHANNEL_SEPARATOR.join(map(str, self.channel_files)) if self.channel_files else str(self.path)
+        return join_region(files, self.region) if self.region else files
 
     def metadata(self) -> dict:
         return {
@@ -64,6 +69,18 @@ class ManifestEntry:
             "treatment": self.treatment, "concentration": self.concentration, "replicate": self.replicate,
             "extra": self.extra,
         }
+
+
+def join_region(path: str, region: str) -> str:
+    if not _REGION.fullmatch("#" + region):
+        raise ValueError(f"region {region!r} is not of the form key=number&key=number")
+    return f"{path}#{region}"
+
+
+def split_region(location: str) -> tuple[str, str]:
+    """A stored path -> (the file part, the region or "")."""
+    match = _REGION.search(location)
+    return (location[:match.start()], match.group(1)) if match else (location, "")
 
 
 def make_entry(fields: dict[str, str], image_dir: Path, source: str, plate: PlateFormat,
@@ -189,10 +206,11 @@ def compile_pattern(pattern: str) -> re.Pattern:
 
 
 def entries_from_pattern(image_dir: str | Path, pattern: str, layout: str | Path | None = None,
-                         plate_format: int = 96, suffixes: tuple[str, ...] = (".tif", ".tiff")
-                         ) -> tuple[list[ManifestEntry], list[str]]:
+                         plate_format: int = 96, suffixes: tuple[str, ...] = (".tif", ".tiff"),
+                         defaults: dict[str, str] | None = None) -> tuple[list[ManifestEntry], list[str]]:
     """Entries for the files under ``image_dir`` whose relative path matches ``pattern``, with the
-    fields of ``layout`` (a CSV with a ``well`` column, optionally ``plate``) joined by well.
+    fields of ``layout`` (a CSV with a ``well`` column, optionally ``plate``) joined by well, and
+    ``defaults`` for fields that neither gives (e.g. one condition for every file).
 
     Returns the entries and the image files that did not match, so the caller can warn.
     """
@@ -223,7 +241,7 @@ def entries_from_pattern(image_dir: str | Path, pattern: str, layout: str | Path
                     raise ManifestError(f"{source}: field {key!r} is {fields[key]!r} in the file name but "
                                         f"{value!r} in the layout {layout}")
                 fields.setdefault(key, value)
-        matched.append((source, {**fields, "path": relative}))
+        matched.append((source, {**(defaults or {}), **fields, "path": relative}))
     entries = [make_entry(fields, image_dir, source, plate, files) for source, fields, files in join_channels(matched)]
     if not entries:
         raise ManifestError(f"no file under {image_dir} matches the pattern {pattern!r}"

@@ -543,11 +543,13 @@ ORDER BY {', '.join(rows)}"""
 
     def ranked_methods(self) -> list[dict]:
         """Rankings with their description and main measures, best first (by ranking accuracy,
-        then Spearman)."""
+        then Spearman against the (first) truth of rank-correlation)."""
         result = self.con.sql("""
             SELECT ranking_id, embedding_set_id, encoder, augmentation, head, ranker, metric, reference, day,
+                   any_value(CAST(ranker_params AS VARCHAR)) AS ranker_params,
                    max(value) FILTER (WHERE evaluator = 'ranking-accuracy' AND name = 'accuracy') AS accuracy,
-                   max(value) FILTER (WHERE evaluator = 'rank-correlation' AND name = 'spearman') AS spearman,
+                   max(value) FILTER (WHERE evaluator = 'rank-correlation' AND (name = 'spearman' OR name =
+                       'spearman_' || split_part(evaluator_params->>'truth', ',', 1))) AS spearman,
                    max(value) FILTER (WHERE evaluator = 'holdout-range' AND name = 'outside') AS holdout_outside
             FROM comparison WHERE ranking_id IS NOT NULL
             GROUP BY ALL

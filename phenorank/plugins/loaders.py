@@ -146,6 +146,9 @@ def as_channels(data: np.ndarray, axes: str) -> np.ndarray:
 
 @hookimpl
 def register_loaders(register):
+    from .tiled import TiledTiffLoader  # imports read_series from here
+
     register(TiffStackLoader)
     register(TiffChannelsLoader)
     register(ImageFileLoader)
+    register(TiledTiffLoader)

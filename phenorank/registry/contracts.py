@@ -88,6 +88,17 @@ class Loader(Plugin):
     def read(self, path: str) -> np.ndarray:
         raise NotImplementedError
 
+    def expand(self, path: str) -> list[tuple[str, dict[str, Any]]]:
+        """The images one file holds, as (location, fields): by default the file itself.
+
+        A loader that cuts a file into several images (the tiles of each frame of a time-lapse)
+        returns one location per image, ``path#key=n&key=n`` (``phenorank.core.manifest.join_region``),
+        which ``read`` then receives, with fields that describe that image (its time point, its
+        place, ground truth measured on masks). A ``condition`` field replaces the entry's own;
+        other fields are extra metadata, and the manifest's own fields of the same name win.
+        """
+        return [(path, {})]
+
 
 class Segmenter(Plugin):
     """Finds objects (cells, nuclei) in one image.

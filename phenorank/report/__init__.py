@@ -43,10 +43,13 @@ def _table(columns, rows, limit: int | None = None) -> str:
 
 
 def describe(method: dict) -> str:
+    import json
+
     encoder = method["encoder"] + (f" ({method['augmentation']})" if method.get("augmentation") else "")
     day = method["day"] if method["day"] is not None else "all"
-    return (f"{encoder}/{method['head']} · {method['ranker']} · {method['metric']} · "
-            f"reference {method['reference']} · day {day}")
+    group = json.loads(method.get("ranker_params") or "{}").get("group")
+    reference = f"reference {method['reference']}" + (f" per {group}" if group else "")
+    return f"{encoder}/{method['head']} · {method['ranker']} · {method['metric']} · {reference} · day {day}"
 
 
 def project_2d(vectors: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
@@ -130,15 +133,18 @@ def _ranking_sections(store: Store, methods: list[dict], top: int, projection: s
     # The comparison: ranking accuracy per method (rows) and reference (columns), with intervals.
     columns, rows = store.query(store.pivot_sql(["encoder", "head", "ranker", "metric"], ["reference"],
                                                 "ranking-accuracy:accuracy", ci=True))
-    sections.append("<h2>Comparison: ranking accuracy by method and reference</h2>"
-                    "<p class=note>Seed 000's three-class accuracy (control / single dose / exploded in separate "
-                    "bands of the score: 1 = no overlap), 95% bootstrap interval over wells in brackets.</p>"
-                    + _table(columns, rows))
-    keys = ("encoder", "augmentation", "head", "ranker", "metric", "reference", "accuracy", "spearman",
-            "holdout_outside")
-    sections.append("<h2>Best methods</h2><p class=note>holdout_outside: hold-out images scored outside the "
-                    "single-dose class's range (seed 000 table 10.1; fewer = better).</p>"
-                    + _table(keys, [tuple(m[k] for k in keys) for m in methods], limit=15))
+    if rows:
+        sections.append("<h2>Comparison: ranking accuracy by method and reference</h2>"
+                        "<p class=note>Seed 000's three-class accuracy (control / single dose / exploded in separate "
+                        "bands of the score: 1 = no overlap), 95% bootstrap interval over wells in brackets.</p>"
+                        + _table(columns, rows))
+    measures = [k for k in ("accuracy", "spearman", "holdout_outside") if any(m[k] is not None for m in methods)]
+    notes = {"spearman": "spearman: against the (first) truth column of rank-correlation.",
+             "holdout_outside": "holdout_outside: hold-out images scored outside the single-dose class's range "
+                                "(seed 000 table 10.1; fewer = better)."}
+    sections.append("<h2>Best methods</h2><p class=note>" + " ".join(notes[k] for k in measures if k in notes)
+                    + "</p>" + _table(["method", *measures], [(describe(m), *(m[k] for k in measures))
+                                                               for m in methods], limit=15))
 
     # For the best rankings: where each class falls on the score scale.
     figures = []
@@ -179,7 +185,8 @@ def _ranking_sections(store: Store, methods: list[dict], top: int, projection: s
         dose = f" {g['concentration']:g}" if isinstance(g["concentration"], float) else ""
         g["label"] = (f"{g['treatment']}{dose}" + ("" if g["condition"] == "screen" else f" ({g['condition']})")
                       if g["treatment"] else g["condition"])
-    sections.append("<h2>Treatments ranked by the best method</h2><div class=figs>"
+    what = "Treatments" if any(g["treatment"] for g in groups) else "Conditions"
+    sections.append(f"<h2>{what} ranked by the best method</h2><div class=figs>"
                     + _img(plots.treatment_plot(groups, describe(best)), "treatments") + "</div>"
                     + _table(["condition", "treatment", "concentration", "wells", "mean score", "95% low", "95% high"],
                              [(g["condition"], g["treatment"], g["concentration"], g["wells"], g["mean"], g["low"],

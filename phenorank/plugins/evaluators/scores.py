@@ -63,16 +63,34 @@ class RankingAccuracy(Evaluator):
 
 
 class RankCorrelation(Evaluator):
-    """Spearman correlation of the scores with a known order (a truth column such as effect or dose)."""
+    """Spearman correlation of the scores with a known order (a truth column such as effect or dose).
+
+    ``truth`` may name several columns (``time,cytoplasm_coverage``): each gets ``spearman_<column>``
+    and ``p_value_<column>``; a single column gives ``spearman`` and ``p_value``."""
 
     name = "rank-correlation"
     needs = "scores"
     defaults = {"truth": "effect", "bootstrap": 1000, "seed": 0}
 
     def evaluate(self, subject: Subject) -> Evaluation:
+        columns = as_list(self.params["truth"])
+        if not columns:
+            raise PluginError("rank-correlation: truth names no column")
+        result = Evaluation(values={}, details={"truth": columns[0] if len(columns) == 1 else columns, "n": {}})
+        for column in columns:
+            suffix = f"_{column}" if len(columns) > 1 else ""
+            rho, p_value, n, interval = self._correlate(subject, column)
+            result.values[f"spearman{suffix}"], result.values[f"p_value{suffix}"] = rho, p_value
+            result.details["n"][column] = n
+            if interval:
+                result.intervals[f"spearman{suffix}"] = interval
+        if len(columns) == 1:
+            result.details["n"] = result.details["n"][columns[0]]
+        return result
+
+    def _correlate(self, subject: Subject, column: str):
         from scipy.stats import rankdata, spearmanr
 
-        column = self.params["truth"]
         truth = subject.samples[column]
         try:
             truth = truth.astype(np.float64)
@@ -92,9 +110,7 @@ class RankCorrelation(Evaluator):
 
         interval = bootstrap_interval(rho, well_keys(subject.samples)[keep], int(self.params["bootstrap"]),
                                       int(self.params["seed"]))
-        return Evaluation(values={"spearman": float(result.statistic), "p_value": float(result.pvalue)},
-                          details={"truth": column, "n": int(keep.sum())},
-                          intervals={"spearman": interval} if interval else {})
+        return float(result.statistic), float(result.pvalue), int(keep.sum()), interval
 
 
 class HoldoutRange(Evaluator):
