@@ -4,14 +4,19 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.phenorank-installed
 
-.PHONY: demo demo-cells test install clean
+# The real scratch-assay sample comes from ndev-sampledata, installed without its dependencies
+# (bioio and napari readers, which phenorank does not use: it reads the TIFF itself).
+SAMPLE_DATA := ndev-sampledata==0.0.3
+
+.PHONY: demo demo-cells demo-scratch test install clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --no-deps '$(SAMPLE_DATA)'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -20,8 +25,11 @@ demo: $(STAMP)
 demo-cells: $(STAMP)
 	$(BIN)/phenorank demo --kind cells
 
+demo-scratch: $(STAMP)
+	$(BIN)/phenorank demo --kind scratch
+
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) phenorank-demo phenorank-cells phenorank.duckdb
+	rm -rf $(VENV) phenorank-demo phenorank-cells phenorank-scratch phenorank.duckdb
