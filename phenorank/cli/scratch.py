@@ -78,11 +78,14 @@ def scratch_demo(ctx: click.Context, out_dir: Path, seed: int, epochs: int) -> N
         for problem in problems:
             err.print(f"[yellow]problem[/] {problem}")
         titles = {"": "from the mean of all tiles at t00", "sample": "from the same place at t00"}
+        tiles, places = store.con.execute(
+            "SELECT count(*), count(DISTINCT extra->>'sample') FROM images WHERE path LIKE ?",
+            [f"%{SCRATCH_ASSAY.name}#%"]).fetchone()
         for group, _ in CENTRES:
             columns, rows = spearman_table(store, rankings, truth, group)
             show(columns, rows, title=f"Spearman's rho of each tile's distance {titles[group]} with the time, the "
-                                      "cytoplasm coverage and its gain since t00 [95% interval, bootstrap over the "
-                                      "44 places]; 440 tiles of 96 px")
+                                      f"cytoplasm coverage and its gain since t00 [95% interval, bootstrap over the "
+                                      f"{places} places]; {tiles} tiles of {SCRATCH_LOADER_PARAMS['tile']} px")
     finish_demo(ctx, out_dir, started, [
         "phenorank sql \"select encoder, head, metric, name, value from comparison where evaluator = "
         "'rank-correlation'\"",
