@@ -97,7 +97,7 @@ class ImageNetEfficientNetLite0(Encoder):
         # channels-last runs this network's depthwise convolutions ~1.5x faster on a CPU
         return model.eval().to(memory_format=torch.channels_last)
 
-    def _network_input(self, batch):
+    def _network_input(self, batch, groups: list[list[int]] | None = None):
         """(N, 3, S, S) crops in [0, 1] -> the ImageNet-normalised (N * groups, 3, size, size) input."""
         import torch
 
@@ -106,7 +106,7 @@ class ImageNetEfficientNetLite0(Encoder):
             low = torch.quantile(flat, 0.005, dim=2)[..., None, None]
             high = torch.quantile(flat, 0.995, dim=2)[..., None, None]
             batch = ((batch - low) / (high - low).clamp_min(1e-6)).clamp(0, 1)  # an empty channel stays 0
-        views = torch.cat([batch[:, group] for group in self.groups])
+        views = torch.cat([batch[:, group] for group in groups or self.groups])
         if views.shape[-1] != self.input_size:
             views = torch.nn.functional.interpolate(views, size=(self.input_size,) * 2, mode="bilinear",
                                                     align_corners=False, antialias=True)
@@ -137,5 +137,6 @@ class ImageNetEfficientNetLite0(Encoder):
 
         if self.model is None:
             self.model = self.build()
-        return predict(lambda x: {"p": torch.softmax(self.model(self._network_input(x)), dim=1)}, self.model,
+        rgb = [[0, 1, 2]]  # a photograph's colours, whatever ``channels`` says for microscopy
+        return predict(lambda x: {"p": torch.softmax(self.model(self._network_input(x, rgb)), dim=1)}, self.model,
                        images)["p"]
