@@ -15,7 +15,7 @@ from ..core.manifest import entries_from_folders, entries_from_pattern, read_man
 from ..core.pipeline import GridSpec, run_grid
 from ..core.preprocess import DEFAULT_MAX_LAYERS, PreprocessParams
 from ..core.progress import progress_bar, progress_steps
-from ..registry import get_registry
+from ..registry import Loader, get_registry
 from .common import (err, finish_demo, friendly_errors, param_option, parse_params, recorded_run, resolve_day, show,
                      size_option, split)
 from .methods import print_grid_report
@@ -121,7 +121,11 @@ def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, fol
     if order and plugin.axis != "channels":
         raise click.UsageError(f"--channels needs a channel loader (tiff-channels, image-file); {loader} reads focal layers")
     params = PreprocessParams(size=size, max_layers=max_layers, stack=plugin.axis, channel_order=order)
-    entries, unopened = expand_entries(entries, plugin)
+    if type(plugin).expand is not Loader.expand:  # a loader that finds several images per file: say so as it reads
+        with progress_bar(f"find images in files ({loader})", len(entries)) as advance:
+            entries, unopened = expand_entries(entries, plugin, advance)
+    else:
+        entries, unopened = expand_entries(entries, plugin)
     run_params = {"image_dir": str(image_dir), "manifest": str(manifest) if manifest else None,
                   "pattern": pattern, "condition": default_condition, "folders": folders, "channels": channel_order, "layout": str(layout) if layout else None, "plate_format": plate_format,
                   "exclude_edge": exclude_edge, "loader": loader, "loader_params": plugin.params, "size": size,

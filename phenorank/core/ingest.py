@@ -79,11 +79,13 @@ def region_id(path: str, region: str) -> str:
     return xxhash.xxh3_128(f"{_file_id(path, stat.st_size, stat.st_mtime_ns)}#{region}".encode()).hexdigest()
 
 
-def expand_entries(entries: list[ManifestEntry], loader: Loader) -> tuple[list[ManifestEntry], list[tuple[str, str]]]:
+def expand_entries(entries: list[ManifestEntry], loader: Loader, advance: Callable[[int], None] = lambda n=1: None
+                   ) -> tuple[list[ManifestEntry], list[tuple[str, str]]]:
     """Each entry as the images its file holds (``Loader.expand``; most loaders: the file itself).
     A file that cannot be opened is returned with the reason, and the others go on."""
     expanded, rejects = [], []
     for entry in entries:
+        advance(1)
         try:
             items = loader.expand(entry.location) if os.path.isfile(entry.location) else [(entry.location, {})]
         except ValueError as exc:  # PluginError included: the reason names what is wrong with the file
