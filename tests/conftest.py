@@ -13,6 +13,17 @@ from phenorank.registry import reset_registry
 TINY = PlateSpec(height=64, width=77, seed=3)
 
 
+def rows(db, sql):
+    """The rows of a query on a store file, read-only."""
+    import duckdb
+
+    con = duckdb.connect(db, read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
 @pytest.fixture(autouse=True)
 def fresh_registry():
     """Each test sees exactly the plugins installed at that moment."""

@@ -4,25 +4,16 @@ crops, aggregation, clustering scores, robustness, multi-view positives, and the
 from pathlib import Path
 
 import cv2
-import duckdb
 import numpy as np
 import pytest
 import tifffile
+from conftest import rows
 
 from phenorank.core.aggregate import combine
 from phenorank.core.synthetic_cells import CellSpec, draw_field, generate_cells
 from phenorank.plugins.evaluators.clustering import clustering_scores
 from phenorank.plugins.evaluators.robustness import Robustness
 from phenorank.registry import PluginError, Samples, Subject, get_registry
-
-
-def rows(db, sql):
-    con = duckdb.connect(db, read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
 
 RADII = (10, 13, 7, 10, 10)
 

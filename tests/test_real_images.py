@@ -4,23 +4,15 @@ with its real weights, and the scratch-assay demo on the real sample."""
 
 import json
 
-import duckdb
 import numpy as np
 import pytest
 import tifffile
+from conftest import rows
 
 from phenorank.core.ingest import expand_entries
 from phenorank.core.manifest import entries_from_pattern, join_region, split_region
 from phenorank.core.sample_data import SCRATCH_ASSAY
 from phenorank.registry import PluginError, Samples, Subject, get_registry
-
-
-def rows(db, sql):
-    con = duckdb.connect(db, read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def movie() -> np.ndarray:

