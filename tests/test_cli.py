@@ -45,7 +45,9 @@ def test_running_again_adds_no_rows(invoke, tiny_plate):
         if _ == 0:
             first = snapshot
     assert snapshot == first
-    assert "embedded 0 images, computed 0 rankings (reused 4)" in last.output
+    assert "embedded 0 images, computed 0 rankings and 0 evaluations" in last.output
+    assert "reused 4 ranking(s) and 8 evaluation(s) stored for the same images, parameters and code" in last.output
+    assert "--force recomputes them" in last.output
 
 
 def test_step_by_step_commands(invoke, tiny_plate):
@@ -68,15 +70,17 @@ def test_problems_are_reported_without_losing_stored_work(invoke, tiny_plate):
     bad.write_text("path,well,day,condition\nimages/x.tif,B02,,control\n")
     result = invoke("ingest", tiny_plate, "--manifest", bad, ok=False)
     assert result.exit_code == 1 and "line 2: field 'day' is missing" in result.output
-    result = invoke("run", "--encoders", "raw", "--references", "dmso", "--metrics", "cosine")
-    assert "no images of reference condition 'dmso'" in result.output
+    result = invoke("run", "--encoders", "raw", "--references", "dmso", "--metrics", "cosine", ok=False)
+    # a reference class without images is a wrong request: one line, a non-zero exit
+    assert result.exit_code == 1 and "no images of reference condition 'dmso'" in result.output
+    assert "could not run on any of its 1 subject(s)" in result.output
     result = invoke("run", "--encoders", "pixels", ok=False)
     assert result.exit_code == 1 and "no encoder named 'pixels'" in result.output
     result = invoke("sql", "delete from images", ok=False)
     assert result.exit_code == 1 and "read-only" in result.output
     assert counts(invoke.db)["images"] == before["images"] == 120
     runs = invoke("sql", "select command, status from runs order by started_at", "--format", "csv").stdout
-    assert "run,ok" in runs and "ingest,failed" not in runs  # the manifest failed before any write
+    assert "run,failed" in runs and "ingest,failed" not in runs  # the manifest failed before any write
 
 
 def test_demo_runs_end_to_end_twice_with_the_same_rows(tmp_path, monkeypatch):

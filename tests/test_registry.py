@@ -70,7 +70,7 @@ def acme(tmp_path, monkeypatch):
 
 
 def test_builtins_come_from_the_entry_point_group():
-    rows = {(p.family, p.name): p.provider for p in get_registry().all()}
+    rows = {(p.family, p.name): str(p.provider) for p in get_registry().all()}
     assert rows[("metric", "cosine")] == "phenorank (phenorank.metrics)"
     assert rows[("encoder", "morphometrics")] == "phenorank (phenorank.encoders)"
     assert {("loader", "tiff-stack"), ("ranker", "centroid"), ("evaluator", "ranking-accuracy"),

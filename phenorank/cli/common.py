@@ -17,6 +17,7 @@ from .. import __version__
 from ..core.manifest import ManifestError
 from ..core.pipeline import PipelineError, digest
 from ..core.store import Store, StoreError, open_store
+from ..core.store_comparison import AmbiguousCells
 from ..registry.contracts import PluginError
 
 # Piped output (a file, `less`, CI logs) gets wide tables rather than 80 columns of wrapped cells.
@@ -31,7 +32,7 @@ def friendly_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except (StoreError, ManifestError, PluginError, PipelineError) as exc:
+        except (StoreError, ManifestError, PluginError, PipelineError, AmbiguousCells) as exc:
             raise click.ClickException(str(exc)) from None
     return wrapper
 

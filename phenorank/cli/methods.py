@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..core.pipeline import GridSpec, PipelineError, embed as run_embed, evaluate as run_evaluate, rank as run_rank, run_grid
+from ..core.pipeline import GridReport, GridSpec, PipelineError, Problem, embed as run_embed, evaluate as run_evaluate, rank as run_rank, run_grid
 from ..core.progress import progress_bar, progress_steps
-from ..core.training import trained_encoders
+from ..core.training import runnable_encoders, trained_encoders
 from ..registry import PluginError, get_registry
 from .common import (crops_option, err, format_option, friendly_errors, param_option, parse_params, plugin_names,
                      recorded_run, resolve_crops, resolve_day, show, size_option, split)
@@ -37,7 +37,8 @@ def embed(ctx, encoders: str, batch_size: int, size: int, crops: str, params) ->
     overrides = parse_params(params)
     registry = get_registry()
     with recorded_run(ctx, "embed", {"encoders": encoders, "size": size, "params": overrides}) as (store, run_id):
-        plugins = [e for token in split(encoders)
+        tokens = runnable_encoders(store, registry) if encoders.strip() == "all" else split(encoders)
+        plugins = [e for token in tokens
                    for e in trained_encoders(store, registry, token, overrides.get(token.partition(":")[0]))]
         rows = []
         for encoder in plugins:
@@ -95,7 +96,9 @@ def rank(ctx, encoder, head, metric, ranker, reference, holdout, day, size, crop
             es = next(s for s in sets if s.head == head)
         ranking, computed = run_rank(store, es, rnk, met, reference, resolve_day(store, day), run_id, force,
                                      holdout or None)
-        err.print(f"ranking {ranking.ranking_id} {'computed' if computed else 'already stored'}")
+        err.print(f"ranking {ranking.ranking_id} computed" if computed else
+                  f"ranking {ranking.ranking_id} reused: stored already for the same images, parameters and code "
+                  "(--force recomputes it)")
         print_top_treatments(store, [ranking], fmt)
 
 
@@ -130,27 +133,40 @@ def evaluate(ctx, evaluators, ranking_ids, levels, day, params, force, fmt) -> N
         of_scores = [e for e in plugins if e.needs == "scores"]
         of_embeddings = [e for e in plugins if e.needs != "scores"]
         sets = [s for s in store.embedding_sets() if not levels or s.level in split(levels)] if of_embeddings else []
+        report = GridReport()
+        day_value = resolve_day(store, day) if sets else None
         with progress_bar("evaluate", len(rankings) * len(of_scores) + len(sets) * len(of_embeddings)) as advance:
             for ranking in rankings:
                 for evaluator in of_scores:
-                    try:
-                        run_evaluate(store, evaluator, run_id, ranking=ranking, force=force)
-                    except PluginError as exc:
-                        err.print(f"[yellow]skipped[/] {evaluator.name} on ranking {ranking.ranking_id}: {exc}")
+                    _evaluate_one(report, evaluator, f"ranking {ranking.ranking_id}", store, run_id,
+                                  ranking=ranking, force=force)
                     advance(1)
             for es in sets:
                 for evaluator in of_embeddings:
-                    try:
-                        run_evaluate(store, evaluator, run_id, embedding_set=es, day=resolve_day(store, day),
-                                     force=force)
-                    except (PluginError, PipelineError) as exc:
-                        err.print(f"[yellow]skipped[/] {evaluator.name} on {es.encoder}/{es.head} {es.level}: {exc}")
+                    _evaluate_one(report, evaluator, f"{es.encoder}/{es.head} {es.level}", store, run_id,
+                                  embedding_set=es, day=day_value, force=force)
                     advance(1)
+        print_grid_report(report)
+        print_reused(0, report.reused_evaluations)
         print_comparison(store, fmt)
+        fail_on_wrong_request(report)
+
+
+def _evaluate_one(report: GridReport, evaluator, subject: str, store, run_id: str, **kwargs) -> None:
+    report.attempt(evaluator.name)
+    try:
+        done = run_evaluate(store, evaluator, run_id, **kwargs)
+    except (PluginError, PipelineError) as exc:
+        report.problems.append(Problem(evaluator.name, subject, str(exc)))
+        return
+    report.evaluated += done is not None
+    report.reused_evaluations += done is None
 
 
 @click.command()
-@click.option("--encoders", default="raw,morphometrics", show_default=True)
+@click.option("--encoders", default="raw,morphometrics", show_default=True,
+              help="Encoder names, trained models (NAME:AUGMENTATION or a model id), or 'all' (every encoder that "
+                   "runs here: trainable ones with a trained model, ImageNet ones with their weights).")
 @click.option("--heads", help="Only these embedding heads (default: every head of each encoder).")
 @click.option("--metrics", default="cosine,euclidean", show_default=True, help="Metric names, or 'all'.")
 @click.option("--rankers", default="centroid", show_default=True, help="Ranker names, or 'all'.")
@@ -189,21 +205,47 @@ def run(ctx, encoders, heads, metrics, rankers, references, evaluators, holdout,
     with recorded_run(ctx, "run", {**spec.__dict__, "crops": crops, "size": size, "day": day}) as (store, run_id):
         spec.preprocess_key = resolve_crops(store, crops, size)
         spec.day = resolve_day(store, day)
+        if encoders.strip() == "all":
+            spec.encoders, spec.every_encoder = runnable_encoders(store, get_registry()), True
         with progress_steps() as steps:
             report = run_grid(store, get_registry(), spec, run_id, progress=steps)
         print_grid_report(report)
-        err.print(f"embedded {report.embedded} images, computed {report.ranked} rankings "
-                  f"(reused {report.reused}), {report.evaluated} evaluations")
+        err.print(f"embedded {report.embedded} images, computed {report.ranked} rankings and {report.evaluated} "
+                  "evaluations")
+        print_reused(report.reused, report.reused_evaluations)
         print_comparison(store, fmt)
+        fail_on_wrong_request(report)
 
 
-def print_grid_report(report) -> None:
+def print_reused(rankings: int, evaluations: int) -> None:
+    """Say what was not recomputed, and how to recompute it."""
+    if rankings or evaluations:
+        err.print(f"reused {rankings} ranking(s) and {evaluations} evaluation(s) stored for the same images, "
+                  "parameters and code (the plugin's version and source); --force recomputes them")
+
+
+def print_grid_report(report: GridReport) -> None:
+    """Each distinct problem once, with how many subjects it hit (not one line per subject)."""
+    grouped: dict[tuple[str, str], list[str]] = {}
     for problem in report.problems:
-        err.print(f"[yellow]skipped[/] {problem}")
+        grouped.setdefault((problem.step, problem.message), []).append(problem.subject)
+    for (step, message), subjects in grouped.items():
+        where = subjects[0] if len(subjects) == 1 else f"{len(subjects)} subjects (e.g. {subjects[0]})"
+        err.print(f"[yellow]skipped[/] {step} on {where}: {message}")
     for ranker, metrics in report.not_applicable.items():
         err.print(f"[dim]{ranker} does not take metric(s) {', '.join(metrics)}: those cells were not run[/]")
     for line in report.skipped:
         err.print(f"[dim]{line}[/]")
+
+
+def fail_on_wrong_request(report: GridReport) -> None:
+    """A step that could run on none of its subjects was asked for wrongly (a misspelt column, a
+    reference class without images): that is an error, not a quiet success."""
+    wrong = report.failed_everywhere()
+    if wrong:
+        messages = {p.step: p.message for p in report.problems}
+        raise click.ClickException("; ".join(f"{step} could not run on any of its {report.attempts[step]} "
+                                             f"subject(s): {messages[step]}" for step in wrong))
 
 
 COMMANDS = [embed, rank, evaluate, run]

@@ -29,17 +29,24 @@ def plugins(family: str | None, fmt: str) -> None:
               help="Pivot: the measure in the cells, EVALUATOR:NAME or NAME.")
 @click.option("--where", help="SQL condition on the comparison view, e.g. \"encoder = 'simclr'\".")
 @click.option("--ci", is_flag=True, help="Show the 95% interval next to each value: 0.958 [0.875, 1].")
+@click.option("--best", is_flag=True,
+              help="Pivot: where several results share a cell (a dimension or parameter left out), show the best "
+                   "of them instead of adding what tells them apart to the rows.")
 @format_option
 @click.option("--show-sql", is_flag=True, help="Print the SQL that builds the table, to reuse on the store.")
 @click.pass_context
 @friendly_errors
-def compare(ctx, rows, columns, measure, where, ci, fmt: str, show_sql: bool) -> None:
+def compare(ctx, rows, columns, measure, where, ci, best: bool, fmt: str, show_sql: bool) -> None:
     """The cross-method tables.
 
     Without --rows/--columns: one row per ranking method with a column per measure, then one row
     per embedding set with the measures of embeddings (linear probe, k-means, mAP). With them: a
-    pivot like seed 000's tables, one measure in the cells (the best where several methods share
-    a cell). Dimensions: encoder, augmentation, model, head, ranker, metric, reference, day.
+    pivot like seed 000's tables, one measure in the cells. Dimensions: encoder, augmentation,
+    model, head, level, ranker, metric, reference, day, evaluator.
+
+    Every cell holds exactly one result: where results differ in something the table has no
+    column for (a left-out dimension, a parameter such as rank-correlation's truth, the code
+    version), that becomes a column; --best shows the best of them instead.
 
     \b
     Examples:
@@ -50,14 +57,14 @@ def compare(ctx, rows, columns, measure, where, ci, fmt: str, show_sql: bool) ->
     """
     with open_store(ctx.obj["db"], read_only=True) as store:
         if rows or columns:
-            query = store.pivot_sql(split(rows), split(columns), measure, ci, where)
+            query = store.pivot_sql(split(rows), split(columns), measure, ci, where, best)
             if show_sql:
                 err.print(query)
             names, found = store.query(query)
             if not found:
                 err.print(f"no stored evaluation matches {measure!r}" + (f" where {where}" if where else ""))
                 return
-            show(names, found, fmt, title=f"{measure} by {rows} x {columns}")
+            show(names, found, fmt, title=f"{'best ' if best else ''}{measure} by {rows} x {columns}")
             return
         if show_sql:
             err.print(store.comparison_sql("rankings", ci, where) + "\n\n" + store.comparison_sql("embeddings", ci, where))

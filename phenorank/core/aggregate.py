@@ -80,7 +80,8 @@ def aggregate(store: Store, source: EmbeddingSet, to: str, how: str = "mean", ru
     target = EmbeddingSet(
         embedding_set_id=digest("aggregate", source.embedding_set_id, level_name, how, trim if how == "trimmed-mean" else None),
         encoder=source.encoder, head=source.head, params=params, preprocess_key=source.preprocess_key,
-        dim=out.shape[1], level=f"{level_name}:{how}", source_id=source.embedding_set_id)
+        dim=out.shape[1], level=f"{level_name}:{how}", source_id=source.embedding_set_id,
+        code=source.code)
     store.replace_embeddings(target, store.feature_names(source.embedding_set_id), order, out, run_id)
     return target, len(order)
 

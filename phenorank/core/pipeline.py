@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from ..registry.contracts import Encoder, Evaluation, Evaluator, Metric, Plugin, PluginError, Ranker, Subject
+from ..registry.code import code_identity
 from ..registry.manager import Registry
 from .statistics import holdout_mask
 from .store import EmbeddingSet, Ranking, Store
@@ -30,12 +31,20 @@ def digest(*parts) -> str:
 
 
 def identity(plugin: Plugin) -> dict:
-    return {"name": plugin.name, "params": plugin.params}
+    """What a plugin contributes to a result's key: its name, resolved parameters and code (the
+    provider's version and a hash of the source it runs), so an edited or upgraded plugin never
+    gets an old result back."""
+    return {"name": plugin.name, "params": plugin.params, "code": code_of(plugin)}
+
+
+def code_of(plugin: Plugin) -> str:
+    """The code identity the registry gave the plugin; for one built by hand, its source hash."""
+    return getattr(plugin, "code", None) or code_identity(type(plugin))
 
 
 def embedding_set_for(encoder: Encoder, head: str, preprocess_key: str, dim: int = 0, level: str = "image") -> EmbeddingSet:
     set_id = digest("embedding", identity(encoder), head, preprocess_key)
-    return EmbeddingSet(set_id, encoder.name, head, encoder.params, preprocess_key, dim, level)
+    return EmbeddingSet(set_id, encoder.name, head, encoder.params, preprocess_key, dim, level, code=code_of(encoder))
 
 
 def embed(store: Store, encoder: Encoder, preprocess_key: str, run_id: str, batch_size: int = 64,
@@ -90,6 +99,7 @@ def rank(store: Store, embedding_set: EmbeddingSet, ranker: Ranker, metric: Metr
                           identity(metric) if metric is not None else None, reference, day),
         embedding_set_id=embedding_set.embedding_set_id, ranker=ranker.name, metric=metric_name,
         reference=reference, day=day, fingerprint=digest(list(ids), list(ids[held])),
+        ranker_code=code_of(ranker), metric_code=code_of(metric) if metric is not None else "",
     )
     if not force and store.ranking_fingerprint(ranking.ranking_id) == ranking.fingerprint:
         return ranking, False
@@ -140,7 +150,7 @@ def evaluate(store: Store, evaluator: Evaluator, run_id: str, ranking: Ranking |
         result = Evaluation(values=result)
     store.write_evaluation(subject_kind, subject_id, evaluator.name, evaluator.params, params_hash,
                            {k: float(v) for k, v in result.values.items()}, result.details, run_id,
-                           result.intervals)
+                           result.intervals, code_of(evaluator))
     return result
 
 
@@ -177,6 +187,19 @@ class GridSpec:
     params: dict[str, dict] = field(default_factory=dict)  # plugin name -> parameter overrides
     force: bool = False
     holdout: str | None = "holdout"  # metadata column marking the hold-out (inference) set
+    every_encoder: bool = False  # --encoders all: an encoder that cannot run here is left out, not an error
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One step that could not run on one subject."""
+
+    step: str  # what was asked: an evaluator, "ranker/metric ref=...", "embed ENCODER"
+    subject: str  # what it was asked of
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.subject} {self.step}: {self.message}"
 
 
 @dataclass
@@ -184,11 +207,24 @@ class GridReport:
     embedded: int = 0
     ranked: int = 0
     evaluated: int = 0
-    reused: int = 0
-    problems: list[str] = field(default_factory=list)
+    reused: int = 0  # rankings already stored (same images, parameters and code)
+    reused_evaluations: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    attempts: dict[str, int] = field(default_factory=dict)  # step -> subjects it was tried on
     rankings: list[Ranking] = field(default_factory=list)
     not_applicable: dict[str, list[str]] = field(default_factory=dict)  # ranker -> metrics it does not take
     skipped: list[str] = field(default_factory=list)  # cells left out, and why
+
+    def attempt(self, step: str) -> None:
+        self.attempts[step] = self.attempts.get(step, 0) + 1
+
+    def failed_everywhere(self) -> list[str]:
+        """Steps that failed on every subject they were tried on: a wrong request (a misspelt
+        column, a reference class without images), not a subject that does not suit."""
+        failed: dict[str, int] = {}
+        for problem in self.problems:
+            failed[problem.step] = failed.get(problem.step, 0) + 1
+        return [step for step, n in failed.items() if n >= self.attempts.get(step, 0)]
 
 
 def run_grid(store: Store, registry: Registry, spec: GridSpec, run_id: str,
@@ -214,7 +250,15 @@ def run_grid(store: Store, registry: Registry, spec: GridSpec, run_id: str,
     embedding_sets = []
     for encoder in encoders:
         bar = (lambda total, name=encoder.name: progress(f"embed {name}", total)) if progress else None
-        sets, computed = embed(store, encoder, spec.preprocess_key, run_id, progress=bar)
+        report.attempt(f"embed {encoder.name}")
+        try:
+            sets, computed = embed(store, encoder, spec.preprocess_key, run_id, progress=bar)
+        except (PluginError, PipelineError) as exc:
+            if spec.every_encoder:
+                report.skipped.append(f"encoder {encoder.name} left out: {exc}")
+            else:
+                report.problems.append(Problem(f"embed {encoder.name}", "images", str(exc)))
+            continue
         report.embedded += computed
         embedding_sets += [es for es in sets if spec.heads is None or es.head in spec.heads]
     usable = {}
@@ -230,23 +274,28 @@ def run_grid(store: Store, registry: Registry, spec: GridSpec, run_id: str,
              for ref in spec.references]
     advance = progress("rank and evaluate", len(cells)) if progress and cells else (lambda n=1: None)
     for es, ranker, metric, reference in cells:
-        label = f"{es.encoder}/{es.head} {ranker.name} {metric.name if metric else 'none'} ref={reference}"
+        label = f"{es.encoder}/{es.head}"
+        step = f"{ranker.name} {metric.name if metric else 'none'} ref={reference}"
+        report.attempt(step)
         try:
             ranking, computed = rank(store, es, ranker, metric, reference, spec.day, run_id, spec.force, spec.holdout)
             report.ranked += computed
             report.reused += not computed
             report.rankings.append(ranking)
         except (PluginError, PipelineError) as exc:
-            report.problems.append(f"{label}: {exc}")
+            report.problems.append(Problem(step, label, str(exc)))
             advance(1)
             continue
         for evaluator in evaluators:
+            if evaluator.needs != "scores":
+                continue
+            report.attempt(evaluator.name)
             try:
-                if evaluator.needs == "scores":
-                    done = evaluate(store, evaluator, run_id, ranking=ranking, force=spec.force)
-                    report.evaluated += done is not None
+                done = evaluate(store, evaluator, run_id, ranking=ranking, force=spec.force)
+                report.evaluated += done is not None
+                report.reused_evaluations += done is None
             except (PluginError, PipelineError) as exc:
-                report.problems.append(f"{label} {evaluator.name}: {exc}")
+                report.problems.append(Problem(evaluator.name, f"{label} {step}", str(exc)))
         advance(1)
     for es in embedding_sets:  # evaluators of embeddings judge each embedding set once
         for evaluator in [e for e in evaluators if e.needs != "scores"]:
@@ -254,9 +303,11 @@ def run_grid(store: Store, registry: Registry, spec: GridSpec, run_id: str,
                 report.skipped.append(f"{evaluator.name} re-embeds images, so it skips the aggregate "
                                       f"{es.encoder}/{es.head} {es.level}")
                 continue
+            report.attempt(evaluator.name)
             try:
                 done = evaluate(store, evaluator, run_id, embedding_set=es, day=spec.day, force=spec.force)
                 report.evaluated += done is not None
+                report.reused_evaluations += done is None
             except (PluginError, PipelineError) as exc:
-                report.problems.append(f"{es.encoder}/{es.head} {evaluator.name}: {exc}")
+                report.problems.append(Problem(evaluator.name, f"{es.encoder}/{es.head} {es.level}", str(exc)))
     return report

@@ -54,6 +54,15 @@ _COMPARISON_VIEW_4 = _COMPARISON_VIEW_3.replace(
 _COMPARISON_VIEW_5 = _COMPARISON_VIEW_4.replace("s.head, r.ranker", "s.head, s.level, r.ranker").replace(
     "s.head, NULL, NULL, NULL, NULL,", "s.head, s.level, NULL, NULL, NULL, NULL,")
 
+# Every result names the code that produced it (distribution version + source hash), and the
+# comparison carries it so two results that differ only in code never share a cell unseen.
+_COMPARISON_VIEW_6 = _COMPARISON_VIEW_5.replace(
+    "r.ranking_id, s.embedding_set_id, m.model_id, e.created_at",
+    "r.ranking_id, s.embedding_set_id, m.model_id, e.created_at, "
+    "s.code AS encoder_code, r.ranker_code, r.metric_code, e.code AS evaluator_code").replace(
+    "NULL, s.embedding_set_id, m.model_id, e.created_at",
+    "NULL, s.embedding_set_id, m.model_id, e.created_at, s.code, NULL, NULL, e.code")
+
 _ITEM_FIELDS = ('path, plate, well, "row", col, day, condition, treatment, concentration, replicate, '
                 'n_layers, height, width, dtype, edge')
 
@@ -141,6 +150,13 @@ CREATE TABLE group_members (group_id VARCHAR, member_id VARCHAR, PRIMARY KEY (gr
 ALTER TABLE embedding_sets ADD COLUMN level VARCHAR DEFAULT 'image';
 ALTER TABLE embedding_sets ADD COLUMN source_id VARCHAR;
 """ + _ITEMS_VIEW + _COMPARISON_VIEW_5),
+    (6, "code identity in every result", """
+ALTER TABLE embedding_sets ADD COLUMN code VARCHAR;
+ALTER TABLE rankings ADD COLUMN ranker_code VARCHAR;
+ALTER TABLE rankings ADD COLUMN metric_code VARCHAR;
+ALTER TABLE evaluations ADD COLUMN code VARCHAR;
+ALTER TABLE models ADD COLUMN code VARCHAR;
+""" + _COMPARISON_VIEW_6),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from ..registry.contracts import Samples
 from .schema import MIGRATIONS, SCHEMA_VERSION
+from .store_comparison import ComparisonQueries
 from .store_objects import ObjectTables, as_column as _as_column
 
 DEFAULT_PATH = "phenorank.duckdb"
@@ -62,6 +63,7 @@ class EmbeddingSet:
     dim: int
     level: str = "image"  # what one vector stands for: image, object, or an aggregate such as sample:median
     source_id: str | None = None  # an aggregate's source embedding set
+    code: str = ""  # the encoder's code identity (distribution version + source hash)
 
 
 @dataclass(frozen=True)
@@ -73,9 +75,11 @@ class Ranking:
     reference: str
     day: int | None
     fingerprint: str
+    ranker_code: str = ""
+    metric_code: str = ""
 
 
-class Store(ObjectTables):
+class Store(ObjectTables, ComparisonQueries):
     """A phenorank DuckDB file. Open with :func:`open_store`."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, path: str, read_only: bool):
@@ -282,9 +286,9 @@ class Store(ObjectTables):
     def ensure_embedding_set(self, es: EmbeddingSet, feature_names: list[str] | None, run_id: str) -> None:
         self.con.execute(
             "INSERT INTO embedding_sets (embedding_set_id, encoder, head, params, preprocess_key, dim, feature_names, "
-            "run_id, created_at, level, source_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            "run_id, created_at, level, source_id, code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [es.embedding_set_id, es.encoder, es.head, _json(es.params), es.preprocess_key, es.dim,
-             feature_names, run_id, _now(), es.level, es.source_id],
+             feature_names, run_id, _now(), es.level, es.source_id, es.code],
         )
 
     def embedded_ids(self, embedding_set_id: str) -> set[str]:
@@ -326,11 +330,13 @@ class Store(ObjectTables):
 
     def embedding_sets(self, encoder: str | None = None, head: str | None = None) -> list[EmbeddingSet]:
         rows = self.con.execute(
-            "SELECT embedding_set_id, encoder, head, params, preprocess_key, dim, level, source_id FROM embedding_sets "
-            "WHERE (? IS NULL OR encoder = ?) AND (? IS NULL OR head = ?) ORDER BY encoder, head, level, created_at",
+            "SELECT embedding_set_id, encoder, head, params, preprocess_key, dim, level, source_id, code "
+            "FROM embedding_sets WHERE (? IS NULL OR encoder = ?) AND (? IS NULL OR head = ?) "
+            "ORDER BY encoder, head, level, created_at",
             [encoder, encoder, head, head],
         ).fetchall()
-        return [EmbeddingSet(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6] or "image", r[7]) for r in rows]
+        return [EmbeddingSet(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6] or "image", r[7], r[8] or "")
+                for r in rows]
 
     def load_embeddings(self, embedding_set_id: str, day: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(image ids sorted, vectors (N, D) float32) of one set, optionally one day's images."""
@@ -406,17 +412,19 @@ class Store(ObjectTables):
                          "DELETE FROM evaluations WHERE subject_kind = 'ranking' AND subject_id = ?"):
                 self.con.execute(stmt, [ranking.ranking_id])
             self.con.execute(
-                "INSERT INTO rankings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO rankings (ranking_id, embedding_set_id, ranker, ranker_params, metric, metric_params, "
+                "reference, day, n_images, fingerprint, run_id, created_at, ranker_code, metric_code) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [ranking.ranking_id, ranking.embedding_set_id, ranking.ranker, _json(ranker_params),
                  ranking.metric, _json(metric_params), ranking.reference, ranking.day, len(scores),
-                 ranking.fingerprint, run_id, _now()],
+                 ranking.fingerprint, run_id, _now(), ranking.ranker_code, ranking.metric_code],
             )
             self.con.execute("INSERT INTO scores SELECT * FROM score_table")
 
     def rankings(self, ranking_ids: Sequence[str] | None = None) -> list[Ranking]:
         rows = self.con.sql(
-            "SELECT ranking_id, embedding_set_id, ranker, metric, reference, day, fingerprint "
-            "FROM rankings ORDER BY created_at").fetchall()
+            "SELECT ranking_id, embedding_set_id, ranker, metric, reference, day, fingerprint, "
+            "coalesce(ranker_code, ''), coalesce(metric_code, '') FROM rankings ORDER BY created_at").fetchall()
         found = [Ranking(*r) for r in rows]
         return found if ranking_ids is None else [r for r in found if r.ranking_id in set(ranking_ids)]
 
@@ -435,7 +443,7 @@ class Store(ObjectTables):
 
     def write_evaluation(self, subject_kind: str, subject_id: str, evaluator: str, params: dict,
                          params_hash: str, values: dict[str, float], details: dict, run_id: str,
-                         intervals: dict[str, tuple[float, float]] | None = None) -> None:
+                         intervals: dict[str, tuple[float, float]] | None = None, code: str = "") -> None:
         now = _now()
         intervals = intervals or {}
         with self.transaction():
@@ -445,116 +453,15 @@ class Store(ObjectTables):
             )
             self.con.executemany(
                 "INSERT INTO evaluations (subject_kind, subject_id, evaluator, params, params_hash, name, value, "
-                "details, run_id, created_at, ci_low, ci_high) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "details, run_id, created_at, ci_low, ci_high, code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [[subject_kind, subject_id, evaluator, _json(params), params_hash, name,
-                  float(value), _json(details), run_id, now, *intervals.get(name, (None, None))]
+                  float(value), _json(details), run_id, now, *intervals.get(name, (None, None)), code]
                  for name, value in values.items()],
             )
 
     # -- reading back ----------------------------------------------------------------------
     def days(self) -> list[int]:
         return [r[0] for r in self.con.sql("SELECT DISTINCT day FROM images WHERE day IS NOT NULL ORDER BY day").fetchall()]
-
-    # The dimensions a method is described by (columns of the comparison view).
-    DIMENSIONS = ("encoder", "augmentation", "model", "head", "level", "ranker", "metric", "reference", "day", "evaluator")
-
-    @staticmethod
-    def _cell_sql(ci: bool) -> str:
-        if not ci:
-            return "value"
-        return ("CASE WHEN ci_low IS NULL THEN printf('%.4g', value) "
-                "ELSE printf('%.3g [%.3g, %.3g]', value, ci_low, ci_high) END")
-
-    def comparison_sql(self, kind: str = "rankings", ci: bool = False, where: str | None = None) -> str:
-        """The wide table: one row per method, one column per measure. ``kind`` rankings (measures
-        of scores) or embeddings (measures of embedding sets). A measure is labelled by its name
-        (accuracy, spearman, ...) unless two evaluators share it."""
-        dims = ["encoder", "augmentation", "model", "head", "level"] + (
-            ["ranker", "metric", "reference", "day"] if kind == "rankings" else [])
-        keys = ", ".join(f"{_dimension(d)} AS {d}" for d in dims)
-        group = ", ".join(dims)
-        order = ", ".join(f"{d} NULLS FIRST" if d in ("augmentation", "model") else d for d in dims)
-        filters = ["ranker IS NOT NULL" if kind == "rankings" else "ranker IS NULL"] + ([f"({where})"] if where else [])
-        return f"""\
-PIVOT (SELECT {keys}, value, ci_low, ci_high,
-              CASE WHEN count(DISTINCT evaluator) OVER (PARTITION BY name) > 1
-                   THEN evaluator || ':' || name ELSE name END AS measure
-       FROM comparison WHERE {' AND '.join(filters)})
-ON measure USING first({self._cell_sql(ci)})
-GROUP BY {group}
-ORDER BY {order}"""
-
-    def pivot_sql(self, rows: Sequence[str], columns: Sequence[str], measure: str, ci: bool = False,
-                  where: str | None = None) -> str:
-        """A seed-style table: ``rows`` x ``columns`` (dimensions of a method), cells = one measure
-        (``evaluator:name`` or a name). Where several methods fall in one cell (a dimension left
-        out), the best value is shown."""
-        unknown = [d for d in [*rows, *columns] if d not in self.DIMENSIONS]
-        if unknown or not rows or not columns:
-            raise StoreError(f"pivot dimensions must be among {', '.join(self.DIMENSIONS)}; "
-                             f"got rows {list(rows)}, columns {list(columns)}")
-        evaluator, _, name = measure.rpartition(":")
-        filters = [f"name = '{name}'"] + ([f"evaluator = '{evaluator}'"] if evaluator else []) + \
-            ([f"({where})"] if where else [])
-        column = " || ' / ' || ".join(f"coalesce(CAST({_dimension(c)} AS VARCHAR), '-')" for c in columns)
-        row_keys = ", ".join(f"coalesce(CAST({_dimension(r)} AS VARCHAR), '-') AS {r}" for r in rows)
-        return f"""\
-PIVOT (SELECT {row_keys}, {column} AS pivot_column, value, ci_low, ci_high
-       FROM comparison WHERE {' AND '.join(filters)})
-ON pivot_column USING arg_max({self._cell_sql(ci)}, value)
-GROUP BY {', '.join(rows)}
-ORDER BY {', '.join(rows)}"""
-
-    def comparison_pivot(self, kind: str = "rankings", ci: bool = False, where: str | None = None
-                         ) -> tuple[list[str], list[tuple]]:
-        """The wide table of :meth:`comparison_sql`; empty when nothing of that kind is stored."""
-        test = "ranker IS NOT NULL" if kind == "rankings" else "ranker IS NULL"
-        if self._one(f"SELECT count(*) FROM comparison WHERE {test}")[0] == 0:
-            return [], []
-        return self.query(self.comparison_sql(kind, ci, where))
-
-    def evaluators(self, kind: str = "embeddings") -> list[str]:
-        """Names of the evaluators with results on rankings or on embedding sets."""
-        test = "ranker IS NOT NULL" if kind == "rankings" else "ranker IS NULL"
-        return [r[0] for r in self.con.execute(
-            f"SELECT DISTINCT evaluator FROM comparison WHERE {test} ORDER BY evaluator").fetchall()]
-
-    def best_embedding_sets(self, evaluator: str, name: str, limit: int = 3) -> list[dict]:
-        """Embedding sets by one measure of one evaluator, best first."""
-        result = self.con.execute(
-            "SELECT embedding_set_id, encoder, augmentation, head, level, value FROM comparison "
-            "WHERE ranker IS NULL AND evaluator = ? AND name = ? ORDER BY value DESC, embedding_set_id LIMIT ?",
-            [evaluator, name, limit])
-        columns = [d[0] for d in result.description]
-        return [dict(zip(columns, row)) for row in result.fetchall()]
-
-    def robustness_curves(self) -> dict[str, dict[str, list[float]]]:
-        """Per embedding set (encoder/head level), per corruption: movement at strengths 1, 2, ..."""
-        rows = self.con.execute(
-            "SELECT encoder || coalesce(' (' || augmentation || ')', '') || '/' || head || ' ' || level, "
-            "regexp_extract(name, '^(.*)_([0-9]+)_movement$', 1) AS kind, "
-            "CAST(regexp_extract(name, '^(.*)_([0-9]+)_movement$', 2) AS INTEGER) AS strength, value "
-            "FROM comparison WHERE evaluator = 'robustness' AND regexp_matches(name, '_[0-9]+_movement$') "
-            "ORDER BY 1, kind, strength").fetchall()
-        curves: dict[str, dict[str, list[float]]] = {}
-        for label, kind, _, value in rows:
-            curves.setdefault(label, {}).setdefault(kind, []).append(value)
-        return curves
-
-    def ranked_methods(self) -> list[dict]:
-        """Rankings with their description and main measures, best first (by ranking accuracy,
-        then Spearman against the (first) truth of rank-correlation)."""
-        result = self.con.sql("""
-            SELECT ranking_id, embedding_set_id, encoder, augmentation, head, ranker, metric, reference, day,
-                   any_value(CAST(ranker_params AS VARCHAR)) AS ranker_params,
-                   max(value) FILTER (WHERE evaluator = 'ranking-accuracy' AND name = 'accuracy') AS accuracy,
-                   max(value) FILTER (WHERE evaluator = 'rank-correlation' AND (name = 'spearman' OR name =
-                       'spearman_' || split_part(evaluator_params->>'truth', ',', 1))) AS spearman,
-                   max(value) FILTER (WHERE evaluator = 'holdout-range' AND name = 'outside') AS holdout_outside
-            FROM comparison WHERE ranking_id IS NOT NULL
-            GROUP BY ALL
-            ORDER BY accuracy DESC NULLS LAST, spearman DESC NULLS LAST, ranking_id""")
-        return [dict(zip(result.columns, row)) for row in result.fetchall()]
 
     def query(self, sql: str) -> tuple[list[str], list[tuple]]:
         result = self.con.sql(sql)
@@ -566,10 +473,6 @@ ORDER BY {', '.join(rows)}"""
         tables = ("images", "crops", "rejects", "pairs", "objects", "groups", "runs", "models", "embedding_sets",
                   "embeddings", "rankings", "scores", "evaluations")
         return {t: self._one(f"SELECT count(*) FROM {t}")[0] for t in tables}
-
-
-def _dimension(name: str) -> str:
-    return "model_id" if name == "model" else name
 
 
 def _quoted(column: str) -> str:

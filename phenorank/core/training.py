@@ -15,7 +15,7 @@ import numpy as np
 
 from ..registry.contracts import Encoder, PluginError, TrainConfig
 from ..registry.manager import Registry
-from .pipeline import PipelineError, digest, identity
+from .pipeline import PipelineError, code_of, digest, identity
 from .store import Store
 
 
@@ -62,11 +62,19 @@ def train(store: Store, registry: Registry, encoder_name: str, encoder_params: d
         "train_config": {**settings, "accelerator": config.accelerator, "devices": str(config.devices),
                          "strategy": config.strategy},
         "preprocess_key": preprocess_key, "n_images": len(ids), "checkpoint": str(weights.resolve()),
+        "code": code_of(encoder),
         "history": history, "device": history[-1].get("device", "") if history else "",
         "seconds": time.perf_counter() - started, "run_id": run_id,
     }
     store.write_model(record)
     return store.model(model_id), True
+
+
+def runnable_encoders(store: Store, registry: Registry) -> list[str]:
+    """``--encoders all``: every encoder that needs no training, and every trainable one with a
+    trained model in this store."""
+    return [name for name in registry.names("encoder")
+            if not registry.get("encoder", name).trainable or store.models(name)]
 
 
 def trained_encoders(store: Store, registry: Registry, token: str, params: dict | None = None) -> list[Encoder]:

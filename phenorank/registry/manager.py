@@ -11,24 +11,59 @@ Environment variables, useful in tests and when a plugin misbehaves:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
+from functools import cached_property
 from importlib.metadata import entry_points
 from typing import Any
 
 import pluggy
 
 from . import hookspecs
+from .code import code_identity
 from .contracts import BASES, FAMILIES, Plugin, PluginError
 
 ENTRY_POINT_GROUP = "phenorank"
 
 
 @dataclass(frozen=True)
+class Provider:
+    """Who ships a plugin: the distribution, its version and the entry point."""
+
+    dist: str
+    version: str
+    entry_point: str
+
+    def __str__(self) -> str:
+        return f"{self.dist} ({self.entry_point})"
+
+
+@dataclass(frozen=True)
+class BrokenPlugin:
+    """An entry point that could not be loaded; the others work without it."""
+
+    entry_point: str
+    dist: str
+    error: str
+
+    def __str__(self) -> str:
+        return (f"plugin {self.entry_point!r} of {self.dist} failed to load ({self.error}); it is left out. "
+                f"Fix or uninstall it, or set PHENORANK_BLOCK_PLUGINS={self.entry_point} to skip it quietly")
+
+
+@dataclass(frozen=True)
 class PluginInfo:
     family: str
     name: str
-    provider: str
-    cls: type[Plugin]
+    provider: Provider | str
+    cls: type[Plugin] = field(compare=False)
+
+    @cached_property
+    def code(self) -> str:
+        """The producing code's identity, part of every result key: distribution and version, and
+        a hash of the source the class runs (see :func:`code_identity`)."""
+        version = f"{self.provider.dist}=={self.provider.version}" if isinstance(self.provider, Provider) else None
+        return code_identity(self.cls, version)
 
     @property
     def description(self) -> str:
@@ -43,17 +78,19 @@ def _names_from_env(variable: str) -> set[str] | None:
     return {part.strip() for part in value.split(",") if part.strip()}
 
 
-def build_plugin_manager() -> tuple[pluggy.PluginManager, dict[int, str]]:
+def build_plugin_manager() -> tuple[pluggy.PluginManager, dict[int, Provider], list[BrokenPlugin]]:
     """A plugin manager with every permitted entry point of the group loaded.
 
-    Returns the manager and, per registered plugin object, the provider to show users
-    (the distribution that ships it, with the entry-point name).
+    Returns the manager, per registered plugin object its provider (the distribution that ships
+    it, its version and the entry-point name), and the entry points that failed to import: one
+    broken third-party package must not take every command down with it.
     """
     pm = pluggy.PluginManager("phenorank")
     pm.add_hookspecs(hookspecs)
     allow = _names_from_env("PHENORANK_LOAD_PLUGINS")
     block = _names_from_env("PHENORANK_BLOCK_PLUGINS") or set()
-    providers: dict[int, str] = {}
+    providers: dict[int, Provider] = {}
+    broken: list[BrokenPlugin] = []
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist.name if ep.dist is not None else "?"
         names = {ep.name, dist}
@@ -62,23 +99,31 @@ def build_plugin_manager() -> tuple[pluggy.PluginManager, dict[int, str]]:
         if pm.has_plugin(ep.name):
             raise PluginError(
                 f"two entry points of group {ENTRY_POINT_GROUP!r} are named {ep.name!r}; "
-                f"the second comes from distribution {dist!r}"
+                f"the second comes from distribution {dist!r} (PHENORANK_BLOCK_PLUGINS={dist} leaves it out)"
             )
-        plugin = ep.load()
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # ImportError, SyntaxError, anything its import runs
+            broken.append(BrokenPlugin(ep.name, dist, f"{type(exc).__name__}: {exc}"))
+            continue
         pm.register(plugin, name=ep.name)
-        providers[id(plugin)] = f"{dist} ({ep.name})"
+        providers[id(plugin)] = Provider(dist, ep.dist.version if ep.dist is not None else "?", ep.name)
     try:
         pm.check_pending()  # a misspelt hook name fails here instead of being ignored
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {providers.get(id(exc.plugin), exc.plugin)}: {exc}") from None
-    return pm, providers
+        provider = providers.get(id(exc.plugin), exc.plugin)
+        raise PluginError(f"plugin {provider}: {exc} (PHENORANK_BLOCK_PLUGINS="
+                          f"{getattr(provider, 'entry_point', provider)} leaves it out)") from None
+    return pm, providers, broken
 
 
 class Registry:
     """Every plugin class by family and name, with who provides it."""
 
-    def __init__(self, pm: pluggy.PluginManager, providers: dict[int, str] | None = None):
+    def __init__(self, pm: pluggy.PluginManager, providers: dict[int, Provider] | None = None,
+                 broken: list[BrokenPlugin] | None = None):
         self.pm = pm
+        self.broken = list(broken or [])
         providers = providers or {}
         self._plugins: dict[str, dict[str, PluginInfo]] = {family: {} for family in FAMILIES}
         for family in FAMILIES:
@@ -87,7 +132,7 @@ class Registry:
                 provider = providers.get(id(impl.plugin), impl.plugin_name)
                 impl.function(register=self._registrar(family, provider))
 
-    def _registrar(self, family: str, provider: str):
+    def _registrar(self, family: str, provider: Provider | str):
         def register(cls: type[Plugin]) -> None:
             base = BASES[family]
             if not (isinstance(cls, type) and issubclass(cls, base)):
@@ -113,14 +158,17 @@ class Registry:
             return self._plugins[family][name]
         except KeyError:
             available = ", ".join(self._plugins[family]) or "none"
-            raise PluginError(f"no {family} named {name!r}; available: {available}") from None
+            unloaded = "".join(f"; {b}" for b in self.broken)
+            raise PluginError(f"no {family} named {name!r}; available: {available}{unloaded}") from None
 
     def get(self, family: str, name: str) -> type[Plugin]:
         return self.info(family, name).cls
 
     def create(self, family: str, name: str, params: dict[str, Any] | None = None) -> Plugin:
-        cls = self.get(family, name)
-        return cls(**coerce_params(cls, params or {}))
+        info = self.info(family, name)
+        plugin = info.cls(**coerce_params(info.cls, params or {}))
+        plugin.code = info.code  # the distribution's version, not only the source, enters result keys
+        return plugin
 
     def all(self) -> list[PluginInfo]:
         return [info for family in FAMILIES for info in self._plugins[family].values()]
@@ -157,6 +205,8 @@ def get_registry() -> Registry:
     global _registry
     if _registry is None:
         _registry = Registry(*build_plugin_manager())
+        for problem in _registry.broken:
+            print(f"Warning: {problem}", file=sys.stderr)
     return _registry
 
 

@@ -138,11 +138,17 @@ def _ranking_sections(store: Store, methods: list[dict], top: int, projection: s
                         "<p class=note>Seed 000's three-class accuracy (control / single dose / exploded in separate "
                         "bands of the score: 1 = no overlap), 95% bootstrap interval over wells in brackets.</p>"
                         + _table(columns, rows))
-    measures = [k for k in ("accuracy", "spearman", "holdout_outside") if any(m[k] is not None for m in methods)]
-    notes = {"spearman": "spearman: against the (first) truth column of rank-correlation.",
+    measures = [k for k in ("accuracy", "spearman", "truth", "holdout_outside") if any(m[k] is not None for m in methods)]
+    notes = {"spearman": "spearman: against the truth column named next to it (the newest rank-correlation of "
+                         "each ranking).",
              "holdout_outside": "holdout_outside: hold-out images scored outside the single-dose class's range "
                                 "(seed 000 table 10.1; fewer = better)."}
-    sections.append("<h2>Best methods</h2><p class=note>" + " ".join(notes[k] for k in measures if k in notes)
+    reversed_note = (" A ranking whose Spearman is significantly negative orders the truth backwards; it is listed "
+                     "after all others, whatever its accuracy." if any(m["reversed"] for m in methods) else "")
+    sections.append("<h2>Best methods</h2><p class=note>Chosen on the same images these numbers come from, so the "
+                    "best method's figures are optimistic: confirm the choice on a plate it was not chosen on "
+                    "(or on the hold-out images, ringed in the strips below)." + reversed_note + " "
+                    + " ".join(notes[k] for k in measures if k in notes)
                     + "</p>" + _table(["method", *measures], [(describe(m), *(m[k] for k in measures))
                                                                for m in methods], limit=15))
 
