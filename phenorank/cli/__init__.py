@@ -11,9 +11,12 @@ from ..core.store import DEFAULT_PATH
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--db", envvar="PHENORANK_DB", default=DEFAULT_PATH, show_default=True,
               help="The DuckDB store (also from $PHENORANK_DB).")
+@click.option("--wait", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="SECONDS",
+              help="When another phenorank process is writing the store: how long to wait for it. Readers "
+                   "that do not wait read a snapshot of what it has saved.")
 @click.version_option(__version__, prog_name="phenorank")
 @click.pass_context
-def cli(ctx: click.Context, db: str) -> None:
+def cli(ctx: click.Context, db: str, wait: float) -> None:
     """Rank treatments by what they do to spheroids and cells in microscopy images.
 
     \b
@@ -30,6 +33,7 @@ def cli(ctx: click.Context, db: str) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["db"] = db
+    ctx.obj["wait"] = wait
 
 
 def _add_commands() -> None:

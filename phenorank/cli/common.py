@@ -17,7 +17,6 @@ from .. import __version__
 from ..core.manifest import ManifestError
 from ..core.pipeline import PipelineError, digest
 from ..core.store import Store, StoreError, open_store
-from ..core.store_comparison import AmbiguousCells
 from ..registry.contracts import PluginError
 
 # Piped output (a file, `less`, CI logs) gets wide tables rather than 80 columns of wrapped cells.
@@ -32,7 +31,7 @@ def friendly_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except (StoreError, ManifestError, PluginError, PipelineError, AmbiguousCells) as exc:
+        except (StoreError, ManifestError, PluginError, PipelineError) as exc:
             raise click.ClickException(str(exc)) from None
     return wrapper
 
@@ -40,7 +39,7 @@ def friendly_errors(command):
 @contextmanager
 def recorded_run(ctx: click.Context, command: str, params: dict) -> Iterator[tuple[Store, str]]:
     """Open the store for writing and record this command in ``runs`` with its outcome."""
-    store = open_store(ctx.obj["db"])
+    store = open_store(ctx.obj["db"], wait=ctx.obj.get("wait", 0.0))
     run_id = store.start_run(command, params, digest(command, params), __version__)
     try:
         yield store, run_id
@@ -59,10 +58,19 @@ def finish_demo(ctx: click.Context, out_dir, started: float, hints: Sequence[str
 
     from ..report import build_report
 
-    with open_store(ctx.obj["db"], read_only=True) as store:
+    with reading(ctx) as store:
         page = build_report(store, out_dir / "report.html")
     err.print(f"done in {time.perf_counter() - started:.1f} s. Open {page} in a browser for the plots. More:\n"
               + "\n".join(f"  {hint}" for hint in hints))
+
+
+@contextmanager
+def reading(ctx: click.Context, config: dict | None = None) -> Iterator[Store]:
+    """The store opened read-only; when another process is writing it, a snapshot, said in one line."""
+    with open_store(ctx.obj["db"], read_only=True, wait=ctx.obj.get("wait", 0.0), config=config) as store:
+        if store.notice:
+            err.print(f"[yellow]{store.notice}[/]")
+        yield store
 
 
 def split(value: str | None) -> list[str]:

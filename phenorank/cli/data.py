@@ -57,14 +57,17 @@ def default_workers() -> int:
               help="Threads that hash, read and preprocess files in parallel.")
 @click.option("--max-layers", type=click.IntRange(min=3), default=DEFAULT_MAX_LAYERS, show_default=True,
               help="Refuse stacks with more focal layers than this.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=Loader.max_pixels, show_default=True,
+              help="Refuse a file whose header says it decodes to more pixels than this (all planes), before "
+                   "decoding it: a small compressed file cannot claim gigabytes of memory.")
 @click.option("--loader", default="tiff-stack", show_default=True, help="Loader plugin that reads the files.")
 @size_option
 @param_option
 @click.pass_context
 @friendly_errors
 def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, folders: bool, channel_order: str | None,
-           default_condition: str | None, layout: Path | None, plate_format: str, exclude_edge: bool, workers: int, max_layers: int, loader: str,
-           size: int, params: tuple[str, ...]) -> None:
+           default_condition: str | None, layout: Path | None, plate_format: str, exclude_edge: bool, workers: int,
+           max_layers: int, max_pixels: int, loader: str, size: int, params: tuple[str, ...]) -> None:
     """Read image stacks, crop around the object, and store crops and metadata.
 
     The images are described by a manifest CSV (paths relative to IMAGE_DIR), by a file-name
@@ -90,6 +93,7 @@ def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, fol
         raise click.BadParameter(f"ingest takes parameters of its loader {loader!r} only, not of {', '.join(unused)}",
                                  param_hint="--param")
     plugin = get_registry().create("loader", loader, overrides.get(loader, {}))
+    plugin.max_pixels = max_pixels
     if layout and not pattern:
         raise click.UsageError("--layout goes with --pattern (a manifest already holds every field)")
     if default_condition and not pattern:

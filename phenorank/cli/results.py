@@ -8,7 +8,7 @@ import click
 
 from ..core.store import Ranking, Store, open_store
 from ..registry import FAMILIES, get_registry
-from .common import err, format_option, friendly_errors, out, show, split
+from .common import err, format_option, friendly_errors, out, reading, show, split
 
 
 @click.command()
@@ -55,7 +55,7 @@ def compare(ctx, rows, columns, measure, where, ci, best: bool, fmt: str, show_s
         phenorank compare --rows encoder,ranker,metric --columns reference --ci
         phenorank compare --rows encoder,head --columns evaluator --value euclidean_mean
     """
-    with open_store(ctx.obj["db"], read_only=True) as store:
+    with reading(ctx) as store:
         if rows or columns:
             query = store.pivot_sql(split(rows), split(columns), measure, ci, where, best)
             if show_sql:
@@ -71,14 +71,24 @@ def compare(ctx, rows, columns, measure, where, ci, best: bool, fmt: str, show_s
         print_comparison(store, fmt, ci, where)
 
 
+# Statements the console runs without --write: they read the store and write nothing anywhere.
+READING_STATEMENTS = ("SELECT", "EXPLAIN", "PRAGMA", "CALL", "RELATION")
+
+
 @click.command()
 @click.argument("query")
-@click.option("--write", is_flag=True, help="Allow statements that change the store (default: read-only).")
+@click.option("--write", is_flag=True, help="Allow statements that change the store or files (default: read-only).")
+@click.option("--allow-files", is_flag=True,
+              help="Let read-only queries read other files (read_csv, read_parquet, glob ...); they still write none.")
 @format_option
 @click.pass_context
 @friendly_errors
-def sql(ctx, query: str, write: bool, fmt: str) -> None:
+def sql(ctx, query: str, write: bool, allow_files: bool, fmt: str) -> None:
     """Run a SQL query on the store and print the result.
+
+    Without --write nothing can change: the store is opened read-only, DuckDB's access to other
+    files is off (unless --allow-files, which reads but never writes them), settings are locked,
+    and only reading statements run (no COPY, EXPORT, ATTACH, INSTALL, LOAD, SET).
 
     \b
     Tables: images, crops, rejects, runs, embedding_sets, embeddings, rankings, scores,
@@ -87,9 +97,25 @@ def sql(ctx, query: str, write: bool, fmt: str) -> None:
     """
     import duckdb
 
-    with open_store(ctx.obj["db"], read_only=not write) as store:
+    if write:
+        store_context = open_store(ctx.obj["db"], wait=ctx.obj.get("wait", 0.0))
+    else:
+        try:
+            kinds = [statement.type.name for statement in duckdb.extract_statements(query)]
+        except duckdb.Error as exc:
+            raise click.ClickException(f"query failed: {exc}") from None
+        refused = sorted({kind for kind in kinds if kind not in READING_STATEMENTS})
+        if refused:
+            raise click.ClickException(f"read-only: {', '.join(refused)} statements need --write")
+        config = {"lock_configuration": True}
+        if not allow_files:
+            config["enable_external_access"] = False
+        store_context = reading(ctx, config)
+    with store_context as store:
         try:
             columns, rows = store.query(query)
+        except duckdb.PermissionException as exc:
+            raise click.ClickException(f"read-only: {exc} (--allow-files lets queries read other files)") from None
         except duckdb.Error as exc:
             raise click.ClickException(f"query failed: {exc}") from None
     if columns:
@@ -156,9 +182,16 @@ def report(ctx, out_path: Path, top: int, projection: str) -> None:
     Example:
         phenorank report --out report.html && xdg-open report.html
     """
+    import os
+
     from ..report import build_report
 
-    with open_store(ctx.obj["db"], read_only=True) as store:
+    folder = out_path.parent if str(out_path.parent) else Path(".")
+    if not folder.is_dir():
+        raise click.ClickException(f"--out {out_path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (out_path.exists() and not os.access(out_path, os.W_OK)):
+        raise click.ClickException(f"--out {out_path}: cannot write there (permission denied)")
+    with reading(ctx) as store:
         path = build_report(store, out_path, top, projection)
     err.print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB); open it in a browser")
 

@@ -10,6 +10,7 @@ same result again replaces it rather than adding rows.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import pyarrow as pa
 
 from ..registry.contracts import Samples
 from .schema import MIGRATIONS, SCHEMA_VERSION
+from .store_access import CHECKPOINT_EVERY, Connection, StoreError, connect, refuse_foreign
 from .store_comparison import ComparisonQueries
 from .store_objects import ObjectTables, as_column as _as_column
 
@@ -39,10 +41,6 @@ CROP_COLUMNS = (
     "image_id", "preprocess_key", "size", "crop_x", "crop_y", "crop_side", "layers_used", "pixels",
 )
 
-
-
-class StoreError(RuntimeError):
-    pass
 
 
 def _now() -> datetime:
@@ -82,14 +80,17 @@ class Ranking:
 class Store(ObjectTables, ComparisonQueries):
     """A phenorank DuckDB file. Open with :func:`open_store`."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, path: str, read_only: bool):
-        self.con = con
+    def __init__(self, con: duckdb.DuckDBPyConnection | Connection, path: str, read_only: bool):
+        self._connection = con if isinstance(con, Connection) else Connection(con)
+        self.con = self._connection.con
         self.path = path
         self.read_only = read_only
+        self.notice = self._connection.notice  # e.g. "store busy: ... showing a snapshot"
+        self._checkpointed = time.monotonic()
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
-        self.con.close()
+        self._connection.close()
 
     def __enter__(self) -> "Store":
         return self
@@ -106,6 +107,9 @@ class Store(ObjectTables, ComparisonQueries):
             self.con.rollback()
             raise
         self.con.commit()
+        if time.monotonic() - self._checkpointed > CHECKPOINT_EVERY:  # readers of a busy store see this far
+            self.con.execute("CHECKPOINT")
+            self._checkpointed = time.monotonic()
 
     @contextmanager
     def threads(self, count: int) -> Iterator[None]:
@@ -496,27 +500,35 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
         con.commit()
 
 
-def open_store(path: str | Path = DEFAULT_PATH, read_only: bool = False) -> Store:
-    """Open (creating and migrating when needed) the store at ``path``."""
+def open_store(path: str | Path = DEFAULT_PATH, read_only: bool = False, wait: float = 0.0,
+               config: dict | None = None) -> Store:
+    """Open (creating and migrating when needed) the store at ``path``.
+
+    A store that another process is writing is read from a snapshot (``Store.notice`` says so);
+    for writing, it is waited for up to ``wait`` seconds. ``config``: DuckDB settings of the
+    connection (the SQL console's sandbox)."""
     path = str(path)
     if read_only:
         if not Path(path).exists():
             raise StoreError(f"no phenorank store at {path}: run `phenorank ingest` or `phenorank demo` first")
-        con = duckdb.connect(path, read_only=True)
-        store = Store(con, path, read_only=True)
+        store = Store(connect(path, True, wait, config), path, read_only=True)
         try:
             version = store.schema_version()
         except duckdb.CatalogException:
+            store.close()
             raise StoreError(f"{path} is a DuckDB file but not a phenorank store") from None
         if version < SCHEMA_VERSION:
+            store.close()
             raise StoreError(f"{path} has schema version {version}; open it once for writing to migrate it "
                              f"to version {SCHEMA_VERSION}")
         return store
+    connection = connect(path, False, wait, config)
     try:
-        con = duckdb.connect(path)
-    except duckdb.IOException as exc:
-        raise StoreError(f"cannot open {path}: {exc}") from None
-    _migrate(con)
-    store = Store(con, path, read_only=False)
+        refuse_foreign(connection.con, path)
+        _migrate(connection.con)
+    except BaseException:
+        connection.close()
+        raise
+    store = Store(connection, path, read_only=False)
     store.mark_interrupted_runs()
     return store

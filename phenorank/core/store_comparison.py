@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from .store_access import StoreError
+
 # The dimensions a method is described by (columns of the comparison view).
 DIMENSIONS = ("encoder", "augmentation", "model", "head", "level", "ranker", "metric", "reference", "day", "evaluator")
 
@@ -21,7 +23,7 @@ METHOD_VARIANTS = ("encoder_params", "ranker_params", "metric_params", "encoder_
 MEASURE_VARIANTS = ("evaluator_params", "evaluator_code")
 
 
-class AmbiguousCells(ValueError):
+class AmbiguousCells(StoreError):
     """Several results fall into one cell and nothing stored tells them apart."""
 
 

@@ -21,22 +21,35 @@ LAYER_AXES = "ZCTQI"  # any one of these may hold the focal layers once singleto
 
 
 class TiffStackLoader(Loader):
-    """TIFF or OME-TIFF: one grayscale image, or a stack of focal layers (e.g. axes ZYX).
+    """TIFF or OME-TIFF: one grayscale image, or a stack of focal layers, in any of the layouts
+    people write.
 
-    Axes of length 1 (OME-TIFF's T, C, Z ...) are dropped. Uncompressed files are memory-mapped
-    rather than copied, so a 30 MB stack costs no allocation; compressed files are decoded.
+    Read as layers: axes ZYX (OME-TIFF, ImageJ hyperstacks whose other axes have length 1), one
+    page per layer (a ``TiffWriter`` loop, with or without metadata), and 16-bit samples
+    (``tifffile.imwrite(path, stack)`` of a (3, H, W) or (4, H, W) array stores them as planar
+    samples, axes SYX). 8-bit samples are a colour picture and are refused, unless ``axes`` says
+    otherwise: ``-p tiff-stack.axes=ZYX`` names the file's dimensions (one letter each; Z, C, T,
+    Q, I or S for the layers). Uncompressed files are memory-mapped, compressed ones decoded.
     """
 
     name = "tiff-stack"
     suffixes = (".tif", ".tiff", ".ome.tif", ".ome.tiff")
+    defaults = {"axes": ""}
 
     def read(self, path: str) -> np.ndarray:
-        return _as_layers(*read_series(path))
+        data, axes = read_series(path, self.max_pixels)
+        return _as_layers(data, axes, str(self.params["axes"]).upper())
 
 
-def read_series(path: str) -> tuple[np.ndarray, str]:
-    """The first series of a TIFF and its axes: memory-mapped when uncompressed, else decoded;
-    an unreadable, truncated or damaged file raises ValueError saying which."""
+class _Refused(ValueError):
+    """The file is readable but refused; the message is the whole reason."""
+
+
+def read_series(path: str, max_pixels: int = Loader.max_pixels) -> tuple[np.ndarray, str]:
+    """The image of a TIFF and its axes: its first series, or every page as one stack when each
+    page is a series of its own (a file written page by page). Memory-mapped when uncompressed,
+    else decoded after checking the decoded size against ``max_pixels``. An unreadable,
+    truncated, damaged or oversized file raises ValueError saying which."""
     import tifffile
 
     try:
@@ -44,21 +57,45 @@ def read_series(path: str) -> tuple[np.ndarray, str]:
             if not tif.series:
                 raise ValueError("the TIFF holds no image")
             series = tif.series[0]
-            axes, shape = series.axes, series.shape
+            axes, shape = series.axes, tuple(series.shape)
             dtype = series.dtype.newbyteorder(tif.byteorder)  # as stored in the file
-            offset = series.dataoffset
-            data = None if offset is not None else series.asarray()
-    except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError) as exc:
+            paged = len(tif.series) > 1 and all(len(s.pages) == 1 for s in tif.series)
+            if paged:
+                shape, axes = _page_stack(tif.series)
+            offset = None if paged else series.dataoffset
+            pixels = int(np.prod(shape, dtype=np.float64))
+            if offset is None and pixels > max_pixels:
+                raise _Refused(f"the image would decode to {pixels:,} pixels (shape {shape}), more than the limit "
+                               f"of {max_pixels:,} (ingest --max-pixels)")
+            data = None
+            if paged:
+                data = np.stack([s.asarray() for s in tif.series])
+            elif offset is None:
+                data = series.asarray()
+    except _Refused as exc:
+        raise ValueError(str(exc)) from None
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError, MemoryError) as exc:
         raise ValueError(f"not a readable TIFF ({type(exc).__name__}: {exc})") from None
     size = os.path.getsize(path)
     if data is None:  # uncompressed and contiguous
-        needed = offset + int(np.prod(shape)) * dtype.itemsize
+        needed = offset + pixels * dtype.itemsize
         if needed > size:
             raise ValueError(f"truncated file: the image data needs {needed} bytes but the file has {size}")
-        data = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=tuple(shape))
+        data = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
     elif complaints:  # tifffile decodes what it can of a damaged file and logs the rest
         raise ValueError(f"damaged TIFF ({size} bytes): {complaints[0]}")
     return data, axes
+
+
+def _page_stack(series: list) -> tuple[tuple[int, ...], str]:
+    """Shape and axes of single-page series read as one stack (axes IYX); pages that differ in
+    size or pixel type are refused, naming the first that differs."""
+    first = series[0]
+    for index, other in enumerate(series[1:], start=1):
+        if tuple(other.shape) != tuple(first.shape) or other.dtype != first.dtype:
+            raise _Refused(f"pages of different size or type: page 0 is {tuple(first.shape)} {first.dtype}, page "
+                           f"{index} is {tuple(other.shape)} {other.dtype}; write one image per file, or equal pages")
+    return (len(series), *first.shape), "I" + first.axes
 
 
 @contextmanager
@@ -87,16 +124,30 @@ def _drop_singletons(data: np.ndarray, axes: str) -> tuple[np.ndarray, str]:
     return data.reshape([data.shape[i] for i in keep]), "".join(axes[i] for i in keep)
 
 
-def _as_layers(data: np.ndarray, axes: str) -> np.ndarray:
-    if axes.endswith("S") and data.shape[-1] in (3, 4):
-        raise ValueError(f"colour image (axes {axes}, shape {data.shape}): expected grayscale focal layers")
+def _override_axes(data: np.ndarray, axes: str, given: str) -> str:
+    if not given:
+        return axes
+    if len(given) != data.ndim or len(set(given)) != len(given) or not {"Y", "X"} <= set(given):
+        raise ValueError(f"axes {given!r} do not fit the data of shape {data.shape} (the file says {axes!r}; "
+                         "give one letter per dimension, with Y and X, e.g. ZYX)")
+    return given
+
+
+def _as_layers(data: np.ndarray, axes: str, given: str = "") -> np.ndarray:
+    axes = _override_axes(data, axes, given)
+    if "S" in axes and data.dtype == np.uint8 and not given:
+        raise ValueError(f"8-bit colour image (axes {axes}, shape {data.shape}): expected grayscale focal layers "
+                         f"(if the samples are layers, say so: -p tiff-stack.axes={axes.replace('S', 'Z')})")
     data, axes = _drop_singletons(data, axes)
+    layer_axes = LAYER_AXES + "S"
     if data.ndim == 2:
         return data[np.newaxis]
-    if data.ndim == 3 and axes[0] in LAYER_AXES:
+    if data.ndim == 3 and axes[0] in layer_axes and axes[1:] == "YX":
         return data
-    raise ValueError(f"{data.ndim}-D image (axes {axes}, shape {data.shape}): "
-                     "expected a 2-D image or a 3-D stack of focal layers")
+    if data.ndim == 3 and axes[2] in layer_axes and axes[:2] == "YX":  # interleaved samples
+        return np.ascontiguousarray(np.moveaxis(data, -1, 0))
+    raise ValueError(f"{data.ndim}-D image (axes {axes}, shape {data.shape}): expected a 2-D image or a 3-D stack "
+                     "of focal layers (a time-lapse or several channels: the tiff-tiles or tiff-channels loader)")
 
 
 class TiffChannelsLoader(TiffStackLoader):  # same files and suffixes, channels instead of layers
@@ -106,7 +157,8 @@ class TiffChannelsLoader(TiffStackLoader):  # same files and suffixes, channels 
     axis = "channels"
 
     def read(self, path: str) -> np.ndarray:
-        return as_channels(*read_series(path))
+        data, axes = read_series(path, self.max_pixels)
+        return as_channels(data, _override_axes(data, axes, str(self.params["axes"]).upper()))
 
 
 class ImageFileLoader(Loader):
@@ -139,7 +191,7 @@ def as_channels(data: np.ndarray, axes: str) -> np.ndarray:
         return data[np.newaxis]
     if data.ndim == 3 and axes.endswith("S"):  # interleaved RGB: copied, so each channel is contiguous
         return np.ascontiguousarray(np.moveaxis(data, -1, 0))
-    if data.ndim == 3 and axes[0] in LAYER_AXES:
+    if data.ndim == 3 and axes[0] in LAYER_AXES + "S":  # planar samples too
         return data
     raise ValueError(f"{data.ndim}-D image (axes {axes}, shape {data.shape}): expected channels x height x width")
 

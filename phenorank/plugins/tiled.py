@@ -66,7 +66,7 @@ class TiledTiffLoader(Loader):
         """The file's data as a (C, T, Y, X) view (memory-mapped where the file allows), and
         whether the file has a time axis."""
         stat = os.stat(path)
-        data, file_axes = _opened(path, stat.st_size, stat.st_mtime_ns)
+        data, file_axes = _opened(path, stat.st_size, stat.st_mtime_ns, self.max_pixels)
         axes = (str(self.params["axes"]) or file_axes).upper()
         if len(axes) != data.ndim or len(set(axes)) != len(axes):
             raise ValueError(f"axes {axes!r} do not fit the data of shape {data.shape} "
@@ -152,11 +152,11 @@ class TiledTiffLoader(Loader):
 
 
 @functools.lru_cache(maxsize=4)
-def _opened(path: str, size: int, mtime_ns: int) -> tuple[np.ndarray, str]:
+def _opened(path: str, size: int, mtime_ns: int, max_pixels: int) -> tuple[np.ndarray, str]:
     """``read_series`` once per file version, not once per tile: parsing a TIFF's pages costs
     more than cutting a tile, and holds the GIL. A memory map is shared read-only by all
     threads; a compressed file is decoded once."""
-    return read_series(path)
+    return read_series(path, max_pixels)
 
 
 def _mask_truth(labels: np.ndarray, ys: list[int], xs: list[int], tile: int) -> dict[tuple[int, int], tuple[float, int]]:

@@ -84,6 +84,10 @@ class Loader(Plugin):
     family = "loader"
     suffixes: ClassVar[tuple[str, ...]] = ()
     axis: ClassVar[Literal["layers", "channels"]] = "layers"
+    # The most pixels (all planes together) one file may decode to; checked against the header
+    # before decoding, so a small compressed file cannot claim gigabytes. 2^29 = 1 GiB of 16-bit
+    # pixels, 20x a 5-layer 2456x2054 stack. `phenorank ingest --max-pixels` changes it.
+    max_pixels: int = 1 << 29
 
     def read(self, path: str) -> np.ndarray:
         raise NotImplementedError
