@@ -1,11 +1,19 @@
-"""One SimCLR epoch through phenorank vs a bare lightly + torch loop, same tensors, same run.
+"""Training speed and training memory.
 
     .venv/bin/python benchmarks/train.py [--images 512] [--batch-size 64] [--size 96]
+    .venv/bin/python benchmarks/train.py --memory 100000 [--batches 50]
 
-Both train a timm ResNet18 + lightly projection head with NT-Xent on the same preloaded images,
-with the same `sweet` augmentation and data loader; phenorank adds Lightning, the pair
-diagnostics and the per-epoch bookkeeping. Prints seconds per epoch and phenorank / bare
-(target: at most 1.1). Runs on CUDA when there is a GPU.
+Speed: one SimCLR epoch through phenorank vs a bare lightly + torch loop. Both train a timm
+ResNet18 + lightly projection head with NT-Xent on the same preloaded images, with the same
+`sweet` augmentation and data loader; phenorank adds Lightning, the pair diagnostics and the
+per-epoch bookkeeping. Prints seconds per epoch and phenorank / bare (target: at most 1.1).
+Runs on CUDA when there is a GPU.
+
+Memory: a store of N 96 px crops (generated once into benchmarks/.data), then, each in a fresh
+process, the peak resident memory of feeding `--batches` training batches (two `sweet` views per
+crop, batch 64) to a data loader: from the crops preloaded as one float32 array (what training
+did before: 11 GB at 100k crops) at N/10 crops, and streamed through phenorank's CropFile at
+N/10 and N crops. Target: the streamed peak does not grow with N.
 """
 
 from __future__ import annotations
@@ -58,13 +66,102 @@ def phenorank_epoch(data: np.ndarray, transform, batch_size: int) -> tuple[float
     return time.perf_counter() - start, history[-1]["device"]
 
 
+def memory_store(n: int, size: int = 96) -> str:
+    """A store holding n generated crops (made once; its path)."""
+    import os
+
+    import numpy as np
+
+    from phenorank.core.preprocess import PreprocessParams
+    from phenorank.core.store import open_store
+
+    path = os.path.join(os.path.dirname(__file__), ".data", f"train-memory-{n}.duckdb")
+    if os.path.exists(path):
+        return path
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    key = PreprocessParams(size=size).key
+    pattern = synthetic_crops(512, size)  # repeated: making 100k distinct disks costs more than the benchmark
+    with open_store(path + ".partial") as store:
+        run_id = store.start_run("benchmark", {}, "", "")
+        store.write_crop_set(key, "image", {"size": size}, run_id)
+        for start in range(0, n, 4096):
+            ids = [f"crop{i:07d}" for i in range(start, min(n, start + 4096))]
+            images = [{"image_id": i, "path": f"{i}.tif", "plate": "p", "condition": "control"} for i in ids]
+            crops = [{"image_id": i, "preprocess_key": key, "size": size, "crop_x": 0, "crop_y": 0, "crop_side": size,
+                      "layers_used": [0, 1, 2], "pixels": pattern[j % len(pattern)].astype("<u2").tobytes()}
+                     for j, i in enumerate(ids, start=start)]
+            store.write_images(images, crops, run_id, fresh=True)
+            print(f"  store: {start + len(ids)} / {n} crops", flush=True)
+    os.replace(path + ".partial", path)
+    return path
+
+
+def memory_child(path: str, n: int, mode: str, batches: int) -> None:
+    """Feed ``batches`` batches of two views from the first n crops; print the peak RSS in MB."""
+    import resource
+    import tempfile
+
+    from phenorank.core.crop_file import CropFile
+    from phenorank.core.store import open_store
+    from phenorank.plugins.encoders.training import TwoViews
+    from phenorank.registry import get_registry
+
+    transform = get_registry().create("augmentation", "sweet").build(96)
+    with open_store(path, read_only=True) as store, tempfile.TemporaryDirectory() as folder:
+        key = store.crop_sets("image")[0]["preprocess_key"]
+        ids = store.crop_ids(key)[:n]
+        started = time.perf_counter()
+        if mode == "preloaded":
+            images = torch.from_numpy(np.concatenate([b for _, b in store.iter_crops(ids, key, 256)]))
+        else:
+            images = CropFile.from_store(store, ids, key, f"{folder}/crops.u16")
+        staged = time.perf_counter() - started
+        loader = torch.utils.data.DataLoader(TwoViews(images, transform), batch_size=64, shuffle=True)
+        started = time.perf_counter()
+        for step, (x0, x1) in enumerate(loader):
+            if step + 1 >= batches:
+                break
+        fed = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{peak:.0f} {staged:.1f} {fed:.1f}")
+
+
+def memory(n: int, batches: int) -> None:
+    import subprocess
+    import sys
+
+    path = memory_store(n)
+    small = max(n // 10, 64)
+    results = {}
+    for mode, count in (("preloaded", small), ("streamed", small), ("streamed", n)):
+        out = subprocess.run([sys.executable, __file__, "--memory-child", path, str(count), mode, str(batches)],
+                             capture_output=True, text=True, check=True).stdout.split()
+        results[(mode, count)] = [float(v) for v in out[-3:]]
+        peak, staged, fed = results[(mode, count)]
+        print(f"{mode:9s} {count:7d} crops: peak RSS {peak:8.0f} MB  (load {staged:6.1f} s, {batches} batches "
+              f"{fed:5.1f} s)", flush=True)
+    base = results[("preloaded", small)][0]
+    print(f"streamed / preloaded peak at {small} crops : {results[('streamed', small)][0] / base:6.2f}")
+    print(f"streamed peak at {n} / at {small} crops : "
+          f"{results[('streamed', n)][0] / results[('streamed', small)][0]:6.2f}   (target ~1: bounded by the batch)")
+    print(f"preloaded would need ~{n * 3 * 96 * 96 * 4 / 1e9:.1f} GB of crops alone at {n} crops")
+
+
 def main() -> None:
+    import sys
+
+    if len(sys.argv) > 1 and sys.argv[1] == "--memory-child":
+        return memory_child(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--memory", type=int, metavar="N", help="measure training memory at N crops instead")
+    parser.add_argument("--batches", type=int, default=50)
     args = parser.parse_args()
+    if args.memory:
+        return memory(args.memory, args.batches)
     from phenorank.registry import get_registry
 
     data = synthetic_crops(args.images, args.size).astype(np.float32) / 65535.0

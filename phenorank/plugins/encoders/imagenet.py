@@ -6,8 +6,6 @@ embedding stops with a message that says how to provide them.
 
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 
 from phenorank.registry import Encoder, PluginError
@@ -31,18 +29,13 @@ class ImageNetResNet(Encoder):
 
         path = self.params["weights"] or self._from_timm_cache()
         model = timm.create_model(self.architecture, pretrained=False, num_classes=0)
-        try:
-            if str(path).endswith(".safetensors"):
-                from safetensors.torch import load_file
-
-                state = load_file(path)
-            else:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, ValueError, pickle.UnpicklingError) as exc:
-            raise PluginError(f"{self.name}: cannot read weights file {path}: {exc}") from None
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
+        state = read_state_dict(path, self.name)
         state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith(("fc.", "head.fc."))}
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # tensors of the wrong shape
+            raise PluginError(f"{self.name}: {path} does not hold {self.architecture} weights: "
+                              f"{str(exc).splitlines()[-1].strip()}") from None
         if missing or unexpected:
             raise PluginError(f"{self.name}: {path} does not hold {self.architecture} weights "
                               f"(missing {missing[:3]}..., unexpected {unexpected[:3]}...)")
@@ -72,6 +65,29 @@ class ImageNetResNet(Encoder):
             return {"backbone": self.model((x - mean.to(x.device)) / std.to(x.device))}
 
         return predict(forward, self.model, images)
+
+
+def read_state_dict(path: str, who: str) -> dict:
+    """A state dict (name -> tensor) from a ``.safetensors`` or torch file, read without running
+    code (weights only); whatever is wrong with the file (empty, damaged, random bytes, another
+    kind of object) is one PluginError naming it."""
+    import torch
+
+    try:
+        if str(path).endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch and safetensors raise many kinds for a bad file
+        raise PluginError(f"{who}: cannot read weights file {path}: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else 'empty or damaged'}") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not (isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values())):
+        raise PluginError(f"{who}: {path} holds a {type(state).__name__}, not a state dict of named tensors")
+    return state
 
 
 def cached_weights(architecture: str) -> str | None:

@@ -32,17 +32,19 @@ class TrainableEncoder(Encoder):
 
         return TwoViews(images, augmentation) if groups is None else GroupViews(images, augmentation, groups)
 
-    def fit(self, images: np.ndarray, augmentation: Callable, config: TrainConfig) -> list[dict[str, float]]:
+    def fit(self, images, augmentation: Callable, config: TrainConfig) -> list[dict[str, float]]:
+        """``images``: an array (N, C, S, S) in [0, 1], or a CropFile read crop by crop."""
         import torch
 
         from .training import fit_module
 
         torch.manual_seed(config.seed)
-        tensor = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+        if isinstance(images, np.ndarray):
+            images = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
         self.module = self.build_module()
         self.module.epochs = config.epochs
-        self.module.standardize.fit(tensor)
-        return fit_module(self.module, self.dataset(tensor, augmentation, config.groups), config)
+        self.module.standardize.fit(images)
+        return fit_module(self.module, self.dataset(images, augmentation, config.groups), config)
 
     def save(self, path: str) -> None:
         from .training import save_weights

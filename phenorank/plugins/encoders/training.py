@@ -14,20 +14,26 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from phenorank.registry import TrainConfig
+from phenorank.registry import PluginError, TrainConfig
 
 
 class TwoViews(torch.utils.data.Dataset):
-    """Each image as two independent augmentations of itself (SimCLR/BYOL positives)."""
+    """Each image as two independent augmentations of itself (SimCLR/BYOL positives).
 
-    def __init__(self, images: torch.Tensor, augmentation: Callable):
+    ``images``: a tensor (N, C, S, S), or a :class:`phenorank.core.crop_file.CropFile` that reads
+    each crop from disk when it is asked for (training on more crops than fit in memory)."""
+
+    def __init__(self, images, augmentation: Callable):
         self.images, self.augmentation = images, augmentation
 
     def __len__(self) -> int:
         return len(self.images)
 
+    def image(self, index: int) -> torch.Tensor:
+        return torch.as_tensor(self.images[index])
+
     def __getitem__(self, index: int):
-        image = self.images[index]
+        image = self.image(index)
         return self.augmentation(image), self.augmentation(image)
 
 
@@ -50,12 +56,12 @@ class GroupViews(TwoViews):
         rng = np.random.default_rng((int(torch.initial_seed()) % (2 ** 32), index, int(self.calls[index])))
         self.calls[index] += 1
         partner = int(rng.choice(others)) if len(others) else index
-        return self.augmentation(self.images[index]), self.augmentation(self.images[partner])
+        return self.augmentation(self.image(index)), self.augmentation(self.image(partner))
 
 
 class OneView(TwoViews):
     def __getitem__(self, index: int):
-        return self.augmentation(self.images[index])
+        return self.augmentation(self.image(index))
 
 
 class Standardize(nn.Module):
@@ -67,9 +73,14 @@ class Standardize(nn.Module):
         self.register_buffer("mean", torch.zeros(1, channels, 1, 1))
         self.register_buffer("std", torch.ones(1, channels, 1, 1))
 
-    def fit(self, images: torch.Tensor) -> "Standardize":
-        self.mean.copy_(images.mean(dim=(0, 2, 3), keepdim=True))
-        self.std.copy_(images.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6))
+    def fit(self, images) -> "Standardize":
+        """From a tensor, or from the statistics a CropFile summed while it was written."""
+        if isinstance(images, torch.Tensor):
+            mean, std = images.mean(dim=(0, 2, 3)), images.std(dim=(0, 2, 3))
+        else:
+            mean, std = torch.as_tensor(images.mean), torch.as_tensor(images.std)
+        self.mean.copy_(mean.reshape(self.mean.shape))
+        self.std.copy_(std.reshape(self.std.shape).clamp_min(1e-6))
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -106,7 +117,7 @@ def fit_module(module, dataset: torch.utils.data.Dataset, config: TrainConfig) -
     history = EpochHistory(config.on_epoch)
     callbacks = [history]
     if config.checkpoint_dir:
-        callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=config.checkpoint_dir, save_last=True, save_top_k=0))
+        callbacks.append(LastCheckpoint(config.checkpoint_dir))
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=min(config.batch_size, len(dataset)), shuffle=True, drop_last=len(dataset) >= 2 * config.batch_size,
         num_workers=config.num_workers, persistent_workers=config.num_workers > 0,
@@ -114,12 +125,36 @@ def fit_module(module, dataset: torch.utils.data.Dataset, config: TrainConfig) -
     trainer = pl.Trainer(
         max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices, strategy=config.strategy,
         deterministic=True, callbacks=callbacks, logger=False, enable_progress_bar=False,
-        enable_model_summary=False, enable_checkpointing=bool(config.checkpoint_dir), log_every_n_steps=1)
-    resume = "last" if config.resume and config.checkpoint_dir else None
+        enable_model_summary=False, enable_checkpointing=False, log_every_n_steps=1)  # LastCheckpoint saves
+    resume = None
+    if config.resume and config.checkpoint_dir:
+        import os
+
+        resume = os.path.join(config.checkpoint_dir, "last.ckpt")
+        if not os.path.isfile(resume):
+            raise PluginError(f"no checkpoint to resume from in {config.checkpoint_dir}: train without --resume")
     with warnings.catch_warnings():  # Lightning's notice about torch's own pytree API says nothing about the run
         warnings.filterwarnings("ignore", message=".*treespec.*")
         trainer.fit(module, loader, ckpt_path=resume)
     return history.epochs
+
+
+class LastCheckpoint(pl.Callback):
+    """``last.ckpt`` after every epoch, replaced atomically, so a killed training resumes from its
+    last finished epoch. (Lightning's ModelCheckpoint writes ``last`` only alongside a top-k
+    checkpoint, i.e. with save_top_k=0 only when training ends.)"""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def on_train_epoch_end(self, trainer, module):
+        import os
+
+        os.makedirs(self.folder, exist_ok=True)
+        path = os.path.join(self.folder, "last.ckpt")
+        trainer.save_checkpoint(path + ".partial")
+        if trainer.is_global_zero:
+            os.replace(path + ".partial", path)
 
 
 class EpochHistory(pl.Callback):
