@@ -111,8 +111,9 @@ def memory_child(path: str, n: int, mode: str, batches: int) -> None:
         key = store.crop_sets("image")[0]["preprocess_key"]
         ids = store.crop_ids(key)[:n]
         started = time.perf_counter()
-        if mode == "preloaded":
-            images = torch.from_numpy(np.concatenate([b for _, b in store.iter_crops(ids, key, 256)]))
+        if mode == "preloaded":  # as training did before; DuckDB capped alike
+            with store.memory_limit("512MB"):
+                images = torch.from_numpy(np.concatenate([b for _, b in store.stream_crops(ids, key)]))
         else:
             images = CropFile.from_store(store, ids, key, f"{folder}/crops.u16")
         staged = time.perf_counter() - started

@@ -5,6 +5,8 @@ import io
 
 import pytest
 
+from conftest import rows
+
 from phenorank.core.store import open_store
 
 
@@ -83,6 +85,9 @@ def test_problems_are_reported_without_losing_stored_work(invoke, tiny_plate):
     assert "run,failed" in runs and "ingest,failed" not in runs  # the manifest failed before any write
 
 
+REFERENCES = ("control", "exploded", "single_dose")
+
+
 def test_demo_runs_end_to_end_twice_with_the_same_rows(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
@@ -101,6 +106,21 @@ def test_demo_runs_end_to_end_twice_with_the_same_rows(tmp_path, monkeypatch):
     assert rows_after_first["evaluations"] == 2 * 3 * 24 * 6 + 2 * 12
     page = (tmp_path / "phenorank-demo" / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 6 and "Treatments ranked" in page
+    # The figures the README quotes from the demo (the deterministic ones: no trained model in them).
+    accuracy = {(e, r, m, ref): round(v, 4) for e, r, m, ref, v in rows(
+        "phenorank.duckdb", "select encoder, ranker, metric, reference, value from comparison "
+                            "where evaluator = 'ranking-accuracy' and name = 'accuracy'")}
+    assert [accuracy[("morphometrics", "centroid", "euclidean", ref)] for ref in REFERENCES] == [1, 0.9583, 0.6667]
+    assert [accuracy[("morphometrics", "pca", "euclidean", ref)] for ref in REFERENCES] == [0.9583] * 3
+    assert [accuracy[("raw", "centroid", "euclidean", ref)] for ref in REFERENCES] == [0.7083, 0.5417, 0.625]
+    embedding = {(e, n): (v, ci) for e, n, v, ci in rows(
+        "phenorank.duckdb", "select encoder, name, value, ci_low from comparison where ranker is null")}
+    quoted = {("morphometrics", "euclidean_mean"): 0.778, ("morphometrics", "cosine_mean"): 0.802,
+              ("morphometrics", "mean_map"): 0.534, ("raw", "euclidean_mean"): 0.535, ("raw", "cosine_mean"): 0.533,
+              ("raw", "mean_map"): 0.300}
+    for key, value in quoted.items():
+        assert embedding[key][0] == pytest.approx(value, abs=0.0006), key
+    assert embedding[("morphometrics", "mean_map")][1] == pytest.approx(0.384, abs=0.0006)
     second = runner.invoke(cli, ["demo"], catch_exceptions=False)
     assert second.exit_code == 0 and "unchanged 120" in second.output
     assert counts("phenorank.duckdb") == rows_after_first

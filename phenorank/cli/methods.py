@@ -144,6 +144,12 @@ def evaluate(ctx, evaluators, ranking_ids, levels, day, params, force, fmt) -> N
                     advance(1)
             for es in sets:
                 for evaluator in of_embeddings:
+                    if evaluator.needs == "encoder" and es.source_id:  # as the grid does: a note, not an error
+                        report.skipped.append(f"{evaluator.name} re-embeds images; {es.level} is an aggregate, so "
+                                              f"{es.encoder}/{es.head} {es.level} is skipped (evaluate the set it "
+                                              "was made from)")
+                        advance(1)
+                        continue
                     _evaluate_one(report, evaluator, f"{es.encoder}/{es.head} {es.level}", store, run_id,
                                   embedding_set=es, day=day_value, force=force)
                     advance(1)

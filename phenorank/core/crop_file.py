@@ -3,7 +3,7 @@
 Training visits every crop once per epoch in random order, from one process or from several
 (data-loader workers, one process per GPU). A DuckDB connection serves only the process that
 opened it, and holding 100k crops as float32 takes 11 GB, so the crops are copied once from the
-store, 1024 at a time, into a flat file of 16-bit pixels next to the model, and each item is read
+store, in one streaming scan of 1024 rows at a time, into a flat file of 16-bit pixels next to the model, and each item is read
 from it with one ``pread`` (no memory map, so nothing of the file counts as the process's memory
 and page cache is the kernel's to reclaim). The channel mean and standard deviation that the
 encoders standardise with are summed while copying.
@@ -31,17 +31,21 @@ class CropFile:
     @classmethod
     def from_store(cls, store, ids: list[str], preprocess_key: str, path: str | Path,
                    chunk: int = 1024) -> "CropFile":
-        """Copy the crops of ``ids`` (in that order) from the store into ``path``."""
-        total = np.zeros(0)
-        squares = np.zeros(0)
+        """Copy the crops of ``ids`` from the store into ``path``, in the order of ``ids`` (so a
+        seeded training repeats), in one streaming scan of the store with DuckDB's own memory
+        capped meanwhile."""
+        position = {image_id: i for i, image_id in enumerate(ids)}
+        total = squares = None
         shape = None
-        with open(path, "wb") as handle:
-            for _, images in store.iter_crops(ids, preprocess_key, chunk):
+        with open(path, "wb") as handle, store.memory_limit("512MB"):
+            for chunk_ids, images in store.stream_crops(ids, preprocess_key, chunk):
                 if shape is None:
                     shape = images.shape[1:]
                     total, squares = np.zeros(shape[0]), np.zeros(shape[0])
                 pixels = np.round(images * 65535.0).astype("<u2")
-                handle.write(pixels.tobytes())
+                item_bytes = pixels[0].nbytes
+                for image_id, item in zip(chunk_ids, pixels):
+                    os.pwrite(handle.fileno(), item.tobytes(), position[image_id] * item_bytes)
                 as64 = pixels.astype(np.float64) / 65535.0
                 total += as64.sum(axis=(0, 2, 3))
                 squares += (as64 ** 2).sum(axis=(0, 2, 3))

@@ -115,12 +115,22 @@ class Store(ObjectTables, ComparisonQueries):
     def threads(self, count: int) -> Iterator[None]:
         """Let DuckDB use at most ``count`` threads for a while (e.g. while other threads of this
         process keep the cores busy)."""
-        before = self._one("SELECT current_setting('threads')")[0]
-        self.con.execute(f"SET threads = {int(count)}")
+        with self._setting("threads", int(count)):
+            yield
+
+    def memory_limit(self, limit: str):
+        """Cap DuckDB's memory (its cache of file blocks included) for a while, e.g. while a long
+        scan streams a store larger than memory."""
+        return self._setting("memory_limit", limit)
+
+    @contextmanager
+    def _setting(self, name: str, value) -> Iterator[None]:
+        before = self._one(f"SELECT current_setting('{name}')")[0]
+        self.con.execute(f"SET {name} = '{value}'")
         try:
             yield
         finally:
-            self.con.execute(f"SET threads = {int(before)}")
+            self.con.execute(f"SET {name} = '{before}'")
 
     def _one(self, sql: str, params: list | None = None) -> tuple | None:
         """The first row of a query (DuckDB 2 wants every result read to its end)."""
@@ -262,6 +272,25 @@ class Store(ObjectTables, ComparisonQueries):
             columns[key] = _as_column([e.get(key) for e in extras])
         ids = table.column("image_id").to_numpy(zero_copy_only=False)
         return Samples(ids, columns)
+
+    def stream_crops(self, image_ids: Sequence[str], preprocess_key: str, batch_size: int = 1024
+                     ) -> Iterator[tuple[list[str], np.ndarray]]:
+        """Like :meth:`iter_crops`, but in one scan, in the store's order rather than the ids'
+        (one pass over a store of any size, where ``iter_crops`` looks up each batch)."""
+        wanted = pa.table({"image_id": pa.array(list(image_ids), pa.string())})  # noqa: F841
+        # con.sql streams the rows; con.execute would first materialize them all (6 GB at 100k crops)
+        reader = self.con.sql(
+            "SELECT c.image_id, c.size, c.pixels FROM crops c SEMI JOIN wanted USING (image_id) "
+            "WHERE c.preprocess_key = $1", params=[preprocess_key]).to_arrow_reader(batch_size)
+        found = 0
+        for batch in reader:
+            sizes = batch.column("size").to_numpy()
+            pixels = batch.column("pixels").to_pylist()
+            images = np.stack([np.frombuffer(p, dtype="<u2").reshape(-1, s, s) for p, s in zip(pixels, sizes)])
+            found += len(pixels)
+            yield batch.column("image_id").to_pylist(), images.astype(np.float32) / 65535.0
+        if found != len(image_ids):
+            raise StoreError(f"{len(image_ids) - found} images have no crop for preprocessing {preprocess_key}")
 
     def iter_crops(self, image_ids: Sequence[str], preprocess_key: str, batch_size: int = 64
                    ) -> Iterator[tuple[list[str], np.ndarray]]:

@@ -179,9 +179,9 @@ class Registry:
 # whose bound the plugin's own default breaks (clustering's k=0, "choose for me") is relaxed to
 # the default's side.
 POSITIVE = frozenset({"lr", "restarts", "components", "epochs", "batch_size", "patience", "tile", "input_size",
-                      "n_neighbors", "hidden_dim", "projection_dim", "temperature", "min_steps", "max_images",
+                      "n_neighbors", "hidden_dim", "projection_dim", "temperature", "max_images",
                       "null_size", "max_width", "reduce_above", "blur_kernel", "k"})
-NON_NEGATIVE = frozenset({"weight_decay", "min_delta", "bootstrap", "min_dist", "seed", "stride", "smooth",
+NON_NEGATIVE = frozenset({"weight_decay", "min_delta", "bootstrap", "min_dist", "seed", "stride", "smooth", "min_steps",
                           "min_distance", "min_area", "sharpness", "brightness", "contrast"})
 FRACTIONS = frozenset({"test_fraction", "validation", "threshold", "dihedral_p", "jitter_p", "blur_p",
                        "sharpness_p"})
