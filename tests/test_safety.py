@@ -131,3 +131,19 @@ def test_report_out_is_checked_before_the_report_is_built(tmp_path, invoke, tiny
     result = invoke("report", "--out", a_file / "r.html", ok=False)
     assert result.exit_code == 1 and f"folder {a_file} does not exist" in result.output
     assert not any(tmp_path.glob("**/r.html"))
+
+
+def test_ctrl_c_marks_the_run_interrupted_not_failed(monkeypatch, invoke, tiny_plate):
+    import phenorank.cli.data as data
+
+    invoke("ingest", tiny_plate)
+
+    def pressed_ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(data, "run_ingest", pressed_ctrl_c)
+    result = invoke("ingest", tiny_plate, ok=False)
+    assert result.exit_code == 1 and "Aborted" in result.output and "Traceback" not in result.output
+    assert rows(invoke.db, "select status from runs where command = 'ingest' order by started_at") == [
+        ("ok",), ("interrupted",)]
+    assert rows(invoke.db, "select count(*) from images") == [(120,)]
