@@ -76,7 +76,7 @@ def test_allow_files_reads_other_files_but_writes_none(tmp_path, invoke, tiny_pl
     assert (tmp_path / "out.csv").read_text().splitlines() == ["one", "1"]
 
 
-def test_a_busy_store_is_read_from_a_snapshot_and_a_second_writer_waits(tmp_path, invoke, tiny_plate):
+def test_a_busy_store_is_read_from_a_snapshot_and_a_second_writer_waits(tmp_path, invoke, tiny_plate, monkeypatch):
     invoke("ingest", tiny_plate)
     writer = subprocess.Popen([sys.executable, "-c", WRITER, invoke.db, "6"], stdout=subprocess.PIPE, text=True)
     try:
@@ -86,6 +86,12 @@ def test_a_busy_store_is_read_from_a_snapshot_and_a_second_writer_waits(tmp_path
         assert result.stdout.splitlines() == ["n", "120"]  # the reader works while the writer holds the file
         assert f"store busy: {invoke.db} is being written by PID {writer.pid}" in result.stderr
         assert "Traceback" not in result.output
+        from phenorank.core import store_access
+
+        monkeypatch.setattr(store_access, "SNAPSHOT_LIMIT", 1000)  # a store too large to copy: the reader is told
+        large = invoke("compare", ok=False)
+        assert large.exit_code == 1 and "too large to copy for reading" in large.output
+        monkeypatch.undo()
         blocked = invoke("ingest", tiny_plate, ok=False)
         assert blocked.exit_code == 1 and f"store busy: {invoke.db} is being written by PID {writer.pid}" \
             in blocked.output and "--wait SECONDS" in blocked.output

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..core.pipeline import GridReport, GridSpec, PipelineError, Problem, embed as run_embed, evaluate as run_evaluate, rank as run_rank, run_grid
+from ..core.pipeline import (GridReport, GridSpec, PipelineError, Problem, aggregate_skip, embed as run_embed,
+                             evaluate as run_evaluate, rank as run_rank, run_grid)
 from ..core.progress import progress_bar, progress_steps
 from ..core.training import runnable_encoders, trained_encoders
 from ..registry import PluginError, get_registry
@@ -144,10 +145,9 @@ def evaluate(ctx, evaluators, ranking_ids, levels, day, params, force, fmt) -> N
                     advance(1)
             for es in sets:
                 for evaluator in of_embeddings:
-                    if evaluator.needs == "encoder" and es.source_id:  # as the grid does: a note, not an error
-                        report.skipped.append(f"{evaluator.name} re-embeds images; {es.level} is an aggregate, so "
-                                              f"{es.encoder}/{es.head} {es.level} is skipped (evaluate the set it "
-                                              "was made from)")
+                    note = aggregate_skip(evaluator, es)  # as the grid does: a note, not an error
+                    if note:
+                        report.skipped.append(note)
                         advance(1)
                         continue
                     _evaluate_one(report, evaluator, f"{es.encoder}/{es.head} {es.level}", store, run_id,

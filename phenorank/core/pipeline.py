@@ -190,6 +190,14 @@ class GridSpec:
     every_encoder: bool = False  # --encoders all: an encoder that cannot run here is left out, not an error
 
 
+def aggregate_skip(evaluator: Evaluator, es: EmbeddingSet) -> str | None:
+    """Why an evaluator that re-embeds images leaves out an aggregate embedding set (None: it does not)."""
+    if evaluator.needs == "encoder" and es.source_id:
+        return (f"{evaluator.name} re-embeds images; {es.level} is an aggregate, so {es.encoder}/{es.head} {es.level} "
+                "is skipped (evaluate the set it was made from)")
+    return None
+
+
 @dataclass(frozen=True)
 class Problem:
     """One step that could not run on one subject."""
@@ -299,9 +307,9 @@ def run_grid(store: Store, registry: Registry, spec: GridSpec, run_id: str,
         advance(1)
     for es in embedding_sets:  # evaluators of embeddings judge each embedding set once
         for evaluator in [e for e in evaluators if e.needs != "scores"]:
-            if evaluator.needs == "encoder" and es.source_id:
-                report.skipped.append(f"{evaluator.name} re-embeds images, so it skips the aggregate "
-                                      f"{es.encoder}/{es.head} {es.level}")
+            note = aggregate_skip(evaluator, es)
+            if note:
+                report.skipped.append(note)
                 continue
             report.attempt(evaluator.name)
             try:

@@ -28,6 +28,7 @@ from typing import Callable
 import duckdb
 
 CHECKPOINT_EVERY = 10.0  # seconds: how stale a reader's snapshot of a busy store can be, at most about
+SNAPSHOT_LIMIT = 2 << 30  # bytes: a larger busy store is not copied for a reader (it is told to --wait)
 WRITER_SUFFIX = ".writer"
 _RETRY = 0.25  # seconds between tries while waiting for a writer
 
@@ -119,6 +120,10 @@ def _leave_writer_note(path: str) -> Callable[[], None]:
 
 def _snapshot(path: str, config: dict | None, holder: str) -> Connection:
     """Open a copy of a store that a writer holds: its last checkpoint."""
+    size = os.path.getsize(path)
+    if size > SNAPSHOT_LIMIT:
+        raise StoreError(f"store busy: {path} is being written by {holder}, and at {size / 2 ** 30:.1f} GiB it is too "
+                         "large to copy for reading; try again when it is done, or with --wait SECONDS")
     folder = tempfile.mkdtemp(prefix="phenorank-snapshot-")
     copy = os.path.join(folder, Path(path).name)
     try:
