@@ -113,7 +113,8 @@ def memory_child(path: str, n: int, mode: str, batches: int) -> None:
         started = time.perf_counter()
         if mode == "preloaded":  # as training did before; DuckDB capped alike
             with store.memory_limit("512MB"):
-                images = torch.from_numpy(np.concatenate([b for _, b in store.stream_crops(ids, key)]))
+                images = torch.from_numpy(np.concatenate([b.astype(np.float32) / 65535.0
+                                                          for _, b in store.stream_crops(ids, key)]))
         else:
             images = CropFile.from_store(store, ids, key, f"{folder}/crops.u16")
         staged = time.perf_counter() - started

@@ -38,11 +38,11 @@ class CropFile:
         total = squares = None
         shape = None
         with open(path, "wb") as handle, store.memory_limit("512MB"):
-            for chunk_ids, images in store.stream_crops(ids, preprocess_key, chunk):
+            for chunk_ids, pixels in store.stream_crops(ids, preprocess_key, chunk):
                 if shape is None:
-                    shape = images.shape[1:]
+                    shape = pixels.shape[1:]
                     total, squares = np.zeros(shape[0]), np.zeros(shape[0])
-                pixels = np.round(images * 65535.0).astype("<u2")
+                pixels = pixels.astype("<u2", copy=False)
                 item_bytes = pixels[0].nbytes
                 for image_id, item in zip(chunk_ids, pixels):
                     os.pwrite(handle.fileno(), item.tobytes(), position[image_id] * item_bytes)

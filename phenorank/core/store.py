@@ -276,7 +276,8 @@ class Store(ObjectTables, ComparisonQueries):
     def stream_crops(self, image_ids: Sequence[str], preprocess_key: str, batch_size: int = 1024
                      ) -> Iterator[tuple[list[str], np.ndarray]]:
         """Like :meth:`iter_crops`, but in one scan, in the store's order rather than the ids'
-        (one pass over a store of any size, where ``iter_crops`` looks up each batch)."""
+        (one pass over a store of any size, where ``iter_crops`` looks up each batch), and the
+        pixels as stored: uint16 (N, C, S, S)."""
         wanted = pa.table({"image_id": pa.array(list(image_ids), pa.string())})  # noqa: F841
         # con.sql streams the rows; con.execute would first materialize them all (6 GB at 100k crops)
         reader = self.con.sql(
@@ -284,13 +285,10 @@ class Store(ObjectTables, ComparisonQueries):
             "WHERE c.preprocess_key = $1", params=[preprocess_key]).to_arrow_reader(batch_size)
         found = 0
         for batch in reader:
-            sizes = batch.column("size").to_numpy()
-            pixels = batch.column("pixels").to_pylist()
-            images = np.stack([np.frombuffer(p, dtype="<u2").reshape(-1, s, s) for p, s in zip(pixels, sizes)])
-            found += len(pixels)
-            yield batch.column("image_id").to_pylist(), images.astype(np.float32) / 65535.0
-        if found != len(image_ids):
-            raise StoreError(f"{len(image_ids) - found} images have no crop for preprocessing {preprocess_key}")
+            found += batch.num_rows
+            yield batch.column("image_id").to_pylist(), _crop_pixels(batch.column("pixels").to_pylist(),
+                                                                    batch.column("size").to_pylist())
+        _check_found(len(image_ids), found, preprocess_key)
 
     def iter_crops(self, image_ids: Sequence[str], preprocess_key: str, batch_size: int = 64
                    ) -> Iterator[tuple[list[str], np.ndarray]]:
@@ -303,11 +301,8 @@ class Store(ObjectTables, ComparisonQueries):
                 "SELECT c.image_id, c.size, c.pixels FROM crops c JOIN wanted USING (image_id) "
                 "WHERE c.preprocess_key = ? ORDER BY position", [preprocess_key],
             ).fetchall()
-            if len(rows) != len(chunk):
-                raise StoreError(f"{len(chunk) - len(rows)} images have no crop for preprocessing {preprocess_key}")
-            images = np.stack([
-                np.frombuffer(pixels, dtype="<u2").reshape(-1, size, size) for _, size, pixels in rows
-            ]).astype(np.float32) / 65535.0
+            _check_found(len(chunk), len(rows), preprocess_key)
+            images = _crop_pixels([r[2] for r in rows], [r[1] for r in rows]).astype(np.float32) / 65535.0
             yield [r[0] for r in rows], images
 
     def crop_ids(self, preprocess_key: str) -> list[str]:
@@ -506,6 +501,16 @@ class Store(ObjectTables, ComparisonQueries):
         tables = ("images", "crops", "rejects", "pairs", "objects", "groups", "runs", "models", "embedding_sets",
                   "embeddings", "rankings", "scores", "evaluations")
         return {t: self._one(f"SELECT count(*) FROM {t}")[0] for t in tables}
+
+
+def _crop_pixels(blobs: Sequence[bytes], sizes: Sequence[int]) -> np.ndarray:
+    """Stored crop blobs -> uint16 (N, C, S, S)."""
+    return np.stack([np.frombuffer(blob, dtype="<u2").reshape(-1, size, size) for blob, size in zip(blobs, sizes)])
+
+
+def _check_found(wanted: int, found: int, preprocess_key: str) -> None:
+    if found != wanted:
+        raise StoreError(f"{wanted - found} images have no crop for preprocessing {preprocess_key}")
 
 
 def _quoted(column: str) -> str:
