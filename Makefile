@@ -8,7 +8,7 @@ STAMP := $(VENV)/.phenorank-installed
 # (bioio and napari readers, which phenorank does not use: it reads the TIFF itself).
 SAMPLE_DATA := ndev-sampledata==0.0.3
 
-.PHONY: demo demo-cells demo-scratch test install clean
+.PHONY: demo demo-cells demo-scratch demo-profiles test install clean
 
 install: $(STAMP)
 
@@ -28,8 +28,11 @@ demo-cells: $(STAMP)
 demo-scratch: $(STAMP)
 	$(BIN)/phenorank demo --kind scratch
 
+demo-profiles: $(STAMP)
+	$(BIN)/phenorank demo --kind profiles
+
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) phenorank-demo phenorank-cells phenorank-scratch phenorank.duckdb
+	rm -rf $(VENV) phenorank-demo phenorank-cells phenorank-scratch phenorank-profiles phenorank.duckdb

@@ -236,10 +236,10 @@ def test_map_by_copairs_on_a_case_with_a_known_answer():
                 concentration=[1.0] * 8)
     result = make("evaluator", "map", null_size=2000).evaluate(Subject(s, embeddings=x))
     assert result.values["n_groups"] == 2
-    assert result.details["groups"]["A|1.0"]["map"] == pytest.approx(1 / 3)
-    assert result.details["groups"]["B|1.0"]["map"] == pytest.approx(1.0)
+    assert result.groups["A|1.0"]["map"] == pytest.approx(1 / 3)
+    assert result.groups["B|1.0"]["map"] == pytest.approx(1.0)
     assert result.values["mean_map"] == pytest.approx(2 / 3)
-    assert result.details["groups"]["B|1.0"]["p_value"] < result.details["groups"]["A|1.0"]["p_value"]
+    assert result.groups["B|1.0"]["p_value"] < result.groups["A|1.0"]["p_value"]
 
 
 def test_kmeans_runs_in_the_points_span_without_changing_a_distance():

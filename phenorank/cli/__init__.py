@@ -30,6 +30,10 @@ def cli(ctx: click.Context, db: str, wait: float) -> None:
         phenorank ingest cells/ --folders --pattern '{sample}_f{field}.tif' --loader tiff-channels
         phenorank objects && phenorank embed --encoder raw --crops objects
         phenorank aggregate --encoder raw --to image && phenorank evaluate --evaluator clustering-kmeans
+    Profiles made elsewhere (CellProfiler, pycytominer; on a generated screen: phenorank demo --kind profiles):
+        phenorank import-profiles profiles.csv.gz --name screen
+        phenorank run --encoders profiles --transforms 'none|robustize,spherize' --references DMSO \
+                      --evaluators nsc-accuracy,map -p map.control=DMSO
     """
     ctx.ensure_object(dict)
     ctx.obj["db"] = db
@@ -37,9 +41,9 @@ def cli(ctx: click.Context, db: str, wait: float) -> None:
 
 
 def _add_commands() -> None:
-    from . import cells, data, methods, results, training
+    from . import cells, data, methods, profiles, results, training
 
-    for module in (data, methods, training, cells, results):
+    for module in (data, profiles, methods, training, cells, results):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -87,9 +87,11 @@ def objects(ctx, segmenter, side, min_area, area_quantiles, mask_outside, normal
               help="image (objects -> their image) or metadata column(s) to group by, e.g. sample or donor,sample.")
 @click.option("--how", type=click.Choice(HOW), default="mean", show_default=True)
 @click.option("--trim", default=0.1, show_default=True, help="Fraction cut at each end by trimmed-mean.")
+@click.option("--transforms", "chain", default="none", show_default=True,
+              help="Aggregate the set made by this transform chain (e.g. robustize,spherize), or none.")
 @click.pass_context
 @friendly_errors
-def aggregate(ctx, encoders, head, source_level, target, how, trim) -> None:
+def aggregate(ctx, encoders, head, source_level, target, how, trim, chain) -> None:
     """Aggregate embeddings: object crops -> images -> samples (mean, median or trimmed mean).
 
     The result is an embedding set like any other (level e.g. `image:mean`, `sample:median`):
@@ -100,19 +102,26 @@ def aggregate(ctx, encoders, head, source_level, target, how, trim) -> None:
         phenorank aggregate --encoder raw,morphometrics --to image
         phenorank aggregate --encoder raw --from image:mean --to sample --how median
         phenorank evaluate --evaluator clustering-kmeans --level sample:median
+        phenorank aggregate --encoder profiles:screen --from well --transforms robustize,spherize \\
+                            --to treatment,concentration --how median
     """
     rows = []
     with recorded_run(ctx, "aggregate", {"encoders": encoders, "head": head, "from": source_level, "to": target,
                                          "how": how, "trim": trim}) as (store, run_id):
-        for encoder in split(encoders):
-            sources = [s for s in store.embedding_sets(encoder, head) if s.level == source_level]
+        wanted_chain = ",".join(split(chain)) if chain.strip() != "none" else None
+        for token in split(encoders):
+            encoder, _, dataset = token.partition(":")  # profiles:NAME names an imported dataset
+            stored = store.embedding_sets(encoder, dataset or head)
+            sources = [s for s in stored if s.level == source_level and s.transforms == wanted_chain]
             if not sources:
-                levels = sorted({s.level for s in store.embedding_sets(encoder, head)})
-                raise PluginError(f"no {encoder} embeddings at level {source_level!r}; stored: {', '.join(levels) or 'none'}")
+                found = sorted({f"{s.level} ({s.transforms or 'untransformed'})" for s in stored})
+                raise PluginError(f"no {token} embeddings at level {source_level!r} made by transforms {chain}; "
+                                  f"stored: {', '.join(found) or 'none'}")
             for source in sources:
                 result, n = run_aggregate(store, source, target, how, run_id, trim)
-                rows.append((result.encoder, result.head, source.level, result.level, n, result.embedding_set_id))
-    show(["encoder", "head", "from", "level", "vectors", "embedding set"], rows)
+                rows.append((result.encoder, result.head, result.transforms or "none", source.level, result.level, n,
+                             result.embedding_set_id))
+    show(["encoder", "head", "transforms", "from", "level", "vectors", "embedding set"], rows)
 
 
 CELL_EVALUATORS = ("clustering-kmeans", "clustering-agglomerative", "clustering-gmm")

@@ -113,8 +113,9 @@ def resolve_day(store: Store, day: str) -> int | None:
     if day == "last":
         days = store.days()
         if not days:
-            if store.table_counts()["images"]:
-                return None  # images without days (cell images): all of them
+            counts = store.table_counts()
+            if counts["images"] or counts["profiles"]:
+                return None  # items without days (cell images, imported profiles): all of them
             raise StoreError(f"{store.path} holds no images yet: run `phenorank ingest` first")
         return days[-1]
     try:

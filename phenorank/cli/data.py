@@ -12,7 +12,7 @@ import click
 from ..core import synthetic_plate
 from ..core.ingest import expand_entries, ingest as run_ingest
 from ..core.manifest import entries_from_folders, entries_from_pattern, read_manifest
-from ..core.pipeline import GridSpec, run_grid
+from ..core.grid import GridSpec, run_grid
 from ..core.preprocess import DEFAULT_MAX_LAYERS, PreprocessParams
 from ..core.progress import progress_bar, progress_steps
 from ..registry import Loader, get_registry
@@ -154,13 +154,15 @@ def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, fol
 
 
 @click.command()
-@click.option("--kind", type=click.Choice(["plate", "cells", "scratch"]), default="plate", show_default=True,
+@click.option("--kind", type=click.Choice(["plate", "cells", "scratch", "profiles"]), default="plate",
+              show_default=True,
               help="plate: spheroids on a 96-well plate, ranked; cells: fluorescence cells in class folders, "
                    "segmented, aggregated and clustered; scratch: a REAL wound-healing time-lapse, tiled and "
-                   "ranked against time.")
+                   "ranked against time; profiles: a multi-plate feature-profile screen, normalized and "
+                   "evaluated by mechanism (NSC) and activity (mAP).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path),
-              help="Folder for the images and the report [default: phenorank-demo, phenorank-cells or "
-                   "phenorank-scratch].")
+              help="Folder for the images and the report [default: phenorank-demo, phenorank-cells, "
+                   "phenorank-scratch or phenorank-profiles].")
 @click.option("--full-size", is_flag=True, help="Generate full 2054x2456 images (slow) instead of 200x240.")
 @click.option("--seed", default=0, show_default=True, help="Random seed of the generated images.")
 @click.option("--epochs", default=3, show_default=True,
@@ -185,8 +187,17 @@ def demo(ctx, kind: str, out_dir: Path | None, full_size: bool, seed: int, epoch
     a briefly trained SimCLR), ranked by distance from the first time point and compared with
     the time and with the cytoplasm coverage of the sample's masks (Spearman).
 
+    --kind profiles: a SYNTHETIC multi-plate profiling screen (CellProfiler-style table: 8
+    mechanisms x 3 compounds x 4 doses on 4 plates, each plate with its own batch effect, DMSO
+    wells on every plate), imported, put through transform chains (none, standardize, robustize,
+    robustize+spherize, ...) and evaluated by not-same-compound mechanism accuracy and mAP.
+
     Running it again reuses what is stored.
     """
+    if kind == "profiles":
+        from .profiles import profiles_demo
+
+        return profiles_demo(ctx, out_dir or Path("phenorank-profiles"), seed)
     if kind == "cells":
         from .cells import cells_demo
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
-from ..core.pipeline import (GridReport, GridSpec, PipelineError, Problem, aggregate_skip, embed as run_embed,
-                             evaluate as run_evaluate, rank as run_rank, run_grid)
+from ..core.grid import GridReport, GridSpec, Problem, aggregate_skip, run_grid
+from ..core.pipeline import PipelineError, embed as run_embed, evaluate as run_evaluate, rank as run_rank
 from ..core.progress import progress_bar, progress_steps
 from ..core.training import runnable_encoders, trained_encoders
+from ..io.profiles import ENCODER as PROFILE_ENCODER
 from ..registry import PluginError, get_registry
 from .common import (crops_option, err, format_option, friendly_errors, param_option, parse_params, plugin_names,
                      recorded_run, resolve_crops, resolve_day, show, size_option, split)
@@ -134,7 +135,9 @@ def evaluate(ctx, evaluators, ranking_ids, levels, day, params, force, fmt) -> N
         rankings = store.rankings(ranking_ids or None)
         of_scores = [e for e in plugins if e.needs == "scores"]
         of_embeddings = [e for e in plugins if e.needs != "scores"]
-        sets = [s for s in store.embedding_sets() if not levels or s.level in split(levels)] if of_embeddings else []
+        # a level can hold commas itself (treatment,concentration:median)
+        sets = [s for s in store.embedding_sets() if not levels or s.level in split(levels) or s.level == levels.strip()
+                ] if of_embeddings else []
         report = GridReport()
         day_value = resolve_day(store, day) if sets else None
         with progress_bar("evaluate", len(rankings) * len(of_scores) + len(sets) * len(of_embeddings)) as advance:
@@ -183,6 +186,11 @@ def _evaluate_one(report: GridReport, evaluator, subject: str, store, run_id: st
               help="Evaluator names, or 'all'.")
 @click.option("--holdout", default="holdout", show_default=True,
               help="Metadata column (true/false) of the hold-out set: rankers are fitted without those images.")
+@click.option("--transforms", "chains", multiple=True, metavar="CHAINS",
+              help="Transform chains applied to every embedding set before ranking, separated by | (none = "
+                   "untransformed), e.g. 'none|standardize|robustize,spherize'.")
+@click.option("--normalize-to", help="The rows transforms are fitted on (a condition or treatment value) "
+                                     "[default: the first of --references].")
 @day_option
 @size_option
 @crops_option
@@ -191,8 +199,8 @@ def _evaluate_one(report: GridReport, evaluator, subject: str, store, run_id: st
 @format_option
 @click.pass_context
 @friendly_errors
-def run(ctx, encoders, heads, metrics, rankers, references, evaluators, holdout, day, size, crops, params, force,
-        fmt) -> None:
+def run(ctx, encoders, heads, metrics, rankers, references, evaluators, holdout, chains, normalize_to, day, size,
+        crops, params, force, fmt) -> None:
     """Run a grid: every encoder x head x metric x ranker x reference, each evaluated.
 
     What is already stored is reused, so an interrupted grid continues where it stopped.
@@ -203,23 +211,34 @@ def run(ctx, encoders, heads, metrics, rankers, references, evaluators, holdout,
                       --references control,single_dose -p rank-correlation.truth=effect
         phenorank run --metrics all --rankers all --evaluators all \\
                       --references control,single_dose,exploded
+        phenorank run --encoders profiles --transforms 'none|robustize,spherize' --references DMSO \\
+                      --evaluators nsc-accuracy,map -p map.control=DMSO
     """
-    spec = GridSpec(encoders=split(encoders), metrics=plugin_names("metric", metrics),
+    from .profiles import parse_chains, selected_sets
+
+    tokens = split(encoders)
+    imported = [t for t in tokens if t.partition(":")[0] == PROFILE_ENCODER]
+    spec = GridSpec(encoders=[t for t in tokens if t not in imported], metrics=plugin_names("metric", metrics),
                     rankers=plugin_names("ranker", rankers), references=split(references),
                     evaluators=plugin_names("evaluator", evaluators),
-                    preprocess_key="", heads=split(heads) or None, force=force, holdout=holdout or None)
+                    preprocess_key="", heads=split(heads) or None, force=force, holdout=holdout or None,
+                    transforms=parse_chains(chains), transform_reference=normalize_to or (split(references) or [None])[0])
     spec.params = parse_params(params, [t.partition(":")[0] for t in plugin_names("encoder", encoders)]
-                               + spec.metrics + spec.rankers + spec.evaluators)
+                               + spec.metrics + spec.rankers + spec.evaluators
+                               + [n for chain in spec.transforms for n in chain])
     with recorded_run(ctx, "run", {**spec.__dict__, "crops": crops, "size": size, "day": day}) as (store, run_id):
-        spec.preprocess_key = resolve_crops(store, crops, size)
-        spec.day = resolve_day(store, day)
+        spec.stored_sets = selected_sets(store, ",".join(imported)) if imported else []
+        spec.preprocess_key = resolve_crops(store, crops, size) if spec.encoders or encoders.strip() == "all" else ""
+        # profiles alone have no images, and so no latest day to default to
+        spec.day = resolve_day(store, day) if spec.preprocess_key or day != "last" else None
         if encoders.strip() == "all":
             spec.encoders, spec.every_encoder = runnable_encoders(store, get_registry()), True
         with progress_steps() as steps:
             report = run_grid(store, get_registry(), spec, run_id, progress=steps)
         print_grid_report(report)
-        err.print(f"embedded {report.embedded} images, computed {report.ranked} rankings and {report.evaluated} "
-                  "evaluations")
+        transformed = f"transformed {report.transformed} set(s), " if spec.transforms else ""
+        err.print(f"embedded {report.embedded} images, {transformed}computed {report.ranked} rankings and "
+                  f"{report.evaluated} evaluations")
         print_reused(report.reused, report.reused_evaluations)
         print_comparison(store, fmt)
         fail_on_wrong_request(report)

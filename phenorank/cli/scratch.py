@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from ..core.pipeline import GridSpec, run_grid
+from ..core.grid import GridSpec, run_grid
 from ..core.progress import progress_bar, progress_steps
 from ..core.sample_data import SCRATCH_ASSAY, SCRATCH_LOADER_PARAMS
 from ..core.training import train as run_train

@@ -73,7 +73,7 @@ def aggregate(store: Store, source: EmbeddingSet, to: str, how: str = "mean", ru
     out = np.stack([combine(vectors[members[k]].astype(np.float64), how, trim) for k in order]).astype(np.float32)
     level_name = "image" if to == "image" else ",".join(columns)
     if to != "image":
-        groups = [_group_metadata(k, level_name, samples, members[k]) for k in order]
+        groups = _group_metadata(order, level_name, samples, members)
         store.write_groups(groups, [(k, str(ids[row])) for k in order for row in members[k]])
     params = {**source.params, "aggregate": {"to": level_name, "how": how, **({"trim": trim} if how == "trimmed-mean" else {}),
                                              "source": source.embedding_set_id}}
@@ -81,31 +81,41 @@ def aggregate(store: Store, source: EmbeddingSet, to: str, how: str = "mean", ru
         embedding_set_id=digest("aggregate", source.embedding_set_id, level_name, how, trim if how == "trimmed-mean" else None),
         encoder=source.encoder, head=source.head, params=params, preprocess_key=source.preprocess_key,
         dim=out.shape[1], level=f"{level_name}:{how}", source_id=source.embedding_set_id,
-        code=source.code)
+        code=source.code, transforms=source.transforms, transform_reference=source.transform_reference)
     store.replace_embeddings(target, store.feature_names(source.embedding_set_id), order, out, run_id)
     return target, len(order)
 
 
-def _group_metadata(group_id: str, level: str, samples, rows: list[int]) -> dict:
-    """What the members share: each metadata field whose value is the same for all of them."""
-    shared = {}
-    for column in SHARED:
-        if column in samples:
-            values = {_text(samples[column][r]) for r in rows}
-            if len(values) == 1 and values != {""}:
-                value = samples[column][rows[0]]
-                value = value.item() if isinstance(value, np.generic) else value
-                shared[column] = int(value) if column in INTEGER_FIELDS else bool(value) if column == "edge" else value
-    extra = {}
+def _group_metadata(order: list[str], level: str, samples, members: dict[str, list[int]]) -> list[dict]:
+    """Per group, what its members share: each metadata field whose value is the same for all of
+    them (one pass per column over every row, not one per group and column)."""
+    import pandas as pd
+
+    group_of = np.empty(len(samples), dtype=np.int64)
+    for g, key in enumerate(order):
+        group_of[members[key]] = g
+    first = np.array([members[key][0] for key in order])
+    shared: list[dict] = [{} for _ in order]
+    extra: list[dict] = [{} for _ in order]
     for column in samples.columns:
-        if column in SHARED or column in ITEM_COLUMNS:
+        if column in ITEM_COLUMNS:
             continue
-        values = {_text(samples[column][r]) for r in rows}
-        if len(values) == 1 and values != {""}:
-            extra[column] = _text(samples[column][rows[0]])
-    if "path" in shared:
-        shared["path"] = str(shared["path"])
-    return {**shared, "group_id": group_id, "level": level, "extra": extra, "n_members": len(rows)}
+        values = samples[column]
+        text = pd.Series([_text(v) for v in values]) if values.dtype == object else \
+            pd.Series(values).map(_text)
+        distinct = text.groupby(group_of).nunique(dropna=False).to_numpy()
+        blank = text.eq("").groupby(group_of).all().to_numpy()
+        for g in np.flatnonzero((distinct == 1) & ~blank):
+            row = first[g]
+            if column in SHARED:
+                value = values[row]
+                value = value.item() if isinstance(value, np.generic) else value
+                shared[g][column] = int(value) if column in INTEGER_FIELDS else bool(value) if column == "edge" else \
+                    str(value) if column == "path" else value
+            else:
+                extra[g][column] = text.iat[row]
+    return [{**shared[g], "group_id": key, "level": level, "extra": extra[g], "n_members": len(members[key])}
+            for g, key in enumerate(order)]
 
 
 def _text(value) -> str:

@@ -63,6 +63,22 @@ _COMPARISON_VIEW_6 = _COMPARISON_VIEW_5.replace(
     "NULL, s.embedding_set_id, m.model_id, e.created_at",
     "NULL, s.embedding_set_id, m.model_id, e.created_at, s.code, NULL, NULL, e.code")
 
+# Transformed sets (normalized, whitened, selected) say which chain made them.
+_COMPARISON_VIEW_7 = _COMPARISON_VIEW_6.replace(
+    "s.head, s.level, r.ranker", "s.head, s.level, coalesce(s.transforms, 'none') AS transforms, r.ranker").replace(
+    "s.head, s.level, NULL, NULL, NULL, NULL,", "s.head, s.level, coalesce(s.transforms, 'none'), NULL, NULL, NULL, NULL,")
+
+# Per-group results (a treatment's mAP and q-value) with the method that produced them.
+_GROUP_RESULTS_VIEW = """
+CREATE OR REPLACE VIEW group_results AS
+SELECT s.encoder, s.head, s.level, coalesce(s.transforms, 'none') AS transforms, g.evaluator,
+       p.params AS evaluator_params, g.group_key, g.name, g.value, g.subject_id AS embedding_set_id, g.params_hash
+FROM evaluation_groups g
+JOIN embedding_sets s ON g.subject_kind = 'embedding_set' AND s.embedding_set_id = g.subject_id
+LEFT JOIN (SELECT subject_id, evaluator, params_hash, any_value(params) AS params FROM evaluations
+           GROUP BY ALL) p ON p.subject_id = g.subject_id AND p.evaluator = g.evaluator AND p.params_hash = g.params_hash;
+"""
+
 _ITEM_FIELDS = ('path, plate, well, "row", col, day, condition, treatment, concentration, replicate, '
                 'n_layers, height, width, dtype, edge')
 
@@ -80,6 +96,14 @@ FROM objects o JOIN images i USING (image_id)
 UNION ALL
 SELECT group_id, level, NULL, {_ITEM_FIELDS}, extra FROM groups;
 """
+
+_PROFILE_FIELDS = ('NULL, plate, well, "row", col, day, condition, treatment, concentration, replicate, '
+                   'NULL, NULL, NULL, NULL, edge')
+
+# Imported profiles (one row per well, image or cell, made elsewhere) are items without images.
+_ITEMS_VIEW_7 = _ITEMS_VIEW.replace("FROM groups;", f"""FROM groups
+UNION ALL
+SELECT item_id, level, NULL, {_PROFILE_FIELDS}, extra FROM profiles;""")
 
 # Ordered and append-only: a released migration is never edited, a change is a new entry.
 MIGRATIONS: list[tuple[int, str, str]] = [
@@ -157,6 +181,17 @@ ALTER TABLE rankings ADD COLUMN metric_code VARCHAR;
 ALTER TABLE evaluations ADD COLUMN code VARCHAR;
 ALTER TABLE models ADD COLUMN code VARCHAR;
 """ + _COMPARISON_VIEW_6),
+    (7, "imported profiles, transforms, per-group evaluation results", """
+CREATE TABLE profiles (
+    item_id VARCHAR PRIMARY KEY, dataset VARCHAR, level VARCHAR, plate VARCHAR, well VARCHAR, "row" VARCHAR,
+    col INTEGER, day INTEGER, condition VARCHAR, treatment VARCHAR, concentration DOUBLE, replicate INTEGER,
+    edge BOOLEAN, extra JSON, run_id VARCHAR, imported_at TIMESTAMPTZ);
+ALTER TABLE embedding_sets ADD COLUMN transforms VARCHAR;
+ALTER TABLE embedding_sets ADD COLUMN transform_reference VARCHAR;
+CREATE TABLE evaluation_groups (
+    subject_kind VARCHAR, subject_id VARCHAR, evaluator VARCHAR, params_hash VARCHAR, group_key VARCHAR,
+    name VARCHAR, value DOUBLE);
+""" + _ITEMS_VIEW_7 + _COMPARISON_VIEW_7 + ";" + _GROUP_RESULTS_VIEW),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -27,6 +27,7 @@ from .schema import MIGRATIONS, SCHEMA_VERSION
 from .store_access import CHECKPOINT_EVERY, Connection, StoreError, connect, refuse_foreign
 from .store_comparison import ComparisonQueries
 from .store_objects import ObjectTables, as_column as _as_column
+from .store_profiles import ProfileTables
 
 DEFAULT_PATH = "phenorank.duckdb"
 
@@ -62,6 +63,8 @@ class EmbeddingSet:
     level: str = "image"  # what one vector stands for: image, object, or an aggregate such as sample:median
     source_id: str | None = None  # an aggregate's source embedding set
     code: str = ""  # the encoder's code identity (distribution version + source hash)
+    transforms: str | None = None  # the chain that made it from source_id, e.g. robustize,spherize
+    transform_reference: str | None = None  # the reference wells the chain was fitted on
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ class Ranking:
     metric_code: str = ""
 
 
-class Store(ObjectTables, ComparisonQueries):
+class Store(ObjectTables, ProfileTables, ComparisonQueries):
     """A phenorank DuckDB file. Open with :func:`open_store`."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection | Connection, path: str, read_only: bool):
@@ -314,9 +317,10 @@ class Store(ObjectTables, ComparisonQueries):
     def ensure_embedding_set(self, es: EmbeddingSet, feature_names: list[str] | None, run_id: str) -> None:
         self.con.execute(
             "INSERT INTO embedding_sets (embedding_set_id, encoder, head, params, preprocess_key, dim, feature_names, "
-            "run_id, created_at, level, source_id, code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            "run_id, created_at, level, source_id, code, transforms, transform_reference) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [es.embedding_set_id, es.encoder, es.head, _json(es.params), es.preprocess_key, es.dim,
-             feature_names, run_id, _now(), es.level, es.source_id, es.code],
+             feature_names, run_id, _now(), es.level, es.source_id, es.code, es.transforms, es.transform_reference],
         )
 
     def embedded_ids(self, embedding_set_id: str) -> set[str]:
@@ -330,22 +334,27 @@ class Store(ObjectTables, ComparisonQueries):
         vectors go first."""
         with self.transaction():
             for es, feature_names, ids, vectors in batches:
-                if replace:
-                    self.con.execute("DELETE FROM embeddings WHERE embedding_set_id = ?", [es.embedding_set_id])
-                    self.con.execute("DELETE FROM embedding_sets WHERE embedding_set_id = ?", [es.embedding_set_id])
-                self.ensure_embedding_set(es, feature_names, run_id)
-                vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-                flat = pa.array(vectors.reshape(-1))
-                vector_table = pa.table({  # noqa: F841
-                    "embedding_set_id": pa.array([es.embedding_set_id] * len(ids), pa.string()),
-                    "image_id": pa.array(ids, pa.string()),
-                    "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]).cast(pa.list_(pa.float32())),
-                })
-                self.con.execute(
-                    "DELETE FROM embeddings WHERE embedding_set_id = ? AND image_id IN (SELECT image_id FROM vector_table)",
-                    [es.embedding_set_id],
-                )
-                self.con.execute("INSERT INTO embeddings SELECT * FROM vector_table")
+                self._put_vectors(es, feature_names, ids, vectors, run_id, replace)
+
+    def _put_vectors(self, es: EmbeddingSet, feature_names: list[str] | None, ids: Sequence[str],
+                     vectors: np.ndarray, run_id: str, replace: bool) -> None:
+        """Inside a caller's transaction: store one set's vectors (replacing the set when asked)."""
+        if replace:
+            self.con.execute("DELETE FROM embeddings WHERE embedding_set_id = ?", [es.embedding_set_id])
+            self.con.execute("DELETE FROM embedding_sets WHERE embedding_set_id = ?", [es.embedding_set_id])
+        self.ensure_embedding_set(es, feature_names, run_id)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        flat = pa.array(vectors.reshape(-1))
+        vector_table = pa.table({  # noqa: F841
+            "embedding_set_id": pa.array([es.embedding_set_id] * len(ids), pa.string()),
+            "image_id": pa.array(list(ids), pa.string()),
+            "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]).cast(pa.list_(pa.float32())),
+        })
+        if not replace:
+            self.con.execute(
+                "DELETE FROM embeddings WHERE embedding_set_id = ? AND image_id IN (SELECT image_id FROM vector_table)",
+                [es.embedding_set_id])
+        self.con.execute("INSERT INTO embeddings SELECT * FROM vector_table")
 
     def replace_embeddings(self, es: EmbeddingSet, feature_names: list[str] | None, ids: Sequence[str],
                            vectors: np.ndarray, run_id: str) -> None:
@@ -358,13 +367,13 @@ class Store(ObjectTables, ComparisonQueries):
 
     def embedding_sets(self, encoder: str | None = None, head: str | None = None) -> list[EmbeddingSet]:
         rows = self.con.execute(
-            "SELECT embedding_set_id, encoder, head, params, preprocess_key, dim, level, source_id, code "
-            "FROM embedding_sets WHERE (? IS NULL OR encoder = ?) AND (? IS NULL OR head = ?) "
-            "ORDER BY encoder, head, level, created_at",
+            "SELECT embedding_set_id, encoder, head, params, preprocess_key, dim, level, source_id, code, transforms, "
+            "transform_reference FROM embedding_sets WHERE (? IS NULL OR encoder = ?) AND (? IS NULL OR head = ?) "
+            "ORDER BY encoder, head, level, transforms NULLS FIRST, created_at",
             [encoder, encoder, head, head],
         ).fetchall()
-        return [EmbeddingSet(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6] or "image", r[7], r[8] or "")
-                for r in rows]
+        return [EmbeddingSet(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6] or "image", r[7], r[8] or "",
+                             r[9], r[10]) for r in rows]
 
     def load_embeddings(self, embedding_set_id: str, day: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(image ids sorted, vectors (N, D) float32) of one set, optionally one day's images."""
@@ -471,14 +480,26 @@ class Store(ObjectTables, ComparisonQueries):
 
     def write_evaluation(self, subject_kind: str, subject_id: str, evaluator: str, params: dict,
                          params_hash: str, values: dict[str, float], details: dict, run_id: str,
-                         intervals: dict[str, tuple[float, float]] | None = None, code: str = "") -> None:
+                         intervals: dict[str, tuple[float, float]] | None = None, code: str = "",
+                         groups: dict[str, dict[str, float]] | None = None) -> None:
+        """Replace one evaluation: its values (with intervals) and its per-group results."""
         now = _now()
         intervals = intervals or {}
+        group_rows = [(key, name, value) for key, named in (groups or {}).items() for name, value in named.items()]
+        group_table = pa.table({  # noqa: F841
+            "subject_kind": pa.array([subject_kind] * len(group_rows), pa.string()),
+            "subject_id": pa.array([subject_id] * len(group_rows), pa.string()),
+            "evaluator": pa.array([evaluator] * len(group_rows), pa.string()),
+            "params_hash": pa.array([params_hash] * len(group_rows), pa.string()),
+            "group_key": pa.array([str(r[0]) for r in group_rows], pa.string()),
+            "name": pa.array([r[1] for r in group_rows], pa.string()),
+            "value": pa.array([float(r[2]) for r in group_rows], pa.float64())})
         with self.transaction():
-            self.con.execute(
-                "DELETE FROM evaluations WHERE subject_id = ? AND evaluator = ? AND params_hash = ?",
-                [subject_id, evaluator, params_hash],
-            )
+            for table in ("evaluations", "evaluation_groups"):
+                self.con.execute(f"DELETE FROM {table} WHERE subject_id = ? AND evaluator = ? AND params_hash = ?",
+                                 [subject_id, evaluator, params_hash])
+            if group_rows:
+                self.con.execute("INSERT INTO evaluation_groups SELECT * FROM group_table")
             self.con.executemany(
                 "INSERT INTO evaluations (subject_kind, subject_id, evaluator, params, params_hash, name, value, "
                 "details, run_id, created_at, ci_low, ci_high, code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -498,8 +519,8 @@ class Store(ObjectTables, ComparisonQueries):
         return result.columns, result.fetchall()
 
     def table_counts(self) -> dict[str, int]:
-        tables = ("images", "crops", "rejects", "pairs", "objects", "groups", "runs", "models", "embedding_sets",
-                  "embeddings", "rankings", "scores", "evaluations")
+        tables = ("images", "crops", "rejects", "pairs", "objects", "groups", "profiles", "runs", "models",
+                  "embedding_sets", "embeddings", "rankings", "scores", "evaluations", "evaluation_groups")
         return {t: self._one(f"SELECT count(*) FROM {t}")[0] for t in tables}
 
 

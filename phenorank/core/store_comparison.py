@@ -15,7 +15,7 @@ from typing import Sequence
 from .store_access import StoreError
 
 # The dimensions a method is described by (columns of the comparison view).
-DIMENSIONS = ("encoder", "augmentation", "model", "head", "level", "ranker", "metric", "reference", "day", "evaluator")
+DIMENSIONS = ("encoder", "augmentation", "model", "head", "level", "transforms", "ranker", "metric", "reference", "day", "evaluator")
 
 # What else can tell two results of one cell apart, in the order they are tried; each becomes a
 # column (named as here) only when it does.
@@ -74,10 +74,12 @@ class ComparisonQueries:
         (accuracy, spearman, ...) unless two evaluators share it; where one evaluator ran with
         several parameter sets (or code versions), the label carries them; where methods differ
         only in parameters or code, those become columns."""
-        dims = ["encoder", "augmentation", "model", "head", "level"] + (
+        dims = ["encoder", "augmentation", "model", "head", "level", "transforms"] + (
             ["ranker", "metric", "reference", "day"] if kind == "rankings" else [])
         filters = ["ranker IS NOT NULL" if kind == "rankings" else "ranker IS NULL"] + ([f"({where})"] if where else [])
         source = f"(SELECT * FROM comparison WHERE {' AND '.join(filters)})"
+        if not self._one(f"SELECT count(*) FROM {source} WHERE transforms <> 'none'")[0]:
+            dims.remove("transforms")  # a column of 'none' only says nothing
         measure_keys = ["evaluator", "name"]
         measure_extra = self._separate(
             source, [*map(_text, dims), "encoder_params", "ranker_params", "metric_params", "encoder_code",

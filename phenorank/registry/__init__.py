@@ -15,12 +15,13 @@ from .contracts import (
     Segmenter,
     Subject,
     TrainConfig,
+    Transform,
 )
 from .hookspecs import hookimpl
 from .manager import PluginInfo, Registry, get_registry, reset_registry
 
 __all__ = [
     "FAMILIES", "Augmentation", "Encoder", "Evaluation", "Evaluator", "Loader", "Metric", "Plugin",
-    "PluginError", "PluginInfo", "Ranker", "Registry", "Samples", "Segmenter", "Subject", "TrainConfig", "get_registry",
+    "PluginError", "PluginInfo", "Ranker", "Registry", "Samples", "Segmenter", "Subject", "TrainConfig", "Transform", "get_registry",
     "hookimpl", "reset_registry",
 ]

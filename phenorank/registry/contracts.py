@@ -15,7 +15,7 @@ from typing import Any, Callable, ClassVar, Literal
 
 import numpy as np
 
-FAMILIES = ("loader", "segmenter", "encoder", "augmentation", "metric", "ranker", "evaluator")
+FAMILIES = ("loader", "segmenter", "encoder", "augmentation", "metric", "transform", "ranker", "evaluator")
 
 
 class PluginError(ValueError):
@@ -247,6 +247,30 @@ class Ranker(Plugin):
         raise NotImplementedError
 
 
+class Transform(Plugin):
+    """Maps an embedding set to a new one (normalization, whitening, feature selection, batch
+    correction), fitted on some of its rows: ``fit(embeddings, samples, reference)`` learns from
+    the rows (``reference``: a mask of the reference wells, e.g. the negative controls), then
+    ``transform(embeddings, samples)`` maps every row. Fitting per plate or per batch is the
+    transform's own business (its ``by`` parameter names the column).
+
+    ``feature_names(names)``: the output's feature names given the input's (None when unknown);
+    by default, the same when the width stays, else None.
+    """
+
+    family = "transform"
+    needs_reference: ClassVar[bool] = False  # True: fitting without reference rows is an error
+
+    def fit(self, embeddings: np.ndarray, samples: Samples, reference: np.ndarray) -> "Transform":
+        raise NotImplementedError
+
+    def transform(self, embeddings: np.ndarray, samples: Samples) -> np.ndarray:
+        raise NotImplementedError
+
+    def feature_names(self, names: list[str] | None, width: int) -> list[str] | None:
+        return names if names is not None and len(names) == width else None
+
+
 @dataclass
 class Subject:
     """What an evaluator looks at: the samples and, as it asked in ``needs``, their scores from
@@ -267,11 +291,14 @@ class Subject:
 @dataclass
 class Evaluation:
     """Named values; ``intervals`` holds a (low, high) 95% interval for some of them (bootstrap
-    over wells, or the spread over restarts where the evaluator says so in ``details``)."""
+    over wells, or the spread over restarts where the evaluator says so in ``details``).
+    ``groups``: per-group results (a treatment's mAP, p-value and q-value), one dict of named
+    numbers per group; they land in the queryable table ``evaluation_groups``."""
 
     values: dict[str, float]
     details: dict[str, Any] = field(default_factory=dict)
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    groups: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 class Evaluator(Plugin):
@@ -291,6 +318,7 @@ BASES: dict[str, type[Plugin]] = {
     "encoder": Encoder,
     "augmentation": Augmentation,
     "metric": Metric,
+    "transform": Transform,
     "ranker": Ranker,
     "evaluator": Evaluator,
 }

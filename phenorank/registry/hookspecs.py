@@ -44,6 +44,11 @@ def register_metrics(register):
 
 
 @hookspec
+def register_transforms(register):
+    """Register transform classes: they map an embedding set to a new one (normalize, whiten, select)."""
+
+
+@hookspec
 def register_rankers(register):
     """Register ranker classes: they fit on embeddings and give every image a score."""
 

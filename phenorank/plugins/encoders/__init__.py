@@ -3,6 +3,7 @@ when they embed or train."""
 
 from phenorank import hookimpl
 
+from .baselines import CellCount, RandomInit
 from .cae import ConvAutoencoder
 from .efficientnet import ImageNetEfficientNetLite0
 from .imagenet import ImageNetResNet18, ImageNetResNet50
@@ -14,5 +15,5 @@ from .ssl import BYOL, SimCLR
 @hookimpl
 def register_encoders(register):
     for encoder in (RawPixelsEncoder, MorphometricsEncoder, ImageNetResNet18, ImageNetResNet50,
-                    ImageNetEfficientNetLite0, SimCLR, BYOL, ConvAutoencoder):
+                    ImageNetEfficientNetLite0, SimCLR, BYOL, ConvAutoencoder, CellCount, RandomInit):
         register(encoder)

@@ -5,6 +5,7 @@ from phenorank import hookimpl
 
 from .clustering import AgglomerativeClustering, GaussianMixtureClustering, KMeansClustering
 from .embeddings import KMeansAccuracy, LinearProbe, MeanAveragePrecision
+from .moa import NotSameCompoundAccuracy
 from .robustness import Robustness
 from .scores import HoldoutRange, RankCorrelation, RankingAccuracy, ranking_accuracy
 
@@ -13,5 +14,5 @@ from .scores import HoldoutRange, RankCorrelation, RankingAccuracy, ranking_accu
 def register_evaluators(register):
     for evaluator in (RankingAccuracy, RankCorrelation, HoldoutRange, LinearProbe, KMeansAccuracy,
                       MeanAveragePrecision, KMeansClustering, AgglomerativeClustering, GaussianMixtureClustering,
-                      Robustness):
+                      Robustness, NotSameCompoundAccuracy):
         register(evaluator)

@@ -140,50 +140,50 @@ class KMeansAccuracy(Evaluator):
 
 
 class MeanAveragePrecision(Evaluator):
-    """Replicate-aware mean average precision (copairs): for every image of a treatment group, how
-    highly do its replicates rank among the controls by similarity? mAP per group, with a p-value
-    from copairs' permutation null (``null_size``) and Benjamini-Hochberg correction.
+    """Mean average precision (copairs), with a p-value per group from copairs' permutation null
+    (``null_size``) and Benjamini-Hochberg q-values.
 
-    Groups are the distinct values of ``group`` columns (default treatment and concentration) among
-    images whose ``label`` is not ``control``; controls are the negatives. Values: mean mAP over
-    groups, the fraction of groups with corrected p < ``threshold``, the number of groups. The
-    interval bootstraps the groups' mAPs (resampling wells would duplicate replicates and inflate
-    mAP). Per-group results are in the details.
+    ``mode=activity`` (replicate retrieval against controls): for every well of a treatment group
+    (``group`` columns, default treatment and concentration), how highly do its replicates rank
+    among the controls by similarity? Controls are the rows with ``control`` as their ``label``,
+    condition or treatment (``control=DMSO``).
+
+    ``mode=consistency``: the treatments' consensus profiles (``consensus`` of each group's wells)
+    with the same ``moa`` value (a mechanism column, e.g. Metadata_MoA) are the positives, those
+    of other mechanisms the negatives; one mAP per mechanism.
+
+    Values: mean mAP over groups, the fraction with q < ``threshold``, the number of groups. The
+    interval bootstraps the groups' mAPs. Per group (table ``evaluation_groups``): map, p_value,
+    q_value.
     """
 
     name = "map"
     needs = "embeddings"
-    defaults = {"label": "condition", "control": "control", "group": ["treatment", "concentration"],
-                "distance": "cosine", "null_size": 10000, "threshold": 0.05, "seed": 0, "bootstrap": 1000}
+    defaults = {"mode": "activity", "label": "condition", "control": "control", "group": ["treatment", "concentration"],
+                "moa": "Metadata_MoA", "consensus": "median", "distance": "cosine", "null_size": 10000,
+                "threshold": 0.05, "seed": 0, "bootstrap": 1000}
 
     def evaluate(self, subject: Subject) -> Evaluation:
         import logging
 
-        import pandas as pd
+        logging.getLogger("copairs").setLevel(logging.WARNING)
+        mode = self.params["mode"]
+        if mode not in ("activity", "consistency"):
+            raise PluginError(f"map: mode must be 'activity' or 'consistency', got {mode!r}")
+        samples, columns = subject.samples, as_list(self.params["group"])
+        from .moa import is_control
+
+        control = is_control(samples, self.params["control"], self.params["label"])
+        feats = np.asarray(subject.embeddings, dtype=np.float64)
+        if mode == "activity":
+            meta, feats, sameby, query = self._activity(samples, columns, control, feats)
+        else:
+            meta, feats, sameby, query = self._consistency(samples, columns, control, feats)
         from copairs.map import average_precision, mean_average_precision
 
-        logging.getLogger("copairs").setLevel(logging.WARNING)
-        samples, columns = subject.samples, as_list(self.params["group"])
-        labels = samples[self.params["label"]].astype(str)
-        is_control = labels == self.params["control"]
-        if not is_control.any():
-            raise PluginError(f"map: no {self.params['control']!r} images to compare against")
-        group = np.array(["|".join(str(samples[c][i]) for c in columns) for i in range(len(samples))], dtype=object)
-        group[is_control] = "<control>"
-        meta = pd.DataFrame({
-            "group": group,
-            # Each control gets its own index, so two controls never form a positive pair; every
-            # treated image shares -1, so two treatments never form a negative pair.
-            "reference": np.where(is_control, np.arange(len(samples)), -1),
-        })
-        sizes = meta[~is_control].groupby("group").size()
-        if (sizes >= 2).sum() == 0:
-            raise PluginError(f"map: no treatment group (by {', '.join(columns)}) has 2 or more replicates")
-        feats = np.asarray(subject.embeddings, dtype=np.float64)
-        ap = average_precision(meta, feats, pos_sameby=["group", "reference"], pos_diffby=[], neg_sameby=[],
-                               neg_diffby=["group", "reference"], distance=self.params["distance"],
-                               progress_bar=False)
-        ap = ap[~is_control & ap["average_precision"].notna().to_numpy()]
+        ap = average_precision(meta, feats, pos_sameby=sameby, pos_diffby=[], neg_sameby=[], neg_diffby=sameby,
+                               distance=self.params["distance"], progress_bar=False)
+        ap = ap[query & ap["average_precision"].notna().to_numpy()]
         result = mean_average_precision(ap, sameby=["group"], null_size=int(self.params["null_size"]),
                                         threshold=float(self.params["threshold"]), seed=int(self.params["seed"]),
                                         progress_bar=False)
@@ -191,10 +191,43 @@ class MeanAveragePrecision(Evaluator):
         rng = np.random.default_rng(int(self.params["seed"]))
         boots = [maps[rng.integers(len(maps), size=len(maps))].mean() for _ in range(int(self.params["bootstrap"]))]
         intervals = {"mean_map": tuple(float(v) for v in np.percentile(boots, [2.5, 97.5]))} if boots else {}
-        per_group = {str(r.group): {"map": float(r.mean_average_precision), "p_value": float(r.p_value),
-                                    "corrected_p_value": float(r.corrected_p_value)}
-                     for r in result.itertuples()}
+        groups = {str(r.group): {"map": float(r.mean_average_precision), "p_value": float(r.p_value),
+                                 "q_value": float(r.corrected_p_value)} for r in result.itertuples()}
         return Evaluation(
             values={"mean_map": float(maps.mean()), "fraction_significant": float(result["below_corrected_p"].mean()),
                     "n_groups": len(maps)},
-            details={"groups": per_group, "group_by": columns}, intervals=intervals)
+            details={"mode": mode, "group_by": columns if mode == "activity" else [self.params["moa"]]},
+            intervals=intervals, groups=groups)
+
+    def _activity(self, samples, columns, control, feats):
+        import pandas as pd
+
+        if not control.any():
+            raise PluginError(f"map: no {self.params['control']!r} rows to compare against "
+                              f"(as {self.params['label']}, condition or treatment)")
+        group = np.array(["|".join(str(samples[c][i]) for c in columns) for i in range(len(samples))], dtype=object)
+        group[control] = "<control>"
+        meta = pd.DataFrame({
+            "group": group,
+            # Each control gets its own index, so two controls never form a positive pair; every
+            # treated row shares -1, so two treatments never form a negative pair.
+            "reference": np.where(control, np.arange(len(samples)), -1),
+        })
+        sizes = meta[~control].groupby("group").size()
+        if (sizes >= 2).sum() == 0:
+            raise PluginError(f"map: no treatment group (by {', '.join(columns)}) has 2 or more replicates")
+        return meta, feats, ["group", "reference"], ~control
+
+    def _consistency(self, samples, columns, control, feats):
+        import pandas as pd
+
+        from .moa import consensus, group_values
+
+        kept = samples.subset(~control)
+        _, profiles, members = consensus(feats[~control], kept, columns, self.params["consensus"])
+        moa = group_values(kept, self.params["moa"], members, self.name)
+        counts = pd.Series(moa).value_counts()
+        if (counts >= 2).sum() == 0:
+            raise PluginError(f"map: no {self.params['moa']} value has 2 or more treatments")
+        meta = pd.DataFrame({"group": moa})
+        return meta, profiles, ["group"], np.ones(len(moa), dtype=bool)

@@ -1,0 +1,1 @@
+"""Generators of demo data (profile screens) that the tests and demos use; nothing is downloaded."""
