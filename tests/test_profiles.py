@@ -157,6 +157,8 @@ def test_import_reads_csv_gzip_parquet_and_cellprofiler_sqlite_alike(tmp_path):
     with sqlite3.connect(cp) as con:
         image = frame.rename(columns={c: "Image_" + c for c in frame.columns if c.startswith("Metadata_")})
         image.insert(0, "ImageNumber", np.arange(1, len(frame) + 1))
+        image["Image_FileName_DNA"] = [f"r{i:03d}.tiff" for i in range(len(frame))]  # bookkeeping, not features
+        image["Image_ExecutionTime_01LoadData"] = 0.5 + np.arange(len(frame)) / 1000
         image.to_sql("Per_Image", con, index=False)
     paths.append(cp)
     with open_store(tmp_path / "s.duckdb") as store:
@@ -224,6 +226,18 @@ def test_drop_bad_features_leaves_them_out_and_says_which(tmp_path):
         report = import_profiles(store, _bad(tmp_path, change), drop_bad_features=True)
     assert report.features == 40 - 1 and sorted(report.dropped) == [
         "Cells_AreaShape_000 (NaN or infinite)", "Cells_Constant (constant)"]
+
+
+def test_cell_count_baseline_counts_dark_objects():
+    image = np.full((1, 3, 64, 64), 0.8, np.float32)
+    for cy, cx in ((12, 12), (40, 20), (30, 50)):
+        yy, xx = np.mgrid[:64, :64]
+        image[0, :, (yy - cy) ** 2 + (xx - cx) ** 2 < 25] = 0.2
+    values = get_registry().create("encoder", "cell-count").embed(image)["backbone"][0]
+    assert values[1] == 3  # objects
+    assert values[0] == pytest.approx(3 * 69 / 64 ** 2, abs=0.01)  # 69 pixels per disk of radius < 5
+    bright = get_registry().create("encoder", "cell-count", {"polarity": "bright"}).embed(image)["backbone"][0]
+    assert bright[1] == 1 and bright[0] == pytest.approx(1 - values[0])
 
 
 # -- evaluators --------------------------------------------------------------------------------
@@ -315,7 +329,15 @@ def test_the_profiles_demo_recovers_mechanisms_only_with_the_right_chain(invoke,
                           "--format", "csv").stdout)
     assert {r["transforms"]: float(r["nsc-accuracy"]) for r in pivot}["robustize,spherize"] == pytest.approx(best_nsc)
     page = (tmp_path / "demo" / "report.html").read_text()
-    assert "nsc_accuracy" in page and "robustize,spherize" in page
+    assert "nsc_accuracy" in page and "Hits of robustize,spherize: treatments active at q &lt; 0.05" in page
+    assert "profiles/screen · robustize,spherize · centroid · euclidean · reference DMSO" in page
+    # the README's grid on the imported screen: reuses the demo's chains, adds a ranking per chain
+    out = invoke("run", "--encoders", "profiles", "--transforms", "none|robustize,spherize", "--references", "DMSO",
+                 "--metrics", "euclidean", "--evaluators", "nsc-accuracy,map,rank-correlation", "-p", "map.control=DMSO",
+                 "-p", "rank-correlation.truth=concentration", "--format", "csv").output
+    assert "transformed 0 set(s), computed 0 rankings and 0 evaluations" in out
+    spearman = dict(rows(invoke.db, "SELECT transforms, value FROM comparison WHERE name = 'spearman'"))
+    assert spearman["robustize,spherize"] > 0.7 > 0.1 > spearman["none"]  # distance from DMSO follows the dose
 
 
 def test_a_1000_by_500_table_imports_transforms_and_evaluates_through_the_cli(invoke, tmp_path):

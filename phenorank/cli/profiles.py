@@ -164,7 +164,9 @@ def profiles_demo(ctx, out_dir: Path, seed: int) -> None:
               f"{spec.controls_per_plate} DMSO wells per plate), {spec.features} features, plate effects, seed {seed}")
     ctx.invoke(import_profiles_command, path=table, name="screen")
     registry = get_registry()
-    grid = GridSpec(encoders=[], metrics=["cosine"], rankers=["centroid"], references=["DMSO"],
+    # distance to the DMSO centre: euclidean, as after normalization that centre sits near zero,
+    # where a cosine says nothing
+    grid = GridSpec(encoders=[], metrics=["euclidean"], rankers=["centroid"], references=["DMSO"],
                     evaluators=["map", "nsc-accuracy", "rank-correlation"], preprocess_key="",
                     transforms=[list(c) for c in PROFILE_CHAINS], transform_reference="DMSO", holdout=None,
                     params={"map": {"control": "DMSO"}, "rank-correlation": {"truth": "concentration"},
@@ -180,31 +182,13 @@ def profiles_demo(ctx, out_dir: Path, seed: int) -> None:
             run_evaluate(store, consistency, run_id, embedding_set=es)
         for problem in report.problems:
             err.print(f"[yellow]skipped[/] {problem}")
-        columns, rows = store.query(profile_table_sql())
+        columns, rows = store.profile_summary()
         show(columns, rows, title="Which processing recovers mechanism and activity (4 plates with batch effects): "
                                   "NSC = 1-NN mechanism accuracy, same compound excluded [95% interval]; "
                                   "activity = treatments whose replicates beat DMSO at q < 0.05")
     finish_demo(ctx, out_dir, started, [
         "phenorank compare --rows transforms --columns evaluator --value nsc_accuracy --where \"encoder = 'profiles'\"",
-        "phenorank sql \"select * from evaluation_groups where name = 'q_value' order by value limit 20\""])
-
-
-def profile_table_sql() -> str:
-    """One row per transform chain of the profiles: the measures the profile demo compares."""
-    return """
-SELECT transforms,
-       max(value) FILTER (WHERE evaluator = 'nsc-accuracy' AND name = 'nsc_accuracy') AS nsc_accuracy,
-       max(printf('[%.2f, %.2f]', ci_low, ci_high)) FILTER (WHERE evaluator = 'nsc-accuracy' AND name = 'nsc_accuracy')
-           AS nsc_interval,
-       max(value) FILTER (WHERE evaluator = 'nsc-accuracy' AND name = 'not_excluded_accuracy') AS same_compound_allowed,
-       max(value) FILTER (WHERE evaluator = 'map' AND evaluator_params->>'mode' = 'activity'
-                          AND name = 'fraction_significant') AS active_fraction,
-       max(value) FILTER (WHERE evaluator = 'map' AND evaluator_params->>'mode' = 'activity' AND name = 'mean_map')
-           AS activity_map,
-       max(value) FILTER (WHERE evaluator = 'map' AND evaluator_params->>'mode' = 'consistency' AND name = 'mean_map')
-           AS consistency_map
-FROM comparison WHERE encoder = 'profiles' AND ranker IS NULL
-GROUP BY transforms ORDER BY nsc_accuracy DESC, transforms"""
+        "phenorank sql \"select * from group_results where name = 'q_value' and value < 0.05 order by value\""])
 
 
 COMMANDS = [import_profiles_command, transform]

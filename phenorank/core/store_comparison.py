@@ -188,7 +188,7 @@ ORDER BY {', '.join(rows)}"""
                 SELECT ranking_id, arg_max(value, created_at) AS spearman, arg_max(truth, created_at) AS truth,
                        arg_max(coalesce(ci_high < 0, p_value < 0.05 AND value < 0), created_at) AS reversed
                 FROM spearman GROUP BY ranking_id)
-            SELECT ranking_id, embedding_set_id, encoder, augmentation, head, ranker, metric, reference, day,
+            SELECT ranking_id, embedding_set_id, encoder, augmentation, head, transforms, ranker, metric, reference, day,
                    any_value(CAST(ranker_params AS VARCHAR)) AS ranker_params,
                    arg_max(value, created_at) FILTER (WHERE evaluator = 'ranking-accuracy' AND name = 'accuracy')
                        AS accuracy,

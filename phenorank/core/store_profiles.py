@@ -61,6 +61,42 @@ class ProfileTables:
             self.con.execute("DELETE FROM embeddings WHERE embedding_set_id = ?", [set_id])
             self.con.execute("DELETE FROM embedding_sets WHERE embedding_set_id = ?", [set_id])
 
+    def profile_summary(self) -> tuple[list[str], list[tuple]]:
+        """One row per transform chain of imported profiles: NSC accuracy with its interval, the
+        same with the compound allowed, activity (fraction of treatments at q below threshold,
+        mean mAP) and consistency mAP; the newest evaluation of each, best NSC first."""
+        return self.query("""
+WITH newest AS (
+    SELECT transforms, level, evaluator, name, coalesce(evaluator_params->>'mode', '') AS mode,
+           arg_max(value, created_at) AS value, arg_max(ci_low, created_at) AS ci_low,
+           arg_max(ci_high, created_at) AS ci_high
+    FROM comparison WHERE encoder = 'profiles' AND ranker IS NULL GROUP BY ALL)
+SELECT transforms, level,
+       max(value) FILTER (WHERE evaluator = 'nsc-accuracy' AND name = 'nsc_accuracy') AS nsc_accuracy,
+       max(printf('[%.2f, %.2f]', ci_low, ci_high)) FILTER (WHERE evaluator = 'nsc-accuracy' AND name = 'nsc_accuracy')
+           AS nsc_interval,
+       max(value) FILTER (WHERE evaluator = 'nsc-accuracy' AND name = 'not_excluded_accuracy') AS same_compound_allowed,
+       max(value) FILTER (WHERE evaluator = 'map' AND mode = 'activity' AND name = 'fraction_significant')
+           AS active_fraction,
+       max(value) FILTER (WHERE evaluator = 'map' AND mode = 'activity' AND name = 'mean_map') AS activity_map,
+       max(value) FILTER (WHERE evaluator = 'map' AND mode = 'consistency' AND name = 'mean_map') AS consistency_map
+FROM newest GROUP BY transforms, level ORDER BY nsc_accuracy DESC NULLS LAST, transforms, level""")
+
+    def profile_hits(self, transforms: str, q: float = 0.05, limit: int | None = None) -> tuple[list[str], list[tuple]]:
+        """Treatments of one chain whose activity mAP has q below ``q`` (the newest activity map
+        evaluation of that chain's well-level set), strongest first."""
+        return self.query(f"""
+WITH chosen AS (
+    SELECT embedding_set_id, params_hash FROM group_results
+    WHERE evaluator = 'map' AND encoder = 'profiles' AND transforms = '{transforms.replace("'", "''")}'
+      AND evaluator_params->>'mode' = 'activity'
+    ORDER BY embedding_set_id LIMIT 1)
+SELECT group_key AS treatment, max(value) FILTER (WHERE name = 'map') AS map,
+       max(value) FILTER (WHERE name = 'p_value') AS p_value, max(value) FILTER (WHERE name = 'q_value') AS q_value
+FROM group_results JOIN chosen USING (embedding_set_id, params_hash)
+GROUP BY group_key HAVING max(value) FILTER (WHERE name = 'q_value') < {float(q)}
+ORDER BY map DESC, q_value, treatment {f'LIMIT {int(limit)}' if limit else ''}""")
+
     def profile_datasets(self) -> list[dict]:
         """Imported datasets: name, level, rows, plates."""
         result = self.con.sql("SELECT dataset, any_value(level) AS level, count(*) AS rows, "

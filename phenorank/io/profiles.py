@@ -2,8 +2,8 @@
 SQLite export, one row per well, image or cell.
 
 Metadata columns are those prefixed ``Metadata_`` / ``Image_Metadata_``, CellProfiler's row
-identifiers (``ImageNumber``, ``ObjectNumber``, ``TableNumber``) and any named with
-``metadata``; every other column is a feature and must be numeric. Each metadata column is kept
+identifiers (``ImageNumber``, ``ObjectNumber``, ``TableNumber``) and bookkeeping (``FileName_``,
+``PathName_``, ``URL_``, ``ExecutionTime_``, ...), and any named with ``metadata``; every other column is a feature and must be numeric. Each metadata column is kept
 under its own name (``Metadata_MoA``), and the usual ones also fill phenorank's fields (plate,
 well, treatment, concentration, condition), so rankers, evaluators and aggregation name them
 like any manifest column. The rows become items without images (table ``profiles``) and the
@@ -34,6 +34,10 @@ from ..registry.code import source_hash
 ENCODER = "profiles"  # the encoder name of imported sets: `--encoders profiles` selects them
 PREFIXES = ("Metadata_", "Image_Metadata_")
 IDENTIFIERS = ("ImageNumber", "ObjectNumber", "TableNumber")
+# CellProfiler's bookkeeping columns: file names, paths, timings, sizes; never features
+BOOKKEEPING = tuple(p + k for p in ("", "Image_") for k in (
+    "FileName_", "PathName_", "URL_", "ExecutionTime_", "ModuleError_", "Group_", "Height_", "Width_",
+    "MD5Digest_", "Scaling_", "Series_", "Frame_", "Channel_", "ProcessingStatus"))
 LEVELS = ("well", "image", "cell")
 # phenorank field <- the first metadata column (prefix stripped, any case) of these names
 FIELD_NAMES = {
@@ -127,7 +131,7 @@ def check_table(frame: pd.DataFrame, path: str, metadata: list[str] = (), fields
     if missing:
         raise ProfileError(f"{path}: no column {', '.join(missing)} (given with --metadata)")
     meta_columns = [c for c in frame.columns
-                    if str(c).startswith(PREFIXES) or c in IDENTIFIERS or c in metadata]
+                    if str(c).startswith(PREFIXES + BOOKKEEPING) or c in IDENTIFIERS or c in metadata]
     feature_columns = [c for c in frame.columns if c not in meta_columns]
     if not feature_columns:
         raise ProfileError(f"{path}: no feature columns (every column is metadata)")

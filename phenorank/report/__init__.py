@@ -49,7 +49,8 @@ def describe(method: dict) -> str:
     day = method["day"] if method["day"] is not None else "all"
     group = json.loads(method.get("ranker_params") or "{}").get("group")
     reference = f"reference {method['reference']}" + (f" per {group}" if group else "")
-    return f"{encoder}/{method['head']} · {method['ranker']} · {method['metric']} · {reference} · day {day}"
+    transforms = f" · {method['transforms']}" if method.get("transforms") not in (None, "none") else ""
+    return f"{encoder}/{method['head']}{transforms} · {method['ranker']} · {method['metric']} · {reference} · day {day}"
 
 
 def project_2d(vectors: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
@@ -76,6 +77,7 @@ def build_report(store: Store, out: str | Path, top: int = 3, projection: str = 
     sections = [f"<h1>phenorank report</h1><p class=note>{html.escape(str(store.path))} · "
                 f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} · {len(methods)} evaluated rankings, "
                 f"{len(judged)} evaluators of embeddings</p>"]
+    sections += _profile_sections(store)
     if methods:
         sections += _ranking_sections(store, methods, top, projection, holdout)
     sections += _embedding_sections(store, judged, top, projection, with_figures=not methods)
@@ -85,6 +87,45 @@ def build_report(store: Store, out: str | Path, top: int = 3, projection: str = 
     out.write_text(f"<!doctype html><html><head><meta charset=utf-8><title>phenorank report</title>"
                    f"<style>{STYLE}</style></head><body>{''.join(sections)}</body></html>")
     return out
+
+
+def _profile_sections(store: Store) -> list[str]:
+    """Imported profiles: which processing recovers mechanism and activity, and the hit list of
+    the best chain (activity mAP at q < 0.05)."""
+    if not store.profile_datasets():
+        return []
+    columns, rows = store.profile_summary()
+    rows = [r for r in rows if any(v is not None for v in r[2:])]
+    if not rows:
+        return []
+    sections = ["<h2>Profiles: which processing recovers mechanism and activity</h2><p class=note>NSC accuracy: "
+                "each treatment's nearest other treatment shares its mechanism, the same compound never counted "
+                "(95% interval over treatments); same_compound_allowed shows what that exclusion guards against. "
+                "active_fraction: treatments whose replicates stand out from the controls at q &lt; 0.05 (mAP, "
+                "Benjamini-Hochberg). consistency_map: treatments of one mechanism retrieve each other.</p>"
+                + _table(columns, rows)]
+    scored = [r for r in rows if r[2] is not None]
+    if scored:
+        groups = [{"label": f"{r[0]} ({r[1]})", "mean": r[2], "condition": "",
+                   **dict(zip(("low", "high"), _interval(r[3])))} for r in scored]
+        sections.append("<div class=figs>" + _img(plots.treatment_plot(
+            groups, "not-same-compound 1-NN mechanism accuracy by processing", "NSC accuracy, 95% interval over "
+            "treatments"), "nsc") + "</div>")
+    best = next((r[0] for r in rows if r[5] is not None), None)
+    if best is not None:
+        hit_columns, hits = store.profile_hits(best)
+        sections.append(f"<h2>Hits of {html.escape(best)}: treatments active at q &lt; 0.05</h2>"
+                        f"<p class=note>{len(hits)} treatments (compound|concentration), strongest first.</p>"
+                        + _table(hit_columns, hits, limit=30))
+    return sections
+
+
+def _interval(text: str | None) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.strip("[]").split(","))
+        return low, high
+    except (AttributeError, ValueError):
+        return float("nan"), float("nan")
 
 
 def _embedding_sections(store: Store, judged: list[str], top: int, projection: str, with_figures: bool) -> list[str]:

@@ -102,8 +102,9 @@ def plate_heatmap(rows: np.ndarray, cols: np.ndarray, scores: np.ndarray, labels
     return _png(fig)
 
 
-def treatment_plot(groups: list[dict], title: str) -> bytes:
-    """Mean score per treatment and dose with its 95% interval, strongest first."""
+def treatment_plot(groups: list[dict], title: str,
+                   xlabel: str = "mean score of the wells, 95% bootstrap interval") -> bytes:
+    """A value per row (mean score per treatment and dose, or any measure) with its 95% interval."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 0.28 * len(groups) + 1.2))
     for i, g in enumerate(groups):
@@ -113,7 +114,7 @@ def treatment_plot(groups: list[dict], title: str) -> bytes:
         ax.scatter([g["mean"]], [i], color=colour, s=28, zorder=3)
     ax.set_yticks(range(len(groups)), [g["label"] for g in groups], fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("mean score of the wells, 95% bootstrap interval")
+    ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=9, loc="left")
     ax.grid(axis="x", alpha=0.3)
     return _png(fig)
