@@ -127,3 +127,30 @@ def test_ingest_stores_every_layout_with_its_layer_count(tmp_path, invoke):
     # a lower limit refuses compressed stacks before decoding them; memory-mapped ones cost nothing
     again = invoke("ingest", folder, "--max-pixels", 5 * H * W - 1, "--size", 32)
     assert "would decode to 13,440 pixels" in again.output
+
+
+def test_a_tifffile_complaint_about_one_file_is_not_pinned_on_another_read_at_the_same_time():
+    # ingest reads on several threads; tifffile logs a damaged file's problems, and those must reach
+    # only the read that caused them (a good file was once rejected for a bomb's complaint)
+    import logging
+    import threading
+
+    from phenorank.plugins.loaders import _tifffile_complaints
+
+    inside, done = threading.Event(), threading.Event()
+    collected: list[str] = []
+
+    def reader():
+        with _tifffile_complaints() as complaints:
+            inside.set()
+            done.wait(5)
+            collected.extend(complaints)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    inside.wait(5)
+    with _tifffile_complaints() as mine:
+        logging.getLogger("tifffile").error("bomb.tif: shaped series shape does not match page shape")
+    done.set()
+    thread.join()
+    assert mine == ["bomb.tif: shaped series shape does not match page shape"] and collected == []

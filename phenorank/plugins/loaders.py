@@ -8,6 +8,7 @@ into one multi-channel image by ingest, not by a loader (the ``{channel}`` field
 from __future__ import annotations
 
 import logging
+import threading
 import os
 from contextlib import contextmanager
 from typing import Iterator
@@ -102,10 +103,13 @@ def _page_stack(series: list) -> tuple[tuple[int, ...], str]:
 def _tifffile_complaints() -> Iterator[list[str]]:
     """Collect tifffile's logged errors instead of letting them reach the terminal."""
     complaints: list[str] = []
+    owner = threading.get_ident()
 
     class Collect(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            complaints.append(record.getMessage())
+            # ingest reads files on several threads at once: another file's complaint is not this one's
+            if record.thread == owner:
+                complaints.append(record.getMessage())
 
     logger = logging.getLogger("tifffile")
     handler, propagate = Collect(logging.WARNING), logger.propagate
