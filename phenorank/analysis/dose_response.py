@@ -1,0 +1,138 @@
+"""Dose-response: a four-parameter logistic (Hill) curve of a readout against log10 concentration
+per treatment, fitted with scipy's ``curve_fit``, with a bootstrap interval of the EC50 over wells.
+
+A fit is reported honestly: ``status`` says ``inactive`` when the curve explains no more than a
+flat line (extra-sum-of-squares F test), ``above range`` / ``below range`` when the EC50 lies
+outside the tested doses (the EC50 is then left empty, never extrapolated), ``no fit`` when the
+optimizer does not converge.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+STATUS_OK = "ok"
+
+
+def hill(log_dose: np.ndarray, bottom: float, top: float, log_ec50: float, slope: float) -> np.ndarray:
+    return bottom + (top - bottom) / (1.0 + 10.0 ** ((log_ec50 - log_dose) * slope))
+
+
+def _fit(log_dose: np.ndarray, y: np.ndarray, top: float | None = None):
+    """(bottom, top, log10 EC50, slope); with ``top`` given, the top plateau is fixed there (a
+    3-parameter fit), which is what makes the EC50 of a curve that has not levelled off findable."""
+    from scipy.optimize import curve_fit
+
+    low, high = log_dose.min(), log_dose.max()
+    first, last = y[log_dose == low].mean(), y[log_dose == high].mean()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if top is None:
+            params, _ = curve_fit(hill, log_dose, y, p0=[first, last, (low + high) / 2, 1.0],
+                                  bounds=([-np.inf, -np.inf, low - 3, 0.1], [np.inf, np.inf, high + 3, 10.0]),
+                                  maxfev=20000)
+            return params
+        params, _ = curve_fit(lambda x, b, e, s: hill(x, b, top, e, s), log_dose, y,
+                              p0=[first, (low + high) / 2, 1.0],
+                              bounds=([-np.inf, low - 3, 0.1], [np.inf, high + 3, 10.0]), maxfev=20000)
+        return np.array([params[0], top, params[1], params[2]])
+
+
+def fit_curve(dose: np.ndarray, y: np.ndarray, bootstrap: int = 200, seed: int = 0, alpha: float = 0.05,
+              control: tuple[float, float] | None = None, top: float | None = None) -> dict:
+    """Fit one treatment's wells. ``control``: (mean, sd) of the negative control's readout, the
+    floor of the efficacy (Emax = top - control mean). ``top``: fix the top plateau (e.g. at the
+    positive control's level); free, a curve still rising at the highest dose can pass for a weak
+    one that has levelled off, and is then reported as such."""
+    from scipy import stats
+
+    dose, y = np.asarray(dose, np.float64), np.asarray(y, np.float64)
+    log_dose, fixed_top = np.log10(dose), top
+    levels = np.unique(log_dose)
+    out = {"n_wells": len(y), "n_doses": len(levels), "min_dose": float(dose.min()), "max_dose": float(dose.max())}
+    if len(levels) < 3:
+        return {**out, "status": "too few doses", "reason": f"{len(levels)} concentrations; a curve needs 3 or more"}
+    try:
+        bottom, top, log_ec50, slope = _fit(log_dose, y, top)
+    except (RuntimeError, ValueError) as exc:
+        return {**out, "status": "no fit", "reason": f"curve_fit did not converge ({exc})"}
+    fitted = hill(log_dose, bottom, top, log_ec50, slope)
+    ss_res, ss_flat = float(((y - fitted) ** 2).sum()), float(((y - y.mean()) ** 2).sum())
+    r2 = 1 - ss_res / ss_flat if ss_flat > 0 else 0.0
+    dof = len(y) - 4
+    f_p = 1.0
+    if dof > 0 and ss_res > 0:
+        f_stat = ((ss_flat - ss_res) / 3) / (ss_res / dof)
+        f_p = float(stats.f.sf(f_stat, 3, dof))
+    reference = control[0] if control else float(bottom)
+    grid = np.linspace(levels[0], levels[-1], 200)
+    curve = hill(grid, bottom, top, log_ec50, slope) - reference
+    auc = float(np.sum((curve[1:] + curve[:-1]) / 2 * np.diff(grid)) / (grid[-1] - grid[0]))
+    result = {**out, "bottom": float(bottom), "top": float(top), "hill_slope": float(slope),
+              "emax": float(top - reference), "auc": auc, "r2": float(r2), "f_test_p": f_p}
+    if f_p > alpha:
+        return {**result, "status": "inactive", "reason": f"no better than a flat line (F test p = {f_p:.2g})"}
+    ec50 = 10 ** log_ec50
+    if log_ec50 > levels[-1]:
+        return {**result, "status": "above range", "reason": f"EC50 > {dose.max():g}, the highest dose"}
+    if log_ec50 < levels[0]:
+        return {**result, "status": "below range", "reason": f"EC50 < {dose.min():g}, the lowest dose"}
+    # The doses must show both plateaus, or the "top" is a guess and the EC50 with it: the curve
+    # must have covered 80% of its rise at the highest dose and no more than 20% at the lowest.
+    reached = 1 / (1 + 10 ** ((log_ec50 - levels[-1]) * slope))
+    started = 1 / (1 + 10 ** ((log_ec50 - levels[0]) * slope))
+    if reached < 0.8:
+        return {**result, "status": "above range", "reason": f"the response still rises at {dose.max():g}, the "
+                f"highest dose ({reached:.0%} of the fitted rise): EC50 > about {10 ** log_ec50:.3g}"}
+    if started > 0.2:
+        return {**result, "status": "below range", "reason": f"the response has risen {started:.0%} already at "
+                f"{dose.min():g}, the lowest dose: EC50 < about {10 ** log_ec50:.3g}"}
+    low, high = _bootstrap_ec50(log_dose, y, bootstrap, seed, fixed_top)
+    return {**result, "status": STATUS_OK, "reason": "", "ec50": float(ec50), "ec50_low": low, "ec50_high": high}
+
+
+def _bootstrap_ec50(log_dose: np.ndarray, y: np.ndarray, n: int, seed: int, top: float | None = None
+                    ) -> tuple[float | None, float | None]:
+    """Percentile interval of the EC50 from refits on wells resampled within each dose."""
+    if n <= 0:
+        return None, None
+    rng = np.random.default_rng(seed)
+    by_dose = [np.flatnonzero(log_dose == level) for level in np.unique(log_dose)]
+    values = []
+    for _ in range(n):
+        rows = np.concatenate([rng.choice(members, len(members)) for members in by_dose])
+        try:
+            values.append(_fit(log_dose[rows], y[rows], top)[2])
+        except (RuntimeError, ValueError):
+            continue
+    if len(values) < n // 2:
+        return None, None
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(10 ** low), float(10 ** high)
+
+
+def fit_treatments(values: np.ndarray, samples, control: str = "control", bootstrap: int = 200, seed: int = 0,
+                   positive: str | None = None, fix_top: bool = False) -> list[dict]:
+    """One fit per treatment with a concentration, against log10 concentration; the rows whose
+    condition or treatment is ``control`` give the floor and are never fitted. With a ``positive``
+    class, Emax is relative (0 = the control's mean, 1 = the positive class's) and ``fix_top``
+    fixes every curve's top there."""
+    treatment = samples["treatment"].astype(str)
+    condition = samples["condition"].astype(str) if "condition" in samples else treatment
+    dose = np.asarray(samples["concentration"], np.float64)
+    is_control = (condition == control) | (treatment == control)
+    floor = (float(values[is_control].mean()), float(values[is_control].std())) if is_control.any() else None
+    is_positive = (condition == positive) if positive else np.zeros(len(values), bool)
+    if positive and not is_positive.any():
+        raise ValueError(f"no wells of the positive class {positive!r}")
+    ceiling = float(values[is_positive].mean()) if positive else None
+    fits = []
+    for name in sorted(set(treatment[~is_control & ~is_positive & (dose > 0) & np.isfinite(dose)]) - {"", "None", "nan"}):
+        rows = (treatment == name) & (dose > 0) & np.isfinite(dose) & ~is_control & ~is_positive
+        fit = fit_curve(dose[rows], values[rows], bootstrap, seed, control=floor, top=ceiling if fix_top else None)
+        if ceiling is not None and floor is not None and "emax" in fit and ceiling != floor[0]:
+            fit["emax_relative"] = fit["emax"] / (ceiling - floor[0])
+        fits.append({"treatment": name, **fit})
+    return fits

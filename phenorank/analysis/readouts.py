@@ -1,0 +1,54 @@
+"""A readout: one number per well (or image), from a stored ranking's scores or from one named
+feature of an embedding set (morphometrics ``area``), with the wells' metadata."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core.store import Store, StoreError
+from ..registry.contracts import Samples
+
+
+@dataclass
+class Readout:
+    kind: str  # "ranking" or "feature"
+    source: str  # ranking id, or embedding set id
+    name: str  # "score", or the feature's name
+    label: str  # what a person reads: "ranking 1a2b... score", "morphometrics/backbone area"
+    ids: np.ndarray
+    values: np.ndarray
+    samples: Samples
+
+
+def load_readout(store: Store, spec: str, day: int | None = None) -> Readout:
+    """``spec``: a ranking id (its scores), or ``ENCODER[:HEAD]/FEATURE`` (a named feature of the
+    encoder's untransformed image-level set), of one day when given."""
+    if "/" not in spec:
+        rankings = store.rankings([spec])
+        if not rankings:
+            raise StoreError(f"no ranking {spec!r}; give a ranking id (phenorank sql \"select ranking_id, ranker, metric "
+                             "from rankings\") or ENCODER/FEATURE such as morphometrics/area")
+        ids, values = store.load_scores(spec)
+        samples = store.load_samples(ids)
+        if day is not None and "day" in samples:
+            keep = np.asarray([d == day for d in samples["day"]])
+            ids, values, samples = ids[keep], values[keep], samples.subset(keep)
+        r = rankings[0]
+        return Readout("ranking", spec, "score", f"{r.ranker} {r.metric} ref={r.reference} ({spec})", ids, values,
+                       samples)
+    encoder, _, feature = spec.partition("/")
+    encoder, _, head = encoder.partition(":")
+    sets = [s for s in store.embedding_sets(encoder, head or None) if s.transforms is None and s.source_id is None]
+    for es in sets:
+        names = store.feature_names(es.embedding_set_id) or []
+        if feature in names:
+            ids, vectors = store.load_embeddings(es.embedding_set_id, day)
+            if len(ids) == 0:
+                raise StoreError(f"{encoder} has no embeddings" + (f" of day {day}" if day is not None else ""))
+            return Readout("feature", es.embedding_set_id, feature, f"{encoder}/{es.head} {feature}", ids,
+                           vectors[:, names.index(feature)].astype(np.float64), store.load_samples(ids))
+    known = sorted({n for es in sets for n in (store.feature_names(es.embedding_set_id) or [])})
+    raise StoreError(f"no feature {feature!r} in the stored {encoder} embeddings" +
+                     (f"; features: {', '.join(known)}" if known else " (embed with it first)"))
