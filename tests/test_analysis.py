@@ -119,3 +119,31 @@ def test_focus_score_falls_with_blur():
 
     image = np.random.default_rng(0).random((3, 64, 64))
     assert focus_score(gaussian_filter(image, (0, 2, 2))) < 0.1 * focus_score(image)
+
+
+def test_potency_hits_and_qc_through_the_command_line(invoke, tiny_plate):
+    from conftest import rows
+
+    invoke("ingest", tiny_plate)
+    invoke("embed", "--encoder", "morphometrics")
+    out = invoke("potency", "--readout", "morphometrics/area", "--positive", "exploded", "--bootstrap", "20").output
+    assert "Potency of each treatment on morphometrics/features area" in out
+    fits = dict(rows(invoke.db, "SELECT treatment, status FROM dose_response"))
+    assert set(fits) == {"combo-1", "combo-2", "combo-3", "combo-4", "reference-drug"}
+    assert fits["reference-drug"] == "too few doses"  # one concentration once the positive class is left out
+    assert rows(invoke.db, "SELECT count(*) FROM dose_response WHERE status <> 'ok' AND ec50 IS NOT NULL")[0][0] == 0
+    invoke("potency", "--readout", "morphometrics/area", "--positive", "exploded", "--bootstrap", "20")
+    assert rows(invoke.db, "SELECT count(*) FROM dose_response")[0][0] == 5  # the same analysis replaces its rows
+
+    out = invoke("hits", "--readout", "morphometrics/area", "--format", "csv").output
+    called = rows(invoke.db, "SELECT group_key, hit, q_value FROM hits ORDER BY q_value")
+    assert len(called) == 4 * 3 + 2 and all((q < 0.05) == hit for _, hit, q in called)
+    assert {g for g, hit, _ in called if hit} >= {"reference-drug|50", "combo-1|30"}  # the strongest effects
+    assert "combo-1|30" in out
+
+    out = invoke("qc", "--readout", "morphometrics/area", "--positive", "exploded", "--min-z-prime", "0.9").output
+    plate = rows(invoke.db, "SELECT z_prime, passed, reasons FROM plate_qc")[0]
+    assert plate[1] is False and "Z'" in plate[2]  # an impossible limit fails, with the reason
+    assert rows(invoke.db, "SELECT count(*), count(focus) FROM image_qc")[0] == (60, 60)
+    result = invoke("qc", "--readout", "nope/area", ok=False)
+    assert result.exit_code == 1 and "no feature 'area' in the stored nope embeddings" in result.output

@@ -41,9 +41,9 @@ def cli(ctx: click.Context, db: str, wait: float) -> None:
 
 
 def _add_commands() -> None:
-    from . import cells, data, methods, profiles, results, training
+    from . import analysis, cells, data, methods, profiles, results, training
 
-    for module in (data, profiles, methods, training, cells, results):
+    for module in (data, profiles, methods, training, cells, analysis, results):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -192,6 +192,28 @@ CREATE TABLE evaluation_groups (
     subject_kind VARCHAR, subject_id VARCHAR, evaluator VARCHAR, params_hash VARCHAR, group_key VARCHAR,
     name VARCHAR, value DOUBLE);
 """ + _ITEMS_VIEW_7 + _COMPARISON_VIEW_7 + ";" + _GROUP_RESULTS_VIEW),
+    (8, "analysis: dose-response fits, hit calls, plate and image QC", """
+CREATE TABLE dose_response (
+    readout_kind VARCHAR, readout_source VARCHAR, readout VARCHAR, params JSON, params_hash VARCHAR,
+    treatment VARCHAR, status VARCHAR, reason VARCHAR, n_wells INTEGER, n_doses INTEGER, min_dose DOUBLE,
+    max_dose DOUBLE, ec50 DOUBLE, ec50_low DOUBLE, ec50_high DOUBLE, hill_slope DOUBLE, bottom DOUBLE, top DOUBLE,
+    emax DOUBLE, emax_relative DOUBLE, auc DOUBLE, r2 DOUBLE, f_test_p DOUBLE, code VARCHAR, run_id VARCHAR,
+    created_at TIMESTAMPTZ);
+CREATE TABLE hits (
+    readout_kind VARCHAR, readout_source VARCHAR, readout VARCHAR, params JSON, params_hash VARCHAR,
+    group_key VARCHAR, treatment VARCHAR, condition VARCHAR, n INTEGER, n_control INTEGER, median DOUBLE,
+    control_median DOUBLE, p_value DOUBLE, q_value DOUBLE, holm_p DOUBLE, cohens_d DOUBLE, cliffs_delta DOUBLE,
+    kruskal_p DOUBLE, hit BOOLEAN, code VARCHAR, run_id VARCHAR, created_at TIMESTAMPTZ);
+CREATE TABLE plate_qc (
+    readout_kind VARCHAR, readout_source VARCHAR, readout VARCHAR, params JSON, params_hash VARCHAR,
+    plate VARCHAR, n_wells INTEGER, n_control INTEGER, control_cv DOUBLE, edge_difference DOUBLE, edge_p DOUBLE,
+    z_prime DOUBLE, ssmd DOUBLE, passed BOOLEAN, reasons VARCHAR, code VARCHAR, run_id VARCHAR,
+    created_at TIMESTAMPTZ);
+CREATE TABLE image_qc (
+    readout_kind VARCHAR, readout_source VARCHAR, readout VARCHAR, params JSON, params_hash VARCHAR,
+    image_id VARCHAR, plate VARCHAR, focus DOUBLE, blurred BOOLEAN, outlier BOOLEAN, readout_z DOUBLE,
+    code VARCHAR, run_id VARCHAR, created_at TIMESTAMPTZ);
+"""),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

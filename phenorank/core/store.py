@@ -27,6 +27,7 @@ from .schema import MIGRATIONS, SCHEMA_VERSION
 from .store_access import CHECKPOINT_EVERY, Connection, StoreError, connect, refuse_foreign
 from .store_comparison import ComparisonQueries
 from .store_objects import ObjectTables, as_column as _as_column
+from .store_analysis import AnalysisTables
 from .store_profiles import ProfileTables
 
 DEFAULT_PATH = "phenorank.duckdb"
@@ -80,7 +81,7 @@ class Ranking:
     metric_code: str = ""
 
 
-class Store(ObjectTables, ProfileTables, ComparisonQueries):
+class Store(ObjectTables, ProfileTables, AnalysisTables, ComparisonQueries):
     """A phenorank DuckDB file. Open with :func:`open_store`."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection | Connection, path: str, read_only: bool):
@@ -520,7 +521,8 @@ class Store(ObjectTables, ProfileTables, ComparisonQueries):
 
     def table_counts(self) -> dict[str, int]:
         tables = ("images", "crops", "rejects", "pairs", "objects", "groups", "profiles", "runs", "models",
-                  "embedding_sets", "embeddings", "rankings", "scores", "evaluations", "evaluation_groups")
+                  "embedding_sets", "embeddings", "rankings", "scores", "evaluations", "evaluation_groups", "dose_response",
+                  "hits", "plate_qc", "image_qc")
         return {t: self._one(f"SELECT count(*) FROM {t}")[0] for t in tables}
 
 
