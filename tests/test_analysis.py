@@ -147,3 +147,29 @@ def test_potency_hits_and_qc_through_the_command_line(invoke, tiny_plate):
     assert rows(invoke.db, "SELECT count(*), count(focus) FROM image_qc")[0] == (60, 60)
     result = invoke("qc", "--readout", "nope/area", ok=False)
     assert result.exit_code == 1 and "no feature 'area' in the stored nope embeddings" in result.output
+
+
+def test_ellipsoid_volume_of_a_circle_is_a_sphere_and_growth_rate_is_log_fold_per_day():
+    from phenorank.analysis.growth import ellipsoid_volume, growth
+
+    r = 3.0
+    assert ellipsoid_volume(np.array([np.pi * r * r]), np.array([0.0]))[0] == pytest.approx(4 / 3 * np.pi * r ** 3)
+    flat = ellipsoid_volume(np.array([np.pi * 4 * 2]), np.array([np.sqrt(1 - 0.25)]))[0]  # a = 4, b = 2
+    assert flat == pytest.approx(4 / 3 * np.pi * 4 * 2 * 2)
+    assert growth(np.array([2.0]), np.array([8.0]), np.array([3.0]), rate=True)[0] == pytest.approx(np.log(4) / 3)
+
+
+def test_growth_from_day_pairs_is_a_readout_like_any_other(invoke, tiny_plate):
+    from conftest import rows
+
+    invoke("ingest", tiny_plate)
+    invoke("embed", "--encoder", "morphometrics")
+    invoke("hits", "--readout", "growth/volume", "--all")
+    medians = dict(rows(invoke.db, "SELECT group_key, median FROM hits"))
+    control = rows(invoke.db, "SELECT DISTINCT control_median FROM hits")[0][0]
+    assert len(medians) == 14 and control > 1.0  # untreated spheroids grow from day 7 to day 10
+    assert medians["reference-drug|50"] < 1.0  # exploded ones shrink
+    invoke("hits", "--readout", "growth-rate/area")
+    rate = rows(invoke.db, "SELECT DISTINCT control_median FROM hits WHERE readout = 'growth-rate/area'")[0][0]
+    area_fold = rows(invoke.db, "SELECT count(*) FROM hits WHERE readout = 'growth-rate/area'")[0][0]
+    assert rate > 0 and area_fold == 14

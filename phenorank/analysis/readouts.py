@@ -23,8 +23,10 @@ class Readout:
 
 
 def load_readout(store: Store, spec: str, day: int | None = None) -> Readout:
-    """``spec``: a ranking id (its scores), or ``ENCODER[:HEAD]/FEATURE`` (a named feature of the
-    encoder's untransformed image-level set), of one day when given."""
+    """``spec``: a ranking id (its scores), ``ENCODER[:HEAD]/FEATURE`` (a named feature of the
+    encoder's untransformed image-level set), of one day when given; or ``growth/MEASURE`` /
+    ``growth-rate/MEASURE`` (area, diameter, volume from morphometrics, day-to-day per well, one
+    value per later image)."""
     if "/" not in spec:
         rankings = store.rankings([spec])
         if not rankings:
@@ -38,6 +40,9 @@ def load_readout(store: Store, spec: str, day: int | None = None) -> Readout:
         r = rankings[0]
         return Readout("ranking", spec, "score", f"{r.ranker} {r.metric} ref={r.reference} ({spec})", ids, values,
                        samples)
+    kind, _, measure = spec.partition("/")
+    if kind in ("growth", "growth-rate"):
+        return _growth_readout(store, kind, measure)
     encoder, _, feature = spec.partition("/")
     encoder, _, head = encoder.partition(":")
     sets = [s for s in store.embedding_sets(encoder, head or None) if s.transforms is None and s.source_id is None]
@@ -52,3 +57,30 @@ def load_readout(store: Store, spec: str, day: int | None = None) -> Readout:
     known = sorted({n for es in sets for n in (store.feature_names(es.embedding_set_id) or [])})
     raise StoreError(f"no feature {feature!r} in the stored {encoder} embeddings" +
                      (f"; features: {', '.join(known)}" if known else " (embed with it first)"))
+
+
+def _growth_readout(store: Store, kind: str, measure: str) -> Readout:
+    from .growth import growth, size
+
+    sets = [s for s in store.embedding_sets("morphometrics") if s.transforms is None and s.source_id is None]
+    if not sets:
+        raise StoreError("growth readouts need morphometrics: run `phenorank embed --encoder morphometrics` first")
+    es = sets[0]
+    names = store.feature_names(es.embedding_set_id) or []
+    ids, vectors = store.load_embeddings(es.embedding_set_id)
+    row = {str(i): n for n, i in enumerate(ids)}
+    pairs = [p for p in store.pairs() if p["early_image_id"] in row and p["late_image_id"] in row]
+    if not pairs:
+        raise StoreError("no day-to-day pairs with morphometrics on both days (table pairs: the same well on two days)")
+    features = {name: vectors[:, j].astype(np.float64) for j, name in enumerate(names)}
+    try:
+        sizes = size(features, measure)
+    except ValueError as exc:
+        raise StoreError(str(exc)) from None
+    early = np.array([row[p["early_image_id"]] for p in pairs])
+    late = np.array([row[p["late_image_id"]] for p in pairs])
+    days = np.array([p["late_day"] - p["early_day"] for p in pairs], np.float64)
+    values = growth(sizes[early], sizes[late], days, kind == "growth-rate")
+    late_ids = ids[late]
+    label = ("specific growth rate (ln fold per day)" if kind == "growth-rate" else "fold change") + f" of {measure}"
+    return Readout(kind, es.embedding_set_id, f"{kind}/{measure}", label, late_ids, values, store.load_samples(late_ids))

@@ -37,6 +37,11 @@ class AnalysisTables:
             if rows:
                 self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM new_rows")
 
+    def pairs(self) -> list[dict]:
+        """The day-to-day pairs: plate, well, early_day, late_day, early_image_id, late_image_id."""
+        result = self.con.execute("SELECT * FROM pairs ORDER BY plate, well, early_day")
+        return [dict(zip([d[0] for d in result.description], row)) for row in result.fetchall()]
+
     def analysis_rows(self, table: str, readout_source: str, readout: str, params_hash: str,
                       order: str = "") -> tuple[list[str], list[tuple]]:
         if table not in ANALYSIS_TABLES:
