@@ -173,3 +173,5 @@ def test_growth_from_day_pairs_is_a_readout_like_any_other(invoke, tiny_plate):
     rate = rows(invoke.db, "SELECT DISTINCT control_median FROM hits WHERE readout = 'growth-rate/area'")[0][0]
     area_fold = rows(invoke.db, "SELECT count(*) FROM hits WHERE readout = 'growth-rate/area'")[0][0]
     assert rate > 0 and area_fold == 14
+    invoke("qc", "--readout", "growth/volume", "--positive", "exploded")  # focus from the growth set's crops
+    assert rows(invoke.db, "SELECT count(*), count(focus) FROM image_qc WHERE readout = 'growth/volume'")[0] == (60, 60)

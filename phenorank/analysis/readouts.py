@@ -13,8 +13,8 @@ from ..registry.contracts import Samples
 
 @dataclass
 class Readout:
-    kind: str  # "ranking" or "feature"
-    source: str  # ranking id, or embedding set id
+    kind: str  # "ranking", "feature", "growth" or "growth-rate"
+    source: str  # ranking id, or the embedding set id (features, growth)
     name: str  # "score", or the feature's name
     label: str  # what a person reads: "ranking 1a2b... score", "morphometrics/backbone area"
     ids: np.ndarray

@@ -171,12 +171,8 @@ def qc(ctx, readout, control, positive, min_z_prime, min_ssmd, max_control_cv, e
 
 def _focus_scores(store, data) -> np.ndarray | None:
     """Each item's focus score from its stored crop (images only; None for profiles)."""
-    if data.kind == "feature":
-        key = next((s.preprocess_key for s in store.embedding_sets() if s.embedding_set_id == data.source), None)
-    else:
-        ranking = store.rankings([data.source])[0]
-        key = next((s.preprocess_key for s in store.embedding_sets() if s.embedding_set_id == ranking.embedding_set_id),
-                   None)
+    set_id = store.rankings([data.source])[0].embedding_set_id if data.kind == "ranking" else data.source
+    key = next((s.preprocess_key for s in store.embedding_sets() if s.embedding_set_id == set_id), None)
     if not key or key.startswith("profiles:"):
         return None
     scores = {}
