@@ -122,7 +122,7 @@ def fit_treatments(values: np.ndarray, samples, control: str = "control", bootst
     treatment = samples["treatment"].astype(str)
     condition = samples["condition"].astype(str) if "condition" in samples else treatment
     dose = np.asarray(samples["concentration"], np.float64)
-    is_control = (condition == control) | (treatment == control)
+    is_control = samples.matching(control)
     floor = (float(values[is_control].mean()), float(values[is_control].std())) if is_control.any() else None
     is_positive = (condition == positive) if positive else np.zeros(len(values), bool)
     if positive and not is_positive.any():

@@ -33,7 +33,7 @@ def call_hits(values: np.ndarray, samples, control: str = "control", fdr: float 
     values = np.asarray(values, np.float64)
     treatment = samples["treatment"].astype(str)
     condition = samples["condition"].astype(str) if "condition" in samples else treatment
-    is_control = (condition == control) | (treatment == control)
+    is_control = samples.matching(control)
     if is_control.sum() < 2:
         raise ValueError(f"hits need at least 2 {control!r} wells to compare against; found {int(is_control.sum())}")
     reference = values[is_control]

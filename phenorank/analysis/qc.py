@@ -48,13 +48,13 @@ def plate_qc(values: np.ndarray, samples, control: str = "control", positive: st
     values = np.asarray(values, np.float64)
     plates = samples["plate"].astype(str)
     condition = samples["condition"].astype(str)
-    treatment = samples["treatment"].astype(str) if "treatment" in samples else condition
+    is_control = samples.matching(control)
     edge = np.array([bool(e) if e is not None and e == e else False for e in samples["edge"]]) \
         if "edge" in samples else np.zeros(len(values), bool)
     out = []
     for plate in sorted(set(plates)):
         on = plates == plate
-        negative = on & ((condition == control) | (treatment == control))
+        negative = on & is_control
         row = {"plate": plate, "n_wells": int(on.sum()), "n_control": int(negative.sum())}
         failures = []
         if negative.sum() >= 2:

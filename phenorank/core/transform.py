@@ -15,10 +15,7 @@ def reference_rows(samples: Samples, reference: str | None) -> np.ndarray:
     """Rows whose condition or treatment is ``reference`` (e.g. DMSO, control); none when not given."""
     if not reference:
         return np.zeros(len(samples), dtype=bool)
-    mask = np.zeros(len(samples), dtype=bool)
-    for column in ("condition", "treatment"):
-        if column in samples:
-            mask |= samples[column].astype(str) == reference
+    mask = samples.matching(reference)
     if not mask.any():
         present = sorted({str(v) for c in ("condition", "treatment") if c in samples for v in samples[c]})
         shown = ", ".join(present[:12]) + (" ..." if len(present) > 12 else "")

@@ -68,6 +68,15 @@ class Samples:
     def __contains__(self, name: str) -> bool:
         return name in self.columns
 
+    def matching(self, value: str, columns=("condition", "treatment")) -> np.ndarray:
+        """Rows where any of ``columns`` (those present) reads ``value``: the negative control or
+        reference wells, named by a condition (control) or a treatment (DMSO)."""
+        mask = np.zeros(len(self), dtype=bool)
+        for column in dict.fromkeys(c for c in columns if c):
+            if column in self.columns:
+                mask |= self.columns[column].astype(str) == value
+        return mask
+
     def subset(self, mask: np.ndarray) -> "Samples":
         return Samples(self.image_ids[mask], {k: v[mask] for k, v in self.columns.items()},
                        None if self.paired is None else self.paired[mask])

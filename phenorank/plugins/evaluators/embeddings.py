@@ -171,9 +171,7 @@ class MeanAveragePrecision(Evaluator):
         if mode not in ("activity", "consistency"):
             raise PluginError(f"map: mode must be 'activity' or 'consistency', got {mode!r}")
         samples, columns = subject.samples, as_list(self.params["group"])
-        from .moa import is_control
-
-        control = is_control(samples, self.params["control"], self.params["label"])
+        control = samples.matching(self.params["control"], (self.params["label"], "condition", "treatment"))
         feats = np.asarray(subject.embeddings, dtype=np.float64)
         if mode == "activity":
             meta, feats, sameby, query = self._activity(samples, columns, control, feats)

@@ -38,15 +38,6 @@ def group_values(samples: Samples, column: str, members: list[np.ndarray], what:
     return np.array(out, dtype=object)
 
 
-def is_control(samples: Samples, control: str, label: str | None = None) -> np.ndarray:
-    """Rows of the negative control: ``control`` as their label, condition or treatment."""
-    mask = np.zeros(len(samples), dtype=bool)
-    for column in {label, "condition", "treatment"} - {None}:
-        if column in samples:
-            mask |= samples[column].astype(str) == control
-    return mask
-
-
 class NotSameCompoundAccuracy(Evaluator):
     """1-nearest-neighbour mechanism accuracy over treatment profiles, the same compound excluded.
 
@@ -67,7 +58,7 @@ class NotSameCompoundAccuracy(Evaluator):
         from phenorank.registry import get_registry
 
         samples, p = subject.samples, self.params
-        keep = ~is_control(samples, p["control"], p["label"])
+        keep = ~samples.matching(p["control"], (p["label"], "condition", "treatment"))
         if keep.sum() < 2:
             raise PluginError(f"nsc-accuracy: fewer than 2 non-control rows (control {p['control']!r})")
         samples = samples.subset(keep)
