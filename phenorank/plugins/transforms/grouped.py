@@ -1,11 +1,11 @@
-"""Fitting a transform per group of rows (per plate, per batch): the part every per-group
-transform shares."""
+"""What the transforms share: the rows they are fitted on (reference or all), and fitting per
+group of rows (per plate, per batch)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from phenorank.registry import PluginError, Samples
+from phenorank.registry import PluginError, Samples, Transform
 
 
 def group_labels(samples: Samples, by: str) -> np.ndarray:
@@ -44,3 +44,16 @@ def apply_per_group(x: np.ndarray, samples: Samples, by: str, fitted: dict, appl
         members = labels == group
         out[members] = apply(x[members], fitted[group])
     return out
+
+
+def fit_rows(transform: Transform, reference: np.ndarray | None, n: int) -> np.ndarray:
+    """The rows a transform learns from: the reference rows, or every row (``fit_on=all``)."""
+    fit_on = transform.params.get("fit_on", "reference")
+    if fit_on == "all":
+        return np.ones(n, dtype=bool)
+    if fit_on != "reference":
+        raise PluginError(f"{transform.name}: fit_on must be 'reference' or 'all', got {fit_on!r}")
+    if reference is None or not np.any(reference):
+        raise PluginError(f"{transform.name} is fitted on reference rows and got none: name them (--reference "
+                          "DMSO, --normalize-to control) or set fit_on=all")
+    return np.asarray(reference, dtype=bool)

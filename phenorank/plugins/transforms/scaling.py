@@ -8,7 +8,7 @@ import numpy as np
 
 from phenorank.registry import Transform
 
-from .grouped import apply_per_group, fit_per_group
+from .grouped import apply_per_group, fit_per_group, fit_rows
 
 MAD_TO_SD = 1.4826  # MAD x this = the standard deviation of a normal distribution
 
@@ -21,7 +21,7 @@ class Standardize(Transform):
     defaults = {"by": "plate", "fit_on": "reference"}
 
     def fit(self, embeddings, samples, reference):
-        rows = _fit_rows(self, reference, len(embeddings))
+        rows = fit_rows(self, reference, len(embeddings))
         self.fitted = fit_per_group(self.name, np.asarray(embeddings, np.float64), samples, rows, self.params["by"],
                                     lambda x: (x.mean(axis=0), _nonzero(x.std(axis=0))))
         return self
@@ -40,7 +40,7 @@ class Robustize(Transform):
     defaults = {"by": "plate", "fit_on": "reference", "epsilon": 1e-18}
 
     def fit(self, embeddings, samples, reference):
-        rows = _fit_rows(self, reference, len(embeddings))
+        rows = fit_rows(self, reference, len(embeddings))
 
         def centre_scale(x):
             median = np.median(x, axis=0)
@@ -53,21 +53,6 @@ class Robustize(Transform):
     def transform(self, embeddings, samples):
         return apply_per_group(np.asarray(embeddings, np.float64), samples, self.params["by"], self.fitted,
                                lambda x, f: (x - f[0]) / f[1])
-
-
-def _fit_rows(transform: Transform, reference: np.ndarray | None, n: int) -> np.ndarray:
-    """The rows a transform learns from: the reference rows, or every row (``fit_on=all``)."""
-    from phenorank.registry import PluginError
-
-    fit_on = transform.params.get("fit_on", "reference")
-    if fit_on == "all":
-        return np.ones(n, dtype=bool)
-    if fit_on != "reference":
-        raise PluginError(f"{transform.name}: fit_on must be 'reference' or 'all', got {fit_on!r}")
-    if reference is None or not np.any(reference):
-        raise PluginError(f"{transform.name} is fitted on reference rows and got none: name them (--reference "
-                          "DMSO, --normalize-to control) or set fit_on=all")
-    return np.asarray(reference, dtype=bool)
 
 
 def _nonzero(scale: np.ndarray) -> np.ndarray:

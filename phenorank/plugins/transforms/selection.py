@@ -7,7 +7,7 @@ import numpy as np
 
 from phenorank.registry import PluginError, Transform
 
-from .scaling import _fit_rows
+from .grouped import fit_rows
 
 OPERATIONS = ("drop_na_columns", "variance_threshold", "frequency_threshold", "correlation_threshold", "blocklist")
 
@@ -54,7 +54,7 @@ class Select(Transform):
                 "corr_threshold": 0.9, "blocklist": [], "fit_on": "all"}
 
     def fit(self, embeddings, samples, reference):
-        x = np.asarray(embeddings, np.float64)[_fit_rows(self, reference, len(embeddings))]
+        x = np.asarray(embeddings, np.float64)[fit_rows(self, reference, len(embeddings))]
         self.names = getattr(self, "input_names", None)  # set by the pipeline before fit
         keep = np.arange(x.shape[1])
         for operation in _as_list(self.params["operations"]):

@@ -7,8 +7,7 @@ import numpy as np
 
 from phenorank.registry import PluginError, Transform
 
-from .grouped import apply_per_group, fit_per_group
-from .scaling import _fit_rows
+from .grouped import apply_per_group, fit_per_group, fit_rows
 
 METHODS = ("ZCA", "ZCA-cor", "PCA", "PCA-cor")
 
@@ -55,7 +54,7 @@ class Spherize(Transform):
         method = self.params["method"]
         if method not in METHODS:
             raise PluginError(f"spherize: method must be one of {', '.join(METHODS)}, got {method!r}")
-        rows = _fit_rows(self, reference, len(embeddings))
+        rows = fit_rows(self, reference, len(embeddings))
         self.fitted = fit_per_group(self.name, np.asarray(embeddings, np.float64), samples, rows, self.params["by"],
                                     lambda x: whitening_matrix(x, method, float(self.params["epsilon"]),
                                                                bool(self.params["center"])))
@@ -82,7 +81,7 @@ class Pca(Transform):
     def fit(self, embeddings, samples, reference):
         from sklearn.decomposition import PCA
 
-        x = np.asarray(embeddings, np.float64)[_fit_rows(self, reference, len(embeddings))]
+        x = np.asarray(embeddings, np.float64)[fit_rows(self, reference, len(embeddings))]
         variance = float(self.params["variance"])
         if variance:
             if not 0 < variance < 1:
