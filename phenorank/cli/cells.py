@@ -18,6 +18,7 @@ from ..core.training import train as run_train
 from ..registry import PluginError, TrainConfig, get_registry
 from .common import (err, finish_demo, friendly_errors, param_option, parse_params, recorded_run, resolve_crops, show, size_option,
                      split)
+from .profiles import selected_sets
 
 
 @click.command()
@@ -109,15 +110,8 @@ def aggregate(ctx, encoders, head, source_level, target, how, trim, chain) -> No
     with recorded_run(ctx, "aggregate", {"encoders": encoders, "head": head, "from": source_level, "to": target,
                                          "how": how, "trim": trim}) as (store, run_id):
         wanted_chain = ",".join(split(chain)) if chain.strip() != "none" else None
-        for token in split(encoders):
-            encoder, _, dataset = token.partition(":")  # profiles:NAME names an imported dataset
-            stored = store.embedding_sets(encoder, dataset or head)
-            sources = [s for s in stored if s.level == source_level and s.transforms == wanted_chain]
-            if not sources:
-                found = sorted({f"{s.level} ({s.transforms or 'untransformed'})" for s in stored})
-                raise PluginError(f"no {token} embeddings at level {source_level!r} made by transforms {chain}; "
-                                  f"stored: {', '.join(found) or 'none'}")
-            for source in sources:
+        for token in split(encoders):  # profiles:NAME names an imported dataset
+            for source in selected_sets(store, token, head, source_level, wanted_chain):
                 result, n = run_aggregate(store, source, target, how, run_id, trim)
                 rows.append((result.encoder, result.head, result.transforms or "none", source.level, result.level, n,
                              result.embedding_set_id))

@@ -31,19 +31,21 @@ def parse_chains(values) -> list[list[str]]:
     return chains
 
 
-def selected_sets(store: Store, encoders: str, head: str | None = None, level: str | None = None
-                  ) -> list[EmbeddingSet]:
-    """Stored, untransformed embedding sets of the given encoders (``profiles`` or ``profiles:NAME``
-    for imported profile datasets)."""
+def selected_sets(store: Store, encoders: str, head: str | None = None, level: str | None = None,
+                  transforms: str | None = None) -> list[EmbeddingSet]:
+    """Stored embedding sets of the given encoders (``profiles`` or ``profiles:NAME`` for imported
+    profile datasets), of one level when given, made by the transform chain ``transforms``
+    (None: untransformed)."""
     found = []
     for token in split(encoders):
         name, _, dataset = token.partition(":")
-        sets = [s for s in store.embedding_sets(name, dataset or head) if s.transforms is None
-                and (level is None or s.level == level)]
+        stored = store.embedding_sets(name, dataset or head)
+        sets = [s for s in stored if s.transforms == transforms and (level is None or s.level == level)]
         if not sets:
-            stored = sorted({f"{s.encoder}/{s.head} {s.level}" for s in store.embedding_sets() if s.transforms is None})
-            raise PluginError(f"no stored embeddings of {token}" + (f" at level {level}" if level else "") +
-                              f"; stored: {', '.join(stored) or 'none'}")
+            known = sorted({f"{s.encoder}/{s.head} {s.level} ({s.transforms or 'untransformed'})" for s in
+                            (stored or store.embedding_sets())})
+            raise PluginError(f"no stored embeddings of {token}" + (f" at level {level!r}" if level else "") +
+                              f" made by transforms {transforms or 'none'}; stored: {', '.join(known) or 'none'}")
         found += sets
     return found
 
@@ -178,7 +180,7 @@ def profiles_demo(ctx, out_dir: Path, seed: int) -> None:
         consistency = registry.create("evaluator", "map", {"mode": "consistency", "control": "DMSO"})
         from ..core.pipeline import evaluate as run_evaluate
 
-        for es in [s for s in store.embedding_sets(ENCODER, "screen")]:
+        for es in store.embedding_sets(ENCODER, "screen"):
             run_evaluate(store, consistency, run_id, embedding_set=es)
         for problem in report.problems:
             err.print(f"[yellow]skipped[/] {problem}")
