@@ -138,8 +138,8 @@ def check_table(frame: pd.DataFrame, path: str, metadata: list[str] = (), fields
     text = [c for c in feature_columns if not pd.api.types.is_numeric_dtype(frame[c])]
     if text:
         column = text[0]
-        values = pd.to_numeric(frame[column], errors="coerce")
-        bad = int(np.flatnonzero(values.isna() & frame[column].notna())[0]) if (values.isna() & frame[column].notna()).any() else 0
+        unreadable = (pd.to_numeric(frame[column], errors="coerce").isna() & frame[column].notna()).to_numpy()
+        bad = int(np.argmax(unreadable))  # the first unreadable row (0 when only missing values)
         raise ProfileError(f"{path}: column {column!r} is not numeric (row {bad + 2}: {frame[column].iloc[bad]!r}); "
                            f"prefix it Metadata_ or name it with --metadata" +
                            (f" ({len(text) - 1} more such column(s))" if len(text) > 1 else ""))
@@ -147,8 +147,9 @@ def check_table(frame: pd.DataFrame, path: str, metadata: list[str] = (), fields
     names = [str(c) for c in feature_columns]
     dropped: list[str] = []
     finite = np.isfinite(features)
-    if not finite.all():
-        bad_columns = np.flatnonzero(~finite.all(axis=0))
+    finite_columns = finite.all(axis=0)
+    if not finite_columns.all():
+        bad_columns = np.flatnonzero(~finite_columns)
         if not drop_bad_features:
             first = bad_columns[0]
             rows = np.flatnonzero(~finite[:, first])
@@ -157,8 +158,8 @@ def check_table(frame: pd.DataFrame, path: str, metadata: list[str] = (), fields
                 f"{', '.join(str(r + 2) for r in rows[:5])}{', ...' if len(rows) > 5 else ''}); "
                 f"{len(bad_columns)} feature(s) have such values. --drop-bad-features leaves them out")
         dropped += [f"{names[i]} (NaN or infinite)" for i in bad_columns]
-    spread = np.nanmax(np.where(finite, features, np.nan), axis=0) - np.nanmin(np.where(finite, features, np.nan), axis=0)
-    constant = np.flatnonzero((spread == 0) & finite.all(axis=0))
+    with np.errstate(invalid="ignore"):  # inf - inf in a column refused or dropped above
+        constant = np.flatnonzero((np.ptp(features, axis=0) == 0) & finite_columns)
     if len(constant):
         if not drop_bad_features:
             raise ProfileError(f"{path}: feature(s) {', '.join(names[i] for i in constant[:5])}"
@@ -166,8 +167,7 @@ def check_table(frame: pd.DataFrame, path: str, metadata: list[str] = (), fields
                                "--drop-bad-features leaves them out")
         dropped += [f"{names[i]} (constant)" for i in constant]
     if dropped:
-        keep = np.ones(len(names), bool)
-        keep[[i for i in range(len(names)) if not finite[:, i].all()]] = False
+        keep = finite_columns.copy()
         keep[constant] = False
         if not keep.any():
             raise ProfileError(f"{path}: every feature is NaN, infinite or constant")
