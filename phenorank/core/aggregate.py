@@ -101,8 +101,7 @@ def _group_metadata(order: list[str], level: str, samples, members: dict[str, li
         if column in ITEM_COLUMNS:
             continue
         values = samples[column]
-        text = pd.Series([_text(v) for v in values]) if values.dtype == object else \
-            pd.Series(values).map(_text)
+        text = pd.Series(values, dtype=object).map(_text)
         distinct = text.groupby(group_of).nunique(dropna=False).to_numpy()
         blank = text.eq("").groupby(group_of).all().to_numpy()
         for g in np.flatnonzero((distinct == 1) & ~blank):
