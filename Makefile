@@ -8,7 +8,7 @@ STAMP := $(VENV)/.phenorank-installed
 # (bioio and napari readers, which phenorank does not use: it reads the TIFF itself).
 SAMPLE_DATA := ndev-sampledata==0.0.3
 
-.PHONY: demo demo-cells demo-scratch demo-profiles test install clean
+.PHONY: demo demo-cells demo-scratch demo-profiles demo-potency test install clean
 
 install: $(STAMP)
 
@@ -31,8 +31,11 @@ demo-scratch: $(STAMP)
 demo-profiles: $(STAMP)
 	$(BIN)/phenorank demo --kind profiles
 
+demo-potency: $(STAMP)
+	$(BIN)/phenorank demo --kind potency
+
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) phenorank-demo phenorank-cells phenorank-scratch phenorank-profiles phenorank.duckdb
+	rm -rf $(VENV) phenorank-demo phenorank-cells phenorank-scratch phenorank-profiles phenorank-potency phenorank.duckdb

@@ -20,24 +20,47 @@ def hill(log_dose: np.ndarray, bottom: float, top: float, log_ec50: float, slope
     return bottom + (top - bottom) / (1.0 + 10.0 ** ((log_ec50 - log_dose) * slope))
 
 
-def _fit(log_dose: np.ndarray, y: np.ndarray, top: float | None = None):
+def _hill_jacobian(log_dose: np.ndarray, bottom: float, top: float, log_ec50: float, slope: float) -> np.ndarray:
+    """Derivatives of :func:`hill` by its four parameters: analytic, so a bootstrap of hundreds of
+    refits does not spend its time on finite differences."""
+    u = 10.0 ** ((log_ec50 - log_dose) * slope)
+    share = 1.0 / (1.0 + u)
+    common = -(top - bottom) * u * np.log(10.0) * share ** 2
+    return np.column_stack([1.0 - share, share, common * slope, common * (log_ec50 - log_dose)])
+
+
+def _fit(log_dose: np.ndarray, y: np.ndarray, top: float | None = None, start: np.ndarray | None = None):
     """(bottom, top, log10 EC50, slope); with ``top`` given, the top plateau is fixed there (a
-    3-parameter fit), which is what makes the EC50 of a curve that has not levelled off findable."""
+    3-parameter fit), which is what makes the EC50 of a curve that has not levelled off findable.
+    The readout is fitted in standard units: a readout in pixels (areas in the thousands) would
+    leave the optimizer hundreds of times more evaluations to converge. ``start``: a previous fit
+    to start from (the bootstrap refits start from the point estimate)."""
     from scipy.optimize import curve_fit
 
+    centre, scale = float(y.mean()), float(y.std()) or 1.0
+    z = (y - centre) / scale
     low, high = log_dose.min(), log_dose.max()
-    first, last = y[log_dose == low].mean(), y[log_dose == high].mean()
+    first, last = z[log_dose == low].mean(), z[log_dose == high].mean()
+    if start is not None:
+        first, last = (start[0] - centre) / scale, (start[1] - centre) / scale
+    middle, steep = (start[2], start[3]) if start is not None else ((low + high) / 2, 1.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if top is None:
-            params, _ = curve_fit(hill, log_dose, y, p0=[first, last, (low + high) / 2, 1.0],
+            params, _ = curve_fit(hill, log_dose, z, p0=[first, last, np.clip(middle, low - 3, high + 3),
+                                                         np.clip(steep, 0.1, 10.0)],
                                   bounds=([-np.inf, -np.inf, low - 3, 0.1], [np.inf, np.inf, high + 3, 10.0]),
-                                  maxfev=20000)
-            return params
-        params, _ = curve_fit(lambda x, b, e, s: hill(x, b, top, e, s), log_dose, y,
-                              p0=[first, (low + high) / 2, 1.0],
-                              bounds=([-np.inf, low - 3, 0.1], [np.inf, high + 3, 10.0]), maxfev=20000)
-        return np.array([params[0], top, params[1], params[2]])
+                                  jac=_hill_jacobian, maxfev=2000)
+            bottom, fitted_top, log_ec50, slope = params
+        else:
+            fixed = (top - centre) / scale
+            params, _ = curve_fit(lambda x, b, e, s: hill(x, b, fixed, e, s), log_dose, z,
+                                  p0=[first, np.clip(middle, low - 3, high + 3), np.clip(steep, 0.1, 10.0)],
+                                  bounds=([-np.inf, low - 3, 0.1], [np.inf, high + 3, 10.0]),
+                                  jac=lambda x, b, e, s: _hill_jacobian(x, b, fixed, e, s)[:, [0, 2, 3]],
+                                  maxfev=2000)
+            bottom, fitted_top, log_ec50, slope = params[0], fixed, params[1], params[2]
+    return np.array([centre + scale * bottom, centre + scale * fitted_top, log_ec50, slope])
 
 
 def fit_curve(dose: np.ndarray, y: np.ndarray, bootstrap: int = 200, seed: int = 0, alpha: float = 0.05,
@@ -89,12 +112,22 @@ def fit_curve(dose: np.ndarray, y: np.ndarray, bootstrap: int = 200, seed: int =
     if started > 0.2:
         return {**result, "status": "below range", "reason": f"the response has risen {started:.0%} already at "
                 f"{dose.min():g}, the lowest dose: EC50 < about {10 ** log_ec50:.3g}"}
-    low, high = _bootstrap_ec50(log_dose, y, bootstrap, seed, fixed_top)
-    return {**result, "status": STATUS_OK, "reason": "", "ec50": float(ec50), "ec50_low": low, "ec50_high": high}
+    low, high = _bootstrap_ec50(log_dose, y, bootstrap, seed, fixed_top, np.array([bottom, top, log_ec50, slope]))
+    # An interval end outside the tested doses is an extrapolation (often the optimizer's bound):
+    # left open and said, never printed as a number.
+    notes = []
+    if low is not None and low < dose.min():
+        low = None
+        notes.append(f"the 95% interval reaches below {dose.min():g}, the lowest dose")
+    if high is not None and high > dose.max():
+        high = None
+        notes.append(f"the 95% interval reaches above {dose.max():g}, the highest dose")
+    return {**result, "status": STATUS_OK, "reason": "; ".join(notes), "ec50": float(ec50), "ec50_low": low,
+            "ec50_high": high}
 
 
-def _bootstrap_ec50(log_dose: np.ndarray, y: np.ndarray, n: int, seed: int, top: float | None = None
-                    ) -> tuple[float | None, float | None]:
+def _bootstrap_ec50(log_dose: np.ndarray, y: np.ndarray, n: int, seed: int, top: float | None = None,
+                    start: np.ndarray | None = None) -> tuple[float | None, float | None]:
     """Percentile interval of the EC50 from refits on wells resampled within each dose."""
     if n <= 0:
         return None, None
@@ -104,7 +137,7 @@ def _bootstrap_ec50(log_dose: np.ndarray, y: np.ndarray, n: int, seed: int, top:
     for _ in range(n):
         rows = np.concatenate([rng.choice(members, len(members)) for members in by_dose])
         try:
-            values.append(_fit(log_dose[rows], y[rows], top)[2])
+            values.append(_fit(log_dose[rows], y[rows], top, start)[2])
         except (RuntimeError, ValueError):
             continue
     if len(values) < n // 2:

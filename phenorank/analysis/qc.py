@@ -41,7 +41,8 @@ def robust_z(values: np.ndarray) -> np.ndarray:
 
 def plate_qc(values: np.ndarray, samples, control: str = "control", positive: str | None = None,
              limits: dict | None = None) -> list[dict]:
-    """One row per plate: the measures, and ``passed`` with the reasons it did not."""
+    """One row per plate: the measures, and ``passed`` with the reasons it did not (a limit of
+    None is not checked)."""
     from scipy.stats import mannwhitneyu
 
     limits = {**DEFAULT_LIMITS, **(limits or {})}
@@ -60,22 +61,22 @@ def plate_qc(values: np.ndarray, samples, control: str = "control", positive: st
         if negative.sum() >= 2:
             neg = values[negative]
             row["control_cv"] = float(np.std(neg, ddof=1) / abs(np.mean(neg))) if np.mean(neg) else float("nan")
-            if row["control_cv"] > limits["control_cv"]:
+            if limits["control_cv"] is not None and row["control_cv"] > limits["control_cv"]:
                 failures.append(f"control CV {row['control_cv']:.2f} > {limits['control_cv']}")
             inner, outer = values[negative & ~edge], values[negative & edge]
             if len(inner) >= 2 and len(outer) >= 2:
                 row["edge_difference"] = float(np.median(outer) - np.median(inner))
                 row["edge_p"] = float(mannwhitneyu(outer, inner).pvalue)
-                if row["edge_p"] < limits["edge_p"]:
+                if limits["edge_p"] is not None and row["edge_p"] < limits["edge_p"]:
                     failures.append(f"edge effect: outer-ring controls differ (p = {row['edge_p']:.2g})")
             if positive:
                 pos_rows = on & (condition == positive)
                 if pos_rows.sum() >= 2:
                     row["z_prime"] = z_prime(values[pos_rows], neg)
                     row["ssmd"] = ssmd(values[pos_rows], neg)
-                    if row["z_prime"] < limits["z_prime"]:
+                    if limits["z_prime"] is not None and row["z_prime"] < limits["z_prime"]:
                         failures.append(f"Z' {row['z_prime']:.2f} < {limits['z_prime']}")
-                    if abs(row["ssmd"]) < limits["ssmd"]:
+                    if limits["ssmd"] is not None and abs(row["ssmd"]) < limits["ssmd"]:
                         failures.append(f"|SSMD| {abs(row['ssmd']):.2f} < {limits['ssmd']}")
                 else:
                     failures.append(f"fewer than 2 {positive!r} wells")

@@ -38,8 +38,10 @@ def load_readout(store: Store, spec: str, day: int | None = None) -> Readout:
             keep = np.asarray([d == day for d in samples["day"]])
             ids, values, samples = ids[keep], values[keep], samples.subset(keep)
         r = rankings[0]
-        return Readout("ranking", spec, "score", f"{r.ranker} {r.metric} ref={r.reference} ({spec})", ids, values,
-                       samples)
+        es = next((s for s in store.embedding_sets() if s.embedding_set_id == r.embedding_set_id), None)
+        method = f"{es.encoder}/{es.head} " if es else ""
+        return Readout("ranking", spec, "score", f"{method}{r.ranker} {r.metric} ref={r.reference} ({spec[:8]})", ids,
+                       values, samples)
     kind, _, measure = spec.partition("/")
     if kind in ("growth", "growth-rate"):
         return _growth_readout(store, kind, measure)
@@ -84,3 +86,33 @@ def _growth_readout(store: Store, kind: str, measure: str) -> Readout:
     late_ids = ids[late]
     label = ("specific growth rate (ln fold per day)" if kind == "growth-rate" else "fold change") + f" of {measure}"
     return Readout(kind, es.embedding_set_id, f"{kind}/{measure}", label, late_ids, values, store.load_samples(late_ids))
+
+
+def only_plates(readout: Readout, plates: list[str]) -> Readout:
+    """The readout's wells on these plates (e.g. leaving out one that failed QC)."""
+    if not plates:
+        return readout
+    names = readout.samples["plate"].astype(str)
+    unknown = sorted(set(plates) - set(names))
+    if unknown:
+        raise StoreError(f"no plate {', '.join(map(repr, unknown))} in {readout.label}; plates: "
+                         f"{', '.join(sorted(set(names)))}")
+    keep = np.isin(names, plates)
+    return Readout(readout.kind, readout.source, readout.name, readout.label, readout.ids[keep],
+                   readout.values[keep], readout.samples.subset(keep))
+
+
+def stored_readout(store: Store, kind: str, source: str, name: str, params: dict) -> Readout:
+    """The readout a stored analysis row was computed on (its ``readout_kind``, ``readout_source``,
+    ``readout`` and ``params``): the same values, for drawing them."""
+    day = params.get("day")
+    if kind == "ranking":
+        data = load_readout(store, source, day)
+    elif kind in ("growth", "growth-rate"):
+        data = _growth_readout(store, kind, name.partition("/")[2])
+    else:
+        es = next((s for s in store.embedding_sets() if s.embedding_set_id == source), None)
+        if es is None:
+            raise StoreError(f"embedding set {source} is no longer stored")
+        data = load_readout(store, f"{es.encoder}:{es.head}/{name}", day)
+    return only_plates(data, params.get("plates") or [])

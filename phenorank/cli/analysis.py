@@ -5,15 +5,11 @@ trusted). Each takes a readout: a ranking's scores or a named feature (morphomet
 from __future__ import annotations
 
 import click
-import numpy as np
 
-from ..analysis.dose_response import STATUS_OK, fit_treatments
-from ..analysis.hits import call_hits
-from ..analysis.qc import DEFAULT_LIMITS, focus_score, image_flags, plate_qc
-from ..analysis.readouts import load_readout
-from ..core.pipeline import digest
-from ..registry.code import source_hash
-from .common import err, format_option, friendly_errors, recorded_run, resolve_day, show
+from ..analysis import stored
+from ..analysis.dose_response import STATUS_OK
+from ..analysis.qc import DEFAULT_LIMITS
+from .common import err, format_option, friendly_errors, recorded_run, resolve_day, show, split
 
 readout_option = click.option(
     "--readout", required=True, metavar="RANKING_ID | ENCODER/FEATURE",
@@ -21,10 +17,7 @@ readout_option = click.option(
 control_option = click.option("--control", default="control", show_default=True,
                               help="The negative control: a condition or treatment value (control, DMSO).")
 day_option = click.option("--day", default="last", show_default=True, help="A day number, 'last' or 'all'.")
-
-
-def _code(module: str) -> str:
-    return source_hash((module,))
+plates_option = click.option("--plates", metavar="P1,P2", help="Only these plates (e.g. leave out one that failed QC).")
 
 
 @click.command()
@@ -38,10 +31,11 @@ def _code(module: str) -> str:
               help="Resamples of the wells for the EC50 interval.")
 @click.option("--seed", default=0, show_default=True)
 @day_option
+@plates_option
 @format_option
 @click.pass_context
 @friendly_errors
-def potency(ctx, readout, control, positive, fix_top, bootstrap, seed, day, fmt) -> None:
+def potency(ctx, readout, control, positive, fix_top, bootstrap, seed, day, plates, fmt) -> None:
     """Fit a four-parameter logistic curve per treatment (3+ concentrations) of a readout against
     log concentration: EC50 with a bootstrap 95% interval over wells, Hill slope, top, bottom,
     Emax, AUC, R^2. A curve no better than a flat line is 'inactive'; an EC50 outside the tested
@@ -55,18 +49,16 @@ def potency(ctx, readout, control, positive, fix_top, bootstrap, seed, day, fmt)
     if fix_top and not positive:
         raise click.BadParameter("--fix-top needs --positive (the level to fix the top at)", param_hint="--fix-top")
     params = {"control": control, "positive": positive, "fix_top": fix_top, "bootstrap": bootstrap, "seed": seed,
-              "day": day}
-    with recorded_run(ctx, "potency", {"readout": readout, **params}) as (store, run_id):
-        data = load_readout(store, readout, resolve_day(store, day))
+              "plates": split(plates)}
+    with recorded_run(ctx, "potency", {"readout": readout, "day": day, **params}) as (store, run_id):
         try:
-            fits = fit_treatments(data.values, data.samples, control, bootstrap, seed, positive, fix_top)
+            data, fits = stored.potency(store, readout, run_id, day=resolve_day(store, day), **params)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
-        if not fits:
-            raise click.ClickException(f"no treatment with a concentration in {data.label}")
-        key = digest("potency", params, data.source, data.name)
-        store.write_analysis("dose_response", data, params, key, fits, _code("phenorank.analysis.dose_response"),
-                             run_id)
+    show_potency(data, fits, positive, fmt)
+
+
+def show_potency(data, fits: list[dict], positive: str | None, fmt: str = "table") -> None:
     fitted = sorted([f for f in fits if f["status"] == STATUS_OK], key=lambda f: f["ec50"])
     others = [f for f in fits if f["status"] != STATUS_OK]
     emax = "emax_relative" if positive else "emax"
@@ -89,10 +81,11 @@ def potency(ctx, readout, control, positive, fix_top, bootstrap, seed, day, fmt)
               help="Columns that make a treatment group.")
 @click.option("--all", "show_all", is_flag=True, help="List every group, not only the hits.")
 @day_option
+@plates_option
 @format_option
 @click.pass_context
 @friendly_errors
-def hits(ctx, readout, control, fdr, by, show_all, day, fmt) -> None:
+def hits(ctx, readout, control, fdr, by, show_all, day, plates, fmt) -> None:
     """Treatments that differ from the negative control: Mann-Whitney U per treatment group,
     Benjamini-Hochberg q and Holm-adjusted p over all groups, Cohen's d and Cliff's delta, and
     per drug Kruskal-Wallis across its doses. Stored in table `hits`; paste-ready with --format.
@@ -103,15 +96,17 @@ def hits(ctx, readout, control, fdr, by, show_all, day, fmt) -> None:
         phenorank hits --readout RANKING_ID --format markdown
     """
     columns = tuple(c.strip() for c in by.split(",") if c.strip())
-    params = {"control": control, "fdr": fdr, "by": list(columns), "day": day}
-    with recorded_run(ctx, "hits", {"readout": readout, **params}) as (store, run_id):
-        data = load_readout(store, readout, resolve_day(store, day))
+    with recorded_run(ctx, "hits", {"readout": readout, "control": control, "fdr": fdr, "by": list(columns), "day": day,
+                                    "plates": split(plates)}) as (store, run_id):
         try:
-            rows = call_hits(data.values, data.samples, control, fdr, by=columns)
+            data, rows = stored.hits(store, readout, run_id, control, fdr, columns, resolve_day(store, day),
+                                     split(plates))
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
-        store.write_analysis("hits", data, params, digest("hits", params, data.source, data.name),
-                             [{**r, "group_key": r["group"]} for r in rows], _code("phenorank.analysis.hits"), run_id)
+    show_hits(data, rows, control, fdr, show_all, fmt)
+
+
+def show_hits(data, rows: list[dict], control: str, fdr: float, show_all: bool = False, fmt: str = "table") -> None:
     shown = rows if show_all else [r for r in rows if r["hit"]]
     show(["treatment group", "n", "median", "control median", "Cliff's delta", "Cohen's d", "p (Mann-Whitney)",
           "q (BH)", "p (Holm)", "hit"],
@@ -134,10 +129,11 @@ def hits(ctx, readout, control, fdr, by, show_all, day, fmt) -> None:
 @click.option("--focus/--no-focus", default=True, show_default=True,
               help="Score each image's focus (variance of the Laplacian of its stored crop).")
 @day_option
+@plates_option
 @format_option
 @click.pass_context
 @friendly_errors
-def qc(ctx, readout, control, positive, min_z_prime, min_ssmd, max_control_cv, edge_p, focus, day, fmt) -> None:
+def qc(ctx, readout, control, positive, min_z_prime, min_ssmd, max_control_cv, edge_p, focus, day, plates, fmt) -> None:
     """Plate QC on a readout: per plate Z'-factor and SSMD (control vs --positive), control CV and
     the edge effect; per image a focus score, a blur flag and an outlier flag. Stored in tables
     `plate_qc` and `image_qc`; a plate that fails a limit is named with the reason.
@@ -147,38 +143,24 @@ def qc(ctx, readout, control, positive, min_z_prime, min_ssmd, max_control_cv, e
         phenorank qc --readout morphometrics/area --positive exploded
     """
     limits = {"z_prime": min_z_prime, "ssmd": min_ssmd, "control_cv": max_control_cv, "edge_p": edge_p}
-    params = {"control": control, "positive": positive, "limits": limits, "focus": focus, "day": day}
-    with recorded_run(ctx, "qc", {"readout": readout, **params}) as (store, run_id):
-        data = load_readout(store, readout, resolve_day(store, day))
-        plates = plate_qc(data.values, data.samples, control, positive, limits)
-        scores = _focus_scores(store, data) if focus else None
-        flags = image_flags(data.values, data.samples, scores)
-        key = digest("qc", params, data.source, data.name)
-        code = _code("phenorank.analysis.qc")
-        store.write_analysis("plate_qc", data, params, key, plates, code, run_id)
-        store.write_analysis("image_qc", data, params, key, flags, code, run_id)
+    with recorded_run(ctx, "qc", {"readout": readout, "control": control, "positive": positive, "limits": limits,
+                                  "focus": focus, "day": day, "plates": split(plates)}) as (store, run_id):
+        data, plate_rows, flags = stored.qc(store, readout, run_id, control, positive, limits, focus,
+                                            resolve_day(store, day), split(plates))
+    show_qc(data, plate_rows, flags, fmt)
+
+
+def show_qc(data, plate_rows: list[dict], flags: list[dict], fmt: str = "table") -> None:
     show(["plate", "wells", "controls", "Z'", "SSMD", "control CV", "edge - inner", "edge p", "passed", "why not"],
          [(p["plate"], p["n_wells"], p["n_control"], p.get("z_prime"), p.get("ssmd"), p.get("control_cv"),
-           p.get("edge_difference"), p.get("edge_p"), "yes" if p["passed"] else "NO", p["reasons"]) for p in plates],
+           p.get("edge_difference"), p.get("edge_p"), "yes" if p["passed"] else "NO", p["reasons"]) for p in plate_rows],
          fmt, title=f"Plate QC on {data.label}")
     blurred = [f["image_id"] for f in flags if f["blurred"]]
     outliers = [f["image_id"] for f in flags if f["outlier"]]
     err.print(f"images: {len(blurred)} blurred, {len(outliers)} outlying readouts (table image_qc)")
-    for p in plates:
+    for p in plate_rows:
         if not p["passed"]:
             err.print(f"[yellow]plate {p['plate']} fails QC: {p['reasons']}[/]")
-
-
-def _focus_scores(store, data) -> np.ndarray | None:
-    """Each item's focus score from its stored crop (images only; None for profiles)."""
-    set_id = store.rankings([data.source])[0].embedding_set_id if data.kind == "ranking" else data.source
-    key = next((s.preprocess_key for s in store.embedding_sets() if s.embedding_set_id == set_id), None)
-    if not key or key.startswith("profiles:"):
-        return None
-    scores = {}
-    for ids, images in store.iter_crops([str(i) for i in data.ids], key, 256):
-        scores.update({i: focus_score(image) for i, image in zip(ids, images)})
-    return np.array([scores[str(i)] for i in data.ids])
 
 
 COMMANDS = [potency, hits, qc]

@@ -154,15 +154,16 @@ def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, fol
 
 
 @click.command()
-@click.option("--kind", type=click.Choice(["plate", "cells", "scratch", "profiles"]), default="plate",
+@click.option("--kind", type=click.Choice(["plate", "cells", "scratch", "profiles", "potency"]), default="plate",
               show_default=True,
               help="plate: spheroids on a 96-well plate, ranked; cells: fluorescence cells in class folders, "
                    "segmented, aggregated and clustered; scratch: a REAL wound-healing time-lapse, tiled and "
                    "ranked against time; profiles: a multi-plate feature-profile screen, normalized and "
-                   "evaluated by mechanism (NSC) and activity (mAP).")
+                   "evaluated by mechanism (NSC) and activity (mAP); potency: a dose-response screen on three plates, "
+                   "QC, EC50 fits and hits against the known truth.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path),
               help="Folder for the images and the report [default: phenorank-demo, phenorank-cells, "
-                   "phenorank-scratch or phenorank-profiles].")
+                   "phenorank-scratch, phenorank-profiles or phenorank-potency].")
 @click.option("--full-size", is_flag=True, help="Generate full 2054x2456 images (slow) instead of 200x240.")
 @click.option("--seed", default=0, show_default=True, help="Random seed of the generated images.")
 @click.option("--epochs", default=3, show_default=True,
@@ -192,8 +193,18 @@ def demo(ctx, kind: str, out_dir: Path | None, full_size: bool, seed: int, epoch
     wells on every plate), imported, put through transform chains (none, standardize, robustize,
     robustize+spherize, ...) and evaluated by not-same-compound mechanism accuracy and mAP.
 
+    --kind potency: a SYNTHETIC dose-response screen (three 96-well plates, day 7 and day 10, five
+    drugs x seven doses over three logs with known EC50 and Hill slope, one drug inactive, one
+    plate with an edge effect): plate QC flags that plate, four-parameter logistic fits on the
+    others for several readouts (growth, size, rankings), printed against the true EC50s, and hits
+    at FDR 0.05 with their false-discovery proportion.
+
     Running it again reuses what is stored.
     """
+    if kind == "potency":
+        from .potency_demo import potency_demo
+
+        return potency_demo(ctx, out_dir or Path("phenorank-potency"), seed)
     if kind == "profiles":
         from .profiles import profiles_demo
 

@@ -12,6 +12,7 @@ from ..io.profiles import ENCODER as PROFILE_ENCODER
 from ..registry import PluginError, get_registry
 from .common import (crops_option, err, format_option, friendly_errors, param_option, parse_params, plugin_names,
                      recorded_run, resolve_crops, resolve_day, show, size_option, split)
+from ..analysis.stored import qc_rankings
 from .results import print_comparison, print_top_treatments
 
 day_option = click.option("--day", default="last", show_default=True,
@@ -195,12 +196,17 @@ def _evaluate_one(report: GridReport, evaluator, subject: str, store, run_id: st
 @size_option
 @crops_option
 @param_option
+@click.option("--qc-control", default="control", show_default=True,
+              help="Plate QC of every ranking against this negative control (a condition or treatment).")
+@click.option("--qc-positive", help="The positive control class for the QC's Z'-factor and SSMD.")
+@click.option("--qc-limit", "qc_limits", multiple=True, metavar="NAME=VALUE",
+              help="A QC limit: z_prime (min), ssmd (min |SSMD|), control_cv (max), edge_p (min); e.g. z_prime=0.5.")
 @click.option("--force", is_flag=True, help="Recompute what is already stored.")
 @format_option
 @click.pass_context
 @friendly_errors
 def run(ctx, encoders, heads, metrics, rankers, references, evaluators, holdout, chains, normalize_to, day, size,
-        crops, params, force, fmt) -> None:
+        crops, params, qc_control, qc_positive, qc_limits, force, fmt) -> None:
     """Run a grid: every encoder x head x metric x ranker x reference, each evaluated.
 
     What is already stored is reused, so an interrupted grid continues where it stopped.
@@ -217,6 +223,7 @@ def run(ctx, encoders, heads, metrics, rankers, references, evaluators, holdout,
     from .profiles import parse_chains, selected_sets
 
     tokens = split(encoders)
+    limits = parse_limits(qc_limits)
     imported = [t for t in tokens if t.partition(":")[0] == PROFILE_ENCODER]
     spec = GridSpec(encoders=[t for t in tokens if t not in imported], metrics=plugin_names("metric", metrics),
                     rankers=plugin_names("ranker", rankers), references=split(references),
@@ -241,7 +248,24 @@ def run(ctx, encoders, heads, metrics, rankers, references, evaluators, holdout,
                   f"{report.evaluated} evaluations")
         print_reused(report.reused, report.reused_evaluations)
         print_comparison(store, fmt)
+        for warning in qc_rankings(store, report.rankings, run_id, qc_control, qc_positive, limits, spec.day):
+            err.print(f"[yellow]{warning}[/]")
         fail_on_wrong_request(report)
+
+
+def parse_limits(values) -> dict[str, float]:
+    from ..analysis.qc import DEFAULT_LIMITS
+
+    limits = {}
+    for value in values:
+        name, _, number = value.partition("=")
+        if name.strip() not in DEFAULT_LIMITS:
+            raise click.BadParameter(f"{value!r}: the limits are {', '.join(DEFAULT_LIMITS)}", param_hint="--qc-limit")
+        try:
+            limits[name.strip()] = float(number)
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: {number!r} is not a number", param_hint="--qc-limit") from None
+    return limits
 
 
 def print_reused(rankings: int, evaluations: int) -> None:

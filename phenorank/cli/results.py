@@ -42,7 +42,8 @@ def compare(ctx, rows, columns, measure, where, ci, best: bool, fmt: str, show_s
     Without --rows/--columns: one row per ranking method with a column per measure, then one row
     per embedding set with the measures of embeddings (linear probe, k-means, mAP). With them: a
     pivot like seed 000's tables, one measure in the cells. Dimensions: encoder, augmentation,
-    model, head, level, ranker, metric, reference, day, evaluator.
+    model, head, level, ranker, metric, reference, day, evaluator. Then, where `phenorank potency`
+    has run, the EC50 of each treatment per readout.
 
     Every cell holds exactly one result: where results differ in something the table has no
     column for (a left-out dimension, a parameter such as rank-correlation's truth, the code
@@ -136,6 +137,11 @@ def print_comparison(store: Store, fmt: str, ci: bool = False, where: str | None
         if rows:
             show(columns, rows, fmt, title=f"Embeddings judged by {evaluator}")
             shown = True
+    columns, rows = store.potency_summary()
+    if rows and not where:
+        show(columns, rows, fmt, title="Potency: EC50 [95% interval] per readout and treatment (phenorank potency; "
+                                       "SQL: select * from potency)")
+        shown = True
     if not shown:
         err.print("no evaluations stored yet: run `phenorank run` (or `phenorank demo`)")
 

@@ -214,6 +214,17 @@ CREATE TABLE image_qc (
     image_id VARCHAR, plate VARCHAR, focus DOUBLE, blurred BOOLEAN, outlier BOOLEAN, readout_z DOUBLE,
     code VARCHAR, run_id VARCHAR, created_at TIMESTAMPTZ);
 """),
+    (9, "the potency view: dose-response fits with the method that made their readout", """
+CREATE OR REPLACE VIEW potency AS
+SELECT CASE WHEN d.readout_kind = 'ranking'
+            THEN e.encoder || '/' || e.head || ' ' || r.ranker || ' ' || r.metric || ' ref=' || r.reference
+            ELSE coalesce(f.encoder || '/' || f.head || ' ', '') || d.readout END AS readout_label,
+       d.*
+FROM dose_response d
+LEFT JOIN rankings r ON d.readout_kind = 'ranking' AND r.ranking_id = d.readout_source
+LEFT JOIN embedding_sets e ON e.embedding_set_id = r.embedding_set_id
+LEFT JOIN embedding_sets f ON d.readout_kind <> 'ranking' AND f.embedding_set_id = d.readout_source;
+"""),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

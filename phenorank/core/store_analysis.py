@@ -51,3 +51,41 @@ class AnalysisTables:
             f"FROM {table} WHERE readout_source = ? AND readout = ? AND params_hash = ? {order}",
             [readout_source, readout, params_hash])
         return [d[0] for d in result.description], result.fetchall()
+
+    def potency_summary(self) -> tuple[list[str], list[tuple]]:
+        """EC50 [95% interval] per readout (rows) and treatment (columns), from the ``potency``
+        view; an unfitted curve shows its status (inactive, > max dose, < min dose). Each row is one
+        analysis: a readout fitted twice with other parameters or code gets a row each, told apart
+        by the params / code columns (shown only then)."""
+        result = self.con.execute(
+            "SELECT readout_label, params_hash, params, code, treatment, status, ec50, ec50_low, ec50_high, min_dose, "
+            "max_dose FROM potency ORDER BY created_at, readout_label, treatment").fetchall()
+        rows: dict[tuple, dict] = {}
+        treatments: list[str] = []
+        for label, params_hash, params, code, treatment, status, ec50, low, high, min_dose, max_dose in result:
+            cell = rows.setdefault((label, params_hash, code), {"params": params})
+            cell[treatment] = _potency_cell(status, ec50, low, high, min_dose, max_dose)
+            if treatment not in treatments:
+                treatments.append(treatment)
+        labels = [key[0] for key in rows]
+        ambiguous = {label for label in labels if labels.count(label) > 1}
+        extra = ["params", "code"] if ambiguous else []
+        columns = ["readout", *extra, *sorted(treatments)]
+        table = []
+        for (label, _, code), cell in rows.items():
+            details = [cell["params"], (code or "")[:12]] if extra else []
+            table.append((label, *details, *(cell.get(t, "") for t in sorted(treatments))))
+        return columns, table
+
+
+def _potency_cell(status, ec50, low, high, min_dose, max_dose) -> str:
+    if status == "ok":
+        interval = f" [{'<' + format(min_dose, 'g') if low is None else format(low, '.3g')}, " \
+                   f"{'>' + format(max_dose, 'g') if high is None else format(high, '.3g')}]"
+        return f"{ec50:.3g}{interval}"
+    if status == "above range":
+        return f"> {max_dose:g}"
+    if status == "below range":
+        return f"< {min_dose:g}"
+    return status
+

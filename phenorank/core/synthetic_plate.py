@@ -129,9 +129,11 @@ def focal_stack(rng: np.random.Generator, image: np.ndarray, n_layers: int) -> n
     return np.stack(layers)
 
 
-def spheroid_look(rng: np.random.Generator, side: int, effect: float, day: int, condition: str) -> dict:
-    """Radius, darkness, rim and debris of one spheroid from its effect strength."""
-    base = side * rng.uniform(0.15, 0.19)
+def spheroid_look(rng: np.random.Generator, side: int, effect: float, day: int, condition: str,
+                  base: float | None = None) -> dict:
+    """Radius, darkness, rim and debris of one spheroid from its effect strength; ``base``: its
+    day-7 radius when known (the same spheroid on a later day), else drawn."""
+    base = side * rng.uniform(0.15, 0.19) if base is None else base
     if day <= 7:
         return dict(radius=base, darkness=rng.uniform(0.5, 0.6), rim=rng.uniform(0.3, 0.45), debris=0, scatter=0.5)
     exploded = condition == "exploded" or effect > 0.9

@@ -4,7 +4,6 @@ the embeddings, plate heatmaps and the ranked treatments with confidence interva
 
 from __future__ import annotations
 
-import base64
 import html
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,6 +13,8 @@ import numpy as np
 from ..core.statistics import group_means, holdout_mask
 from ..core.store import Store, StoreError
 from . import plots
+from .analysis import analysis_sections
+from .page import figure as _img, table as _table
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -21,25 +22,8 @@ h1{font-size:1.5em} h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #d
 table{border-collapse:collapse;font-size:12px;margin:0.5em 0} td,th{border:1px solid #ddd;padding:3px 7px;text-align:right}
 th{background:#f4f4f4} td:first-child,th:first-child{text-align:left} .note{color:#666;font-size:12px}
 img{max-width:100%} .figs{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
+.half img{max-width:48%}
 """
-
-
-def _img(png: bytes, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-
-
-def _table(columns, rows, limit: int | None = None) -> str:
-    def cell(v):
-        if v is None:
-            return ""
-        if isinstance(v, float):
-            return "" if np.isnan(v) else f"{v:.4g}"
-        return html.escape(str(v))
-
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows[:limit])
-    more = f'<p class="note">... {len(rows) - limit} more rows in the store.</p>' if limit and len(rows) > limit else ""
-    return f"<table><tr>{head}</tr>{body}</table>{more}"
 
 
 def describe(method: dict) -> str:
@@ -72,12 +56,13 @@ def build_report(store: Store, out: str | Path, top: int = 3, projection: str = 
                  holdout: str = "holdout") -> Path:
     methods = store.ranked_methods()
     judged = store.evaluators("embeddings")
-    if not methods and not judged:
+    if not methods and not judged and not store.potency_summary()[1]:
         raise StoreError(f"{store.path} holds no evaluations yet: run `phenorank run` (or `phenorank demo`)")
     sections = [f"<h1>phenorank report</h1><p class=note>{html.escape(str(store.path))} · "
                 f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} · {len(methods)} evaluated rankings, "
                 f"{len(judged)} evaluators of embeddings</p>"]
     sections += _profile_sections(store)
+    sections += analysis_sections(store)
     if methods:
         sections += _ranking_sections(store, methods, top, projection, holdout)
     sections += _embedding_sections(store, judged, top, projection, with_figures=not methods)

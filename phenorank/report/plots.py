@@ -82,8 +82,10 @@ def projection_plot(points: np.ndarray, labels: np.ndarray, title: str, method: 
 
 
 def plate_heatmap(rows: np.ndarray, cols: np.ndarray, scores: np.ndarray, labels: np.ndarray, title: str,
-                  n_rows: int = 8, n_cols: int = 12) -> bytes:
-    """Scores laid out like the plate; empty wells blank; C/S/E marks the reference classes."""
+                  n_rows: int = 8, n_cols: int = 12, flagged: np.ndarray | None = None, value: str = "score",
+                  failed: bool = False) -> bytes:
+    """Scores laid out like the plate; empty wells blank; C/S/E marks the reference classes; a red
+    square marks a QC-flagged well (blurred or outlying image); a red frame a plate that failed QC."""
     plt = _pyplot()
     grid = np.full((n_rows, n_cols), np.nan)
     marks = {"control": "C", "single_dose": "S", "exploded": "E"}
@@ -95,10 +97,89 @@ def plate_heatmap(rows: np.ndarray, cols: np.ndarray, scores: np.ndarray, labels
         if label in marks:
             ax.text(int(c) - 1, ord(str(r)) - ord("A"), marks[label], ha="center", va="center", fontsize=7,
                     color="white", fontweight="bold")
+    for r, c in zip(rows[flagged], cols[flagged]) if flagged is not None else ():
+        ax.add_patch(plt.Rectangle((int(c) - 1.45, ord(str(r)) - ord("A") - 0.45), 0.9, 0.9, fill=False,
+                                   edgecolor="red", lw=1.8))
+    if failed:
+        for side in ax.spines.values():
+            side.set_edgecolor("red")
+            side.set_linewidth(3)
     ax.set_xticks(range(n_cols), [str(i + 1) for i in range(n_cols)], fontsize=7)
     ax.set_yticks(range(n_rows), [chr(ord("A") + i) for i in range(n_rows)], fontsize=7)
-    fig.colorbar(image, ax=ax, label="score")
-    ax.set_title(title, fontsize=9, loc="left")
+    fig.colorbar(image, ax=ax, label=value)
+    ax.set_title(title, fontsize=9, loc="left", color="red" if failed else "black")
+    return _png(fig)
+
+
+def dose_response_grid(panels: list[dict], ylabel: str, columns: int = 3) -> bytes:
+    """One panel per treatment: the wells (dots) against log concentration, the fitted Hill curve,
+    the EC50 with its 95% interval (shaded), the control's mean (dashed) and the fit's status.
+    A panel: treatment, dose, y, status, and for a fit bottom/top/ec50/hill_slope/ec50_low/high."""
+    from ..analysis.dose_response import hill
+
+    plt = _pyplot()
+    n_rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(n_rows, columns, figsize=(3.3 * columns, 2.6 * n_rows), squeeze=False, sharey=True)
+    for ax, panel in zip(axes.flat, panels):
+        dose = np.asarray(panel["dose"], np.float64)
+        ax.scatter(dose, panel["y"], s=14, color="#444444", alpha=0.8, zorder=3)
+        if panel.get("control") is not None:
+            ax.axhline(panel["control"], color=CLASS_COLOURS["control"], ls="--", lw=1)
+        if panel.get("positive") is not None:
+            ax.axhline(panel["positive"], color=CLASS_COLOURS["exploded"], ls=":", lw=1)
+        if panel.get("top") is not None and panel.get("hill_slope") is not None:
+            grid = np.logspace(np.log10(dose.min()), np.log10(dose.max()), 200)
+            log_ec50 = np.log10(panel["ec50"]) if panel.get("ec50") else np.log10(dose.max()) + 1
+            colour = "#1f78b4" if panel["status"] == "ok" else "#999999"
+            ax.plot(grid, hill(np.log10(grid), panel["bottom"], panel["top"], log_ec50, panel["hill_slope"]),
+                    color=colour, lw=1.6)
+        if panel.get("ec50"):
+            low, high = panel.get("ec50_low") or dose.min(), panel.get("ec50_high") or dose.max()
+            ax.axvspan(low, high, color="#1f78b4", alpha=0.12)
+            ax.axvline(panel["ec50"], color="#1f78b4", lw=1)
+        ax.set_xscale("log")
+        ec50 = f"EC50 {panel['ec50']:.3g}" if panel.get("ec50") else panel["status"]
+        ax.set_title(f"{panel['treatment']}: {ec50}", fontsize=8, loc="left")
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.25)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel, fontsize=7)
+    for ax in axes[-1]:
+        ax.set_xlabel("concentration", fontsize=7)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def growth_plot(curves: dict[str, dict[float, tuple[list[int], list[float]]]], control: tuple[list[int], list[float]],
+                ylabel: str, columns: int = 3) -> bytes:
+    """One panel per drug: the mean size of its wells over the days, one line per dose (darker =
+    higher), the control's line dashed."""
+    plt = _pyplot()
+    names = sorted(curves)
+    n_rows = -(-len(names) // columns)
+    fig, axes = plt.subplots(n_rows, columns, figsize=(3.3 * columns, 2.5 * n_rows), squeeze=False, sharey=True)
+    cmap = plt.get_cmap("viridis_r")
+    for ax, name in zip(axes.flat, names):
+        doses = sorted(curves[name])
+        for i, dose in enumerate(doses):
+            days, sizes = curves[name][dose]
+            ax.plot(days, sizes, marker="o", ms=3, color=cmap(0.15 + 0.85 * i / max(1, len(doses) - 1)),
+                    label=f"{dose:g}")
+        ax.plot(*control, color=CLASS_COLOURS["control"], ls="--", lw=1.5, label="control")
+        ax.set_xticks(control[0])
+        ax.set_title(name, fontsize=8, loc="left")
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.25)
+        ax.legend(fontsize=5.5, ncol=2, frameon=False)
+    for ax in axes.flat[len(names):]:
+        ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel, fontsize=7)
+    for ax in axes[-1]:
+        ax.set_xlabel("day", fontsize=7)
+    fig.tight_layout()
     return _png(fig)
 
 
