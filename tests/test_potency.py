@@ -113,6 +113,8 @@ def test_the_demo_hits_have_no_false_discovery_against_the_truth(potency_demo):
     assert int(hits) >= 15 and float(fdp) <= 0.05 and int(found) >= int(strong) - 2
     called = rows(db, "SELECT group_key, hit FROM hits WHERE readout = 'growth/diameter'")
     assert not [g for g, hit in called if hit and g.startswith("drug-E|")]
+    intervals = rows(db, "SELECT mean, ci_low, ci_high FROM hits WHERE group_key = 'drug-A|10'")
+    assert intervals and all(low <= mean <= high and high - low < 0.3 for mean, low, high in intervals)
     plates = rows(db, "SELECT DISTINCT params FROM hits")[0][0]
     assert "dose-plate-3" not in plates  # the failed plate was left out
 

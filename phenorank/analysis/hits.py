@@ -22,9 +22,22 @@ def cohens_d(a: np.ndarray, b: np.ndarray) -> float:
     return float((a.mean() - b.mean()) / pooled) if pooled > 0 else float("nan")
 
 
+def mean_interval(values: np.ndarray, seed: int = 0) -> tuple[float | None, float | None]:
+    """95% percentile bootstrap interval of the mean (scipy.stats.bootstrap); None for fewer than
+    two values or no spread."""
+    from scipy.stats import bootstrap
+
+    values = np.asarray(values, np.float64)
+    if len(values) < 2 or np.ptp(values) == 0:
+        return None, None
+    result = bootstrap((values,), np.mean, n_resamples=2000, method="percentile", random_state=seed)
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
 def call_hits(values: np.ndarray, samples, control: str = "control", fdr: float = 0.05,
               alternative: str = "two-sided", by: tuple[str, ...] = ("treatment", "concentration")) -> list[dict]:
-    """One row per treatment group (``by``) that is not the control: n, median, the test's p, BH
+    """One row per treatment group (``by``) that is not the control: n, median, mean with its 95%
+    bootstrap interval (a growth fold change per treatment, for instance), the test's p, BH
     q and Holm-adjusted p over all groups, Cohen's d, Cliff's delta, and ``hit`` (q < ``fdr``);
     plus each drug's Kruskal-Wallis p across its doses. Strongest evidence first."""
     from scipy.stats import kruskal, mannwhitneyu
@@ -43,8 +56,10 @@ def call_hits(values: np.ndarray, samples, control: str = "control", fdr: float 
         members = (keys == key) & ~is_control
         group = values[members]
         p = float(mannwhitneyu(group, reference, alternative=alternative).pvalue) if len(group) >= 1 else np.nan
+        low, high = mean_interval(group)
         rows.append({"group": key, "treatment": treatment[members][0], "condition": condition[members][0],
                      "n": int(members.sum()), "n_control": int(is_control.sum()), "median": float(np.median(group)),
+                     "mean": float(group.mean()), "ci_low": low, "ci_high": high,
                      "control_median": float(np.median(reference)), "p_value": p,
                      "cohens_d": cohens_d(group, reference) if len(group) > 1 else float("nan"),
                      "cliffs_delta": cliffs_delta(group, reference)})

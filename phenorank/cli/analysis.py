@@ -106,12 +106,17 @@ def hits(ctx, readout, control, fdr, by, show_all, day, plates, fmt) -> None:
     show_hits(data, rows, control, fdr, show_all, fmt)
 
 
+def interval(value: float, low: float | None, high: float | None) -> str:
+    return f"{value:.4g}" + (f" [{low:.4g}, {high:.4g}]" if low is not None and high is not None else "")
+
+
 def show_hits(data, rows: list[dict], control: str, fdr: float, show_all: bool = False, fmt: str = "table") -> None:
     shown = rows if show_all else [r for r in rows if r["hit"]]
-    show(["treatment group", "n", "median", "control median", "Cliff's delta", "Cohen's d", "p (Mann-Whitney)",
-          "q (BH)", "p (Holm)", "hit"],
-         [(r["group"], r["n"], r["median"], r["control_median"], r["cliffs_delta"], r["cohens_d"], r["p_value"],
-           r["q_value"], r["holm_p"], "yes" if r["hit"] else "") for r in shown], fmt,
+    show(["treatment group", "n", "mean [95% interval]", "median", "control median", "Cliff's delta", "Cohen's d",
+          "p (Mann-Whitney)", "q (BH)", "p (Holm)", "hit"],
+         [(r["group"], r["n"], interval(r["mean"], r["ci_low"], r["ci_high"]), r["median"], r["control_median"],
+           r["cliffs_delta"], r["cohens_d"], r["p_value"], r["q_value"], r["holm_p"], "yes" if r["hit"] else "")
+          for r in shown], fmt,
          title=f"Hits on {data.label} vs {control!r} at FDR {fdr:g}: {sum(r['hit'] for r in rows)} of {len(rows)} "
                "treatment groups")
 

@@ -214,7 +214,7 @@ CREATE TABLE image_qc (
     image_id VARCHAR, plate VARCHAR, focus DOUBLE, blurred BOOLEAN, outlier BOOLEAN, readout_z DOUBLE,
     code VARCHAR, run_id VARCHAR, created_at TIMESTAMPTZ);
 """),
-    (9, "the potency view: dose-response fits with the method that made their readout", """
+    (9, "the potency view (dose-response fits with the method behind their readout); hits' mean and interval", """
 CREATE OR REPLACE VIEW potency AS
 SELECT CASE WHEN d.readout_kind = 'ranking'
             THEN e.encoder || '/' || e.head || ' ' || r.ranker || ' ' || r.metric || ' ref=' || r.reference
@@ -224,6 +224,9 @@ FROM dose_response d
 LEFT JOIN rankings r ON d.readout_kind = 'ranking' AND r.ranking_id = d.readout_source
 LEFT JOIN embedding_sets e ON e.embedding_set_id = r.embedding_set_id
 LEFT JOIN embedding_sets f ON d.readout_kind <> 'ranking' AND f.embedding_set_id = d.readout_source;
+ALTER TABLE hits ADD COLUMN mean DOUBLE;
+ALTER TABLE hits ADD COLUMN ci_low DOUBLE;
+ALTER TABLE hits ADD COLUMN ci_high DOUBLE;
 """),
 ]
 

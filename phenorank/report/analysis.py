@@ -60,7 +60,8 @@ def _qc_sections(store: Store) -> list[str]:
                          for p in plate_rows])]
     flags = {f["image_id"]: f for f in _rows(store, "image_qc", chosen)}
     samples = data.samples
-    if "well" not in samples or any(w is None or str(w) in ("", "nan") for w in samples["well"]):
+    # the automatic QC of `run` is on a ranking, whose heatmap the ranking pages show already
+    if chosen["kind"] == "ranking" or "well" not in samples or any(w is None or str(w) in ("", "nan") for w in samples["well"]):
         return sections
     flagged = np.array([bool(flags.get(str(i), {}).get("blurred") or flags.get(str(i), {}).get("outlier"))
                         for i in data.ids])
@@ -167,8 +168,17 @@ def _hit_sections(store: Store) -> list[str]:
     return [f"<h2>Hits on {html.escape(data.label)} at FDR {fdr:g}</h2><p class=note>Each treatment group (treatment"
             f"|concentration) against the control, Mann-Whitney U; q: Benjamini-Hochberg, Holm: family-wise. "
             f"{len(hit_rows)} of {len(rows)} groups are hits; strongest evidence first.</p>"
-            + table(["treatment group", "n", "median", "control median", "Cliff's delta", "Cohen's d",
-                     "p (Mann-Whitney)", "q (BH)", "p (Holm)", "Kruskal-Wallis p (drug)", "hit"],
-                    [(r["group_key"], r["n"], r["median"], r["control_median"], r["cliffs_delta"], r["cohens_d"],
+            + table(["treatment group", "n", "mean [95% interval]", "median", "control median", "Cliff's delta",
+                     "Cohen's d", "p (Mann-Whitney)", "q (BH)", "p (Holm)", "Kruskal-Wallis p (drug)", "hit"],
+                    [(r["group_key"], r["n"], _interval(r), r["median"], r["control_median"], r["cliffs_delta"],
+                      r["cohens_d"],
                       r["p_value"], r["q_value"], r["holm_p"], r["kruskal_p"], "yes" if r["hit"] else "")
                      for r in rows], limit=40)]
+
+
+def _interval(row: dict) -> str:
+    if row.get("mean") is None:
+        return ""
+    low, high = row.get("ci_low"), row.get("ci_high")
+    return f"{row['mean']:.4g}" + (f" [{low:.4g}, {high:.4g}]" if low is not None and high is not None else "")
+
