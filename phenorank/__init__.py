@@ -9,14 +9,15 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 from .registry.hookspecs import hookimpl  # noqa: E402  (plugins write `from phenorank import hookimpl`)
 
-__all__ = ["__version__", "hookimpl", "open", "list_plugins", "plugins", "create", "Screen"]
+__all__ = ["__version__", "hookimpl", "open", "list_plugins", "plugins", "create", "register",
+           "Screen"]
 
 
 def __getattr__(name: str):
     """``phenorank.open`` / ``list_plugins`` / ``create`` / ``Screen`` load the store and the
     registry on first use, so that a plugin's ``from phenorank import hookimpl`` stays light.
     ``phenorank.plugins`` is the package of built-in plugins, callable as ``list_plugins``."""
-    if name in ("open", "list_plugins", "create", "Screen"):
+    if name in ("open", "list_plugins", "create", "register", "Screen"):
         from . import api
 
         return getattr(api, name)

@@ -43,17 +43,35 @@ def create(family: str, name: str, **params: Any) -> Plugin:
     return get_registry().create(family, name, params)
 
 
-def open(path: str | Path = "phenorank.duckdb") -> "Screen":  # noqa: A001 - phenorank.open, like io.open
-    """A handle on a store file (created on the first step that writes)."""
-    return Screen(path)
+def register(cls: type[Plugin]) -> type[Plugin]:
+    """Add a plugin class to this process's registry (usable as a decorator); the commands and
+    the steps below then know it by name. Installed plugins use an entry point instead."""
+    get_registry().add(cls)
+    return cls
+
+
+def open(path: str | Path = "phenorank.duckdb", frames: str = "pandas") -> "Screen":  # noqa: A001 - like io.open
+    """A handle on a store file (created on the first step that writes); ``frames``: "pandas" or
+    "polars", what the reading methods return."""
+    return Screen(path, frames)
 
 
 class Screen:
     """One store file. Frames come back with every metadata field a column of its own (the
     manifest's extra fields expanded from JSON, numbers as numbers)."""
 
-    def __init__(self, path: str | Path = "phenorank.duckdb"):
+    def __init__(self, path: str | Path = "phenorank.duckdb", frames: str = "pandas"):
+        if frames not in ("pandas", "polars"):
+            raise ValueError(f"frames must be 'pandas' or 'polars', not {frames!r}")
         self.path = Path(path)
+        self.frames = frames
+
+    def _out(self, frame):
+        if self.frames == "polars":
+            import polars
+
+            return polars.from_pandas(frame)
+        return frame
 
     def __repr__(self) -> str:
         return f"phenorank.open({str(self.path)!r})"
@@ -67,14 +85,18 @@ class Screen:
     def sql(self, query: str):
         """Any read-only query as a pandas frame."""
         with self._reading() as store:
-            return store.con.sql(query).df()
+            return self._out(store.con.sql(query).df())
 
     def images(self, level: str | None = None):
         """Every item (image, object crop, aggregate, imported profile) with its metadata."""
         with self._reading() as store:
             ids = [r[0] for r in store.con.execute(
                 "SELECT image_id FROM items WHERE ? IS NULL OR level = ? ORDER BY image_id", [level, level]).fetchall()]
-            return _frame(store, ids)
+            return self._out(_frame(store, ids))
+
+    def _pandas(self, query: str):
+        with self._reading() as store:
+            return store.con.sql(query).df()
 
     def rankings(self):
         """One row per stored ranking: its method and id."""
@@ -90,7 +112,7 @@ class Screen:
             ids, values = store.load_scores(ranking_id)
             frame = _frame(store, list(ids))
         frame.insert(1, "score", values)
-        return frame.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+        return self._out(frame.sort_values("score", ascending=False, kind="stable").reset_index(drop=True))
 
     def embedding_sets(self):
         return self.sql("SELECT embedding_set_id, encoder, head, level, dim, transforms, preprocess_key, created_at "
@@ -98,19 +120,19 @@ class Screen:
 
     def embeddings(self, embedding_set: str, day: int | None = None) -> tuple[np.ndarray, Any]:
         """(vectors (N, D) float32, metadata frame of the N items); ``embedding_set``: its id, or
-        ``ENCODER[:HEAD]`` for that encoder's untransformed image-level set."""
+        ``ENCODER[:HEAD]`` for that encoder's untransformed image-level set. The features' names:
+        :meth:`features` (pandas frames also carry them in ``.attrs["feature_names"]``)."""
         with self._reading() as store:
-            sets = store.embedding_sets()
-            encoder, _, head = embedding_set.partition(":")
-            named = [s for s in sets if s.encoder == encoder and (not head or s.head == head)
-                     and s.transforms is None and s.level in ("image", "well")]
-            set_id = named[0].embedding_set_id if named else _unique(
-                embedding_set, [s.embedding_set_id for s in sets], "embedding set")
+            set_id = _set_id(store, embedding_set)
             ids, vectors = store.load_embeddings(set_id, day)
             frame = _frame(store, list(ids))
-            names = store.feature_names(set_id)
-        frame.attrs["feature_names"] = names
-        return vectors, frame
+            frame.attrs["feature_names"] = store.feature_names(set_id)
+        return vectors, self._out(frame)
+
+    def features(self, embedding_set: str) -> list[str] | None:
+        """The named features of an embedding set (morphometrics, profiles); None for unnamed ones."""
+        with self._reading() as store:
+            return store.feature_names(_set_id(store, embedding_set))
 
     def crops(self, ids, size: int = 96):
         """The stored preprocessed crops of these items as float32 (N, C, S, S) in [0, 1]."""
@@ -124,26 +146,24 @@ class Screen:
 
     def evaluations(self):
         """Every evaluation value with its interval, the evaluator's parameters as columns."""
-        frame = self.sql("SELECT subject_kind, subject_id, evaluator, name, value, ci_low, ci_high, params, code, "
-                         "created_at FROM evaluations ORDER BY created_at")
-        return _expand_json(frame, "params", prefix="param_")
+        frame = self._pandas("SELECT subject_kind, subject_id, evaluator, name, value, ci_low, ci_high, params, "
+                             "code, created_at FROM evaluations ORDER BY created_at")
+        return self._out(_expand_json(frame, "params", prefix="param_"))
 
     def comparison(self):
         """The comparison view: one row per method and measure (what ``phenorank compare`` pivots)."""
-        frame = self.sql("SELECT * FROM comparison")
+        frame = self._pandas("SELECT * FROM comparison")
         for column in [c for c in frame.columns if c.endswith("_params")]:
             frame = _expand_json(frame, column, prefix=column[: -len("params")])
-        return frame
+        return self._out(frame)
 
     def potency(self):
         """Every stored dose-response fit (view ``potency``)."""
-        return _expand_json(self.sql("SELECT * FROM potency ORDER BY created_at, readout_label, treatment"),
-                            "params", prefix="param_")
+        return self._out(_expand_json(self._pandas("SELECT * FROM potency ORDER BY created_at, readout_label, "
+                                                   "treatment"), "params", prefix="param_"))
 
     # -- steps, with the command line's semantics ---------------------------------------------
     def _command(self, name: str, *args: str) -> None:
-        from click.testing import CliRunner  # noqa: F401  (only the command objects are used)
-
         from .cli import cli
 
         try:
@@ -164,11 +184,12 @@ class Screen:
     def rank(self, encoder: str, ranker: str = "centroid", metric: str = "cosine", reference: str = "control",
              **options: Any):
         """``phenorank rank``; returns the new ranking's scores."""
-        before = set(self.rankings()["ranking_id"]) if self.path.exists() else set()
+        listed = "SELECT ranking_id FROM rankings ORDER BY created_at"
+        before = set(self._pandas(listed)["ranking_id"]) if self.path.exists() else set()
         self._command("rank", "--encoder", encoder, "--ranker", ranker, "--metric", metric, "--reference", reference,
                       *_options(options))
-        after = self.rankings()
-        new = [r for r in after["ranking_id"] if r not in before] or [after["ranking_id"].iloc[-1]]
+        after = list(self._pandas(listed)["ranking_id"])
+        new = [r for r in after if r not in before] or after[-1:]
         return self.scores(new[-1])
 
     def evaluate(self, evaluators: str = "ranking-accuracy,rank-correlation", **options: Any):
@@ -201,6 +222,15 @@ def _options(options: dict[str, Any]) -> list[str]:
         else:
             args += [flag, str(value)]
     return args
+
+
+def _set_id(store: Store, embedding_set: str) -> str:
+    sets = store.embedding_sets()
+    encoder, _, head = embedding_set.partition(":")
+    named = [s for s in sets if s.encoder == encoder and (not head or s.head == head)
+             and s.transforms is None and s.level in ("image", "well")]
+    return named[0].embedding_set_id if named else _unique(embedding_set, [s.embedding_set_id for s in sets],
+                                                           "embedding set")
 
 
 def _unique(given: str, known: list[str], what: str) -> str:

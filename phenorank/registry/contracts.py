@@ -40,6 +40,19 @@ class Plugin:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params})"
 
+    # scikit-learn's estimator conventions: sklearn.base.clone(plugin) builds an unfitted copy with
+    # the same parameters, and a grid search can set them.
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return dict(self.params)
+
+    def set_params(self, **params: Any) -> "Plugin":
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            raise PluginError(f"{self.family} {self.name!r} has no parameter {', '.join(unknown)} "
+                              f"(it takes: {', '.join(sorted(self.defaults)) or 'no parameters'})")
+        self.params.update(params)
+        return self
+
 
 @dataclass
 class Samples:

@@ -148,6 +148,13 @@ class Registry:
 
         return register
 
+    def add(self, cls: type[Plugin], provider: str = "__main__") -> None:
+        """Register a plugin class in this process only (a notebook's own ranker), checked as an
+        entry point's would be."""
+        if not (isinstance(cls, type) and issubclass(cls, Plugin)) or cls.family not in FAMILIES:
+            raise PluginError(f"{cls!r} is not a plugin class (a subclass of one of the family bases)")
+        self._registrar(cls.family, provider)(cls)
+
     def names(self, family: str) -> list[str]:
         return list(self._plugins[family])
 

@@ -1,0 +1,100 @@
+"""The notebook API: ingest -> run -> comparison from Python, frames with metadata as columns, the
+plugin registry by name, scikit-learn conventions, and a scikit-learn model wrapped as a ranker."""
+
+import numpy as np
+import pytest
+
+import phenorank
+from phenorank.registry.contracts import PluginError, Ranker
+
+
+class IsolationForestRanker(Ranker):
+    """scikit-learn's IsolationForest as a ranker: fitted on the reference wells, the score is how
+    anomalous an image is against them."""
+
+    name = "isolation-forest"
+    description = "Outlier score of scikit-learn's IsolationForest fitted on the reference class."
+    metrics = ()  # it measures no distance: run once, not per metric
+    defaults = {"n_estimators": 200, "seed": 0}
+
+    def fit(self, embeddings, samples, metric, reference):
+        from sklearn.ensemble import IsolationForest
+
+        rows = samples.matching(reference)
+        self.model = IsolationForest(n_estimators=self.params["n_estimators"], random_state=self.params["seed"])
+        self.model.fit(embeddings[rows])
+        return self
+
+    def score(self, embeddings, samples=None):
+        return -self.model.score_samples(embeddings)
+
+
+def test_a_notebook_drives_ingest_run_and_comparison(tmp_path, tiny_plate):
+    screen = phenorank.open(tmp_path / "screen.duckdb")
+    screen.ingest(tiny_plate)
+    images = screen.images()
+    assert len(images) == 120 and images["effect"].dtype == np.float64 and images["day"].dtype.kind == "i"
+    assert set(images["condition"]) == {"control", "single_dose", "exploded", "screen"}
+
+    comparison = screen.run(encoders="morphometrics", metrics="euclidean", references="control",
+                            evaluators="ranking-accuracy,rank-correlation", params={"rank-correlation": {"truth": "effect"}})
+    spearman = comparison[(comparison["name"] == "spearman") & (comparison["ranker"] == "centroid")]
+    assert len(spearman) == 1 and spearman["value"].iloc[0] > 0.7
+    assert spearman["evaluator_truth"].iloc[0] == "effect"  # parameters expanded: no JSON to parse
+    assert comparison["value"].dtype == np.float64
+
+    rankings = screen.rankings()
+    assert len(rankings) == 1 and rankings["encoder"].iloc[0] == "morphometrics"
+    scores = screen.scores(rankings["ranking_id"].iloc[0][:6])  # a unique prefix is enough
+    assert len(scores) == 60 and scores["score"].is_monotonic_decreasing
+    by_class = scores.groupby("condition")["score"].mean()
+    assert by_class["exploded"] > by_class["single_dose"] > by_class["control"]
+
+    vectors, meta = screen.embeddings("morphometrics", day=10)
+    assert vectors.shape == (60, len(meta.attrs["feature_names"])) and list(meta["day"].unique()) == [10]
+    area = vectors[:, meta.attrs["feature_names"].index("area")]
+    assert area[meta["condition"] == "exploded"].mean() < area[meta["condition"] == "control"].mean()
+    crops = screen.crops(meta["image_id"][:3])
+    assert crops.shape[0] == 3 and crops.shape[-2:] == (96, 96) and 0 <= crops.min() and crops.max() <= 1
+
+    assert screen.features("morphometrics") == meta.attrs["feature_names"]
+    polar = phenorank.open(screen.path, frames="polars")
+    assert type(polar.images()).__module__.startswith("polars") and polar.images().shape == images.shape
+    assert polar.scores(rankings["ranking_id"].iloc[0])["score"].max() == pytest.approx(scores["score"].max())
+    evaluations = screen.evaluations()
+    assert set(evaluations["evaluator"]) == {"ranking-accuracy", "rank-correlation"}
+    assert "param_truth" in evaluations.columns
+    # the steps record runs as the commands do
+    runs = screen.sql("select command, status from runs order by started_at")
+    assert list(runs["command"]) == ["ingest", "run"] and set(runs["status"]) == {"ok"}
+
+
+def test_plugins_by_name_with_wildcards_and_scikit_learn_conventions():
+    from sklearn.base import clone
+
+    assert "centroid" in phenorank.plugins("ranker")
+    assert phenorank.plugins("metric", "*cos*") == ["cosine"] == phenorank.list_plugins("metric", "cos*")
+    assert "transform/robustize" in phenorank.plugins()
+    ranker = phenorank.create("ranker", "centroid", k=2)
+    assert ranker.get_params()["k"] == 2
+    copy = clone(ranker)
+    assert copy is not ranker and copy.get_params() == ranker.get_params()
+    assert ranker.set_params(k=3).params["k"] == 3 and copy.params["k"] == 2
+    with pytest.raises(PluginError, match="has no parameter nope"):
+        ranker.set_params(nope=1)
+    with pytest.raises(ValueError, match="no plugin family"):
+        phenorank.plugins("rankers")
+
+
+def test_a_scikit_learn_model_wrapped_as_a_ranker_runs_like_a_built_in(tmp_path, tiny_plate):
+    from sklearn.base import clone
+
+    phenorank.register(IsolationForestRanker)
+    assert "isolation-forest" in phenorank.plugins("ranker")
+    assert clone(phenorank.create("ranker", "isolation-forest", n_estimators=50)).params["n_estimators"] == 50
+    screen = phenorank.open(tmp_path / "screen.duckdb").ingest(tiny_plate).embed("morphometrics")
+    scores = screen.rank("morphometrics", ranker="isolation-forest", reference="control")
+    by_class = scores.groupby("condition")["score"].mean()
+    assert by_class["exploded"] > by_class["control"] and len(scores) == 60
+    stored = screen.rankings()
+    assert list(stored["ranker"]) == ["isolation-forest"]
