@@ -98,3 +98,26 @@ def test_a_scikit_learn_model_wrapped_as_a_ranker_runs_like_a_built_in(tmp_path,
     assert by_class["exploded"] > by_class["control"] and len(scores) == 60
     stored = screen.rankings()
     assert list(stored["ranker"]) == ["isolation-forest"]
+
+
+def test_long_steps_log_plain_progress_lines_when_not_on_a_terminal(tmp_path, tiny_plate):
+    import os
+    import subprocess
+    import sys
+
+    phenorank_cli = os.path.join(os.path.dirname(sys.executable), "phenorank")
+    db = str(tmp_path / "piped.duckdb")
+    log = tmp_path / "log.txt"
+    with log.open("w") as handle:  # as under nohup or in CI: stderr is a file, not a terminal
+        for args in (["ingest", str(tiny_plate)], ["run", "--encoders", "raw,morphometrics", "--metrics", "euclidean",
+                                                      "--evaluators", "ranking-accuracy,kmeans-accuracy"]):
+            subprocess.run([phenorank_cli, "--db", db, *args], stdout=handle, stderr=handle, check=True)
+    lines = log.read_text().splitlines()
+    ingest = [line for line in lines if "ingest" in line and line.startswith("[")]
+    assert ingest and ingest[-1].endswith("120/120")
+    cells = [line for line in lines if "rank and evaluate" in line]
+    assert cells and cells[-1].endswith("2/2") and all(line.startswith("[") and " s] " in line for line in cells)
+    embedded = [line for line in lines if line.startswith("[") and "embed raw" in line]
+    judged = [line for line in lines if line.startswith("[") and "evaluate embeddings" in line]
+    assert embedded and judged and judged[-1].endswith("2/2"), "\n".join(lines)
+    assert "\x1b[" not in log.read_text()  # no terminal escapes in a log file

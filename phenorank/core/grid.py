@@ -151,11 +151,15 @@ def run_grid(store: Store, registry: Registry, spec: GridSpec, run_id: str,
             except (PluginError, PipelineError) as exc:
                 report.problems.append(Problem(evaluator.name, f"{label} {step}", str(exc)))
         advance(1)
+    judges = [e for e in evaluators if e.needs != "scores"]
+    judged = progress("evaluate embeddings", len(embedding_sets) * len(judges)) \
+        if progress and judges and embedding_sets else (lambda n=1: None)
     for es in embedding_sets:  # evaluators of embeddings judge each embedding set once
-        for evaluator in [e for e in evaluators if e.needs != "scores"]:
+        for evaluator in judges:
             note = aggregate_skip(evaluator, es)
             if note:
                 report.skipped.append(note)
+                judged(1)
                 continue
             report.attempt(evaluator.name)
             try:
@@ -164,6 +168,7 @@ def run_grid(store: Store, registry: Registry, spec: GridSpec, run_id: str,
                 report.reused_evaluations += done is None
             except (PluginError, PipelineError) as exc:
                 report.problems.append(Problem(evaluator.name, f"{es.encoder}/{es.head} {es.level}", str(exc)))
+            judged(1)
     return report
 
 
