@@ -220,9 +220,26 @@ def test_holdout_range_counts_hold_out_images_outside_the_class_range():
 
 def test_linear_probe_on_separable_classes():
     x, labels = blobs(per_class=(10, 10, 10))
-    result = make("evaluator", "linear-probe", epochs=60).evaluate(Subject(samples(labels), embeddings=x))
+    result = make("evaluator", "linear-probe").evaluate(Subject(samples(labels), embeddings=x))
     assert result.values["test_accuracy"] == 1.0 and result.values["train_accuracy"] == 1.0
-    assert result.details["n_test"] == 6 and result.values["best_test_accuracy"] == 1.0
+    assert result.details["n_test"] == 6 and "best_test_epoch" not in result.values  # lbfgs: no epochs
+    seed_loop = make("evaluator", "linear-probe", solver="adam", epochs=60).evaluate(Subject(samples(labels), embeddings=x))
+    assert seed_loop.values["test_accuracy"] == 1.0 and seed_loop.values["best_test_accuracy"] == 1.0
+    assert seed_loop.details["test_wells"] == result.details["test_wells"]  # the same split either way
+
+
+def test_the_fast_classifier_is_scikit_learns_logistic_regression():
+    from sklearn.linear_model import LogisticRegression
+
+    from phenorank.plugins.classifier import fit_logistic
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 5))
+    for classes in (2, 3):
+        y = rng.integers(0, classes, 60)
+        ours = fit_logistic(x, y, classes, seed=0).probabilities(x)
+        reference = LogisticRegression(max_iter=2000).fit(x, y).predict_proba(x)
+        assert ours == pytest.approx(reference, abs=1e-9)
 
 
 def test_map_by_copairs_on_a_case_with_a_known_answer():
@@ -251,3 +268,41 @@ def test_kmeans_runs_in_the_points_span_without_changing_a_distance():
     assert pdist(span_coordinates(x, "euclidean")) == pytest.approx(pdist(x))
     assert pdist(span_coordinates(x, "cosine"), "cosine") == pytest.approx(pdist(x, "cosine"))
     assert span_coordinates(x, "euclidean").shape == (12, 12)
+
+
+def test_batched_bootstrap_intervals_equal_the_resample_by_resample_ones():
+    from phenorank.core.statistics import bootstrap_interval, well_keys
+    from phenorank.plugins.evaluators.scores import ranking_accuracy
+
+    rng = np.random.default_rng(5)
+    labels = np.array(["control"] * 12 + ["single_dose"] * 6 + ["exploded"] * 6)
+    scores = np.round(rng.normal(0, 1, 24) + (labels == "exploded") * 1.5 + (labels == "single_dose") * 0.7, 1)
+    effect = np.round(rng.random(24), 1)  # ties on both sides
+    s = samples(labels.tolist(), effect=effect)
+    for name in ("ranking-accuracy", "rank-correlation"):
+        evaluator = make("evaluator", name, bootstrap=300)
+        batched = evaluator.evaluate(Subject(s, scores=scores))
+        key = "accuracy" if name == "ranking-accuracy" else "spearman"
+        classes = ["control", "single_dose", "exploded"]
+        if name == "ranking-accuracy":
+            loop = bootstrap_interval(lambda ix: ranking_accuracy(scores[ix], labels[ix], classes).values["accuracy"],
+                                      well_keys(s), 300, 0, strata=labels)
+        else:
+            from scipy.stats import spearmanr
+
+            loop = bootstrap_interval(lambda ix: spearmanr(scores[ix], effect[ix]).statistic,
+                                      well_keys(s), 300, 0)
+        assert batched.intervals[key] == pytest.approx(loop, abs=1e-12), name
+
+
+def test_many_draws_at_once_are_the_same_draws_as_one_by_one():
+    from phenorank.core.statistics import GroupResampler
+
+    for groups, strata in ((np.arange(31).astype(str), None), (np.repeat(np.arange(10), 3).astype(str), None),
+                           (np.arange(30).astype(str), np.repeat([0, 1, 2], 10))):
+        resampler = GroupResampler(groups, strata)
+        one_by_one = [resampler.draw(np.random.default_rng(7)) for _ in range(1)]
+        rng = np.random.default_rng(7)
+        loop = [resampler.draw(rng) for _ in range(40)]
+        at_once = resampler.draws(np.random.default_rng(7), 40)
+        assert all((a == b).all() for a, b in zip(loop, at_once)) and (loop[0] == one_by_one[0]).all()

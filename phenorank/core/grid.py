@@ -79,6 +79,22 @@ class GridReport:
         return [step for step, n in failed.items() if n >= self.attempts.get(step, 0)]
 
 
+def _warm_up(plugins: list[Plugin]) -> None:
+    """Start each plugin's one-time preparation (e.g. a JIT compile) in a background thread; best
+    effort: a failure there surfaces, if at all, when the plugin is used."""
+    import threading
+
+    def quietly(plugin: Plugin) -> None:
+        try:
+            plugin.warm_up()
+        except Exception:  # noqa: BLE001 - the real call reports its own problems
+            pass
+
+    for plugin in plugins:
+        if type(plugin).warm_up is not Plugin.warm_up:
+            threading.Thread(target=quietly, args=(plugin,), daemon=True, name=f"warm-up {plugin.name}").start()
+
+
 def run_grid(store: Store, registry: Registry, spec: GridSpec, run_id: str,
              progress: Callable[[str, int], Callable[[int], None]] | None = None) -> GridReport:
     """Every encoder x head x metric x ranker x reference, each ranking evaluated by every
@@ -96,6 +112,7 @@ def run_grid(store: Store, registry: Registry, spec: GridSpec, run_id: str,
     metrics = [make("metric", n) for n in spec.metrics]
     rankers = [make("ranker", n) for n in spec.rankers]
     evaluators = [make("evaluator", n) for n in spec.evaluators]
+    _warm_up(rankers + evaluators)
     unknown = set(spec.heads or []) - {head for encoder in encoders for head in encoder.heads}
     if unknown:
         raise PluginError(f"none of the encoders has head(s) {', '.join(sorted(unknown))}")

@@ -86,27 +86,46 @@ class GroupResampler:
         picked = []
         for members, starts, sizes in self.parts:
             chosen = rng.integers(len(sizes), size=len(sizes))
+            if sizes.max() == 1:  # one item per group (an image per well): the draw is the groups
+                picked.append(members[chosen])
+                continue
             lengths = sizes[chosen]
             within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
             picked.append(members[np.repeat(starts[chosen], lengths) + within])
         return np.concatenate(picked) if picked else np.zeros(0, dtype=int)
 
 
+    def draws(self, rng: np.random.Generator, n: int) -> list[np.ndarray]:
+        """``n`` draws, the same as ``n`` calls of :meth:`draw`; one call of the generator where the
+        groups are single items in one stratum (the generator then yields the very same numbers)."""
+        if len(self.parts) == 1 and self.parts[0][2].max() == 1:
+            members, _, sizes = self.parts[0]
+            return list(members[rng.integers(len(sizes), size=(n, len(sizes)))])
+        return [self.draw(rng) for _ in range(n)]
+
+
 def bootstrap_interval(statistic: Callable[[np.ndarray], float], groups: np.ndarray, n_resamples: int,
-                       seed: int = 0, strata: np.ndarray | None = None, level: float = 0.95
-                       ) -> tuple[float, float] | None:
+                       seed: int = 0, strata: np.ndarray | None = None, level: float = 0.95,
+                       batch: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[float, float] | None:
     """Percentile interval of ``statistic(indices)`` over resamples of whole groups (wells).
 
     A resample where the statistic cannot be computed (raises ValueError or gives NaN) is skipped;
-    None when fewer than half of them could be."""
+    None when fewer than half of them could be. ``batch``: the same statistic over a (resamples,
+    items) matrix of indices at once, NaN where it cannot be computed; used when every resample
+    has the same size (one image per well), on the very same resamples."""
     if n_resamples <= 0 or len(groups) == 0:
         return None
     rng = np.random.default_rng(seed)
     resampler = GroupResampler(groups, strata)
+    draws = resampler.draws(rng, n_resamples)
     values = []
-    for _ in range(n_resamples):
+    if batch is not None and len({len(d) for d in draws}) == 1:
+        computed = np.asarray(batch(np.stack(draws)), dtype=np.float64)
+        values = computed[np.isfinite(computed)].tolist()
+        draws = []
+    for draw in draws:
         try:
-            value = float(statistic(resampler.draw(rng)))
+            value = float(statistic(draw))
         except ValueError:
             continue
         if np.isfinite(value):

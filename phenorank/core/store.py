@@ -199,6 +199,7 @@ class Store(ObjectTables, ProfileTables, AnalysisTables, ComparisonQueries):
         paths is stored or rejected yet, which saves the look-ups. ``pairs=True`` also rebuilds the
         ``pairs`` table in the same transaction (one commit, not two, at the end of an ingest).
         """
+        self.forget_samples()
         if not (images or crops or rejects or pairs):
             return
         now = _now()
@@ -262,7 +263,26 @@ class Store(ObjectTables, ProfileTables, AnalysisTables, ComparisonQueries):
 
     def load_samples(self, image_ids: Sequence[str]) -> Samples:
         """Metadata of the given items (images, objects, aggregates) in the order given, with the
-        manifest's extra columns as columns of their own (numeric where every value is)."""
+        manifest's extra columns as columns of their own (numeric where every value is).
+
+        A grid asks for the same items' metadata for every ranking and evaluator: the last few
+        answers are kept (each caller gets its own ``Samples``), and forgotten on any write of
+        items (``forget_samples``)."""
+        key = tuple(map(str, image_ids))
+        cache = self.__dict__.setdefault("_samples_cache", {})
+        if key in cache:
+            found = cache[key]
+            return Samples(found.image_ids, dict(found.columns))
+        samples = self._load_samples(image_ids)
+        if len(cache) >= 8:
+            cache.pop(next(iter(cache)))
+        cache[key] = samples
+        return Samples(samples.image_ids, dict(samples.columns))
+
+    def forget_samples(self) -> None:
+        self.__dict__.pop("_samples_cache", None)
+
+    def _load_samples(self, image_ids: Sequence[str]) -> Samples:
         wanted = pa.table({"image_id": pa.array(list(image_ids), pa.string()),  # noqa: F841
                            "position": pa.array(np.arange(len(image_ids)))})
         table = self.con.sql(
@@ -495,19 +515,29 @@ class Store(ObjectTables, ProfileTables, AnalysisTables, ComparisonQueries):
             "group_key": pa.array([str(r[0]) for r in group_rows], pa.string()),
             "name": pa.array([r[1] for r in group_rows], pa.string()),
             "value": pa.array([float(r[2]) for r in group_rows], pa.float64())})
+        names = list(values)
+        value_table = pa.table({  # noqa: F841
+            "subject_kind": pa.array([subject_kind] * len(names), pa.string()),
+            "subject_id": pa.array([subject_id] * len(names), pa.string()),
+            "evaluator": pa.array([evaluator] * len(names), pa.string()),
+            "params": pa.array([_json(params)] * len(names), pa.string()),
+            "params_hash": pa.array([params_hash] * len(names), pa.string()),
+            "name": pa.array(names, pa.string()),
+            "value": pa.array([float(values[n]) for n in names], pa.float64()),
+            "details": pa.array([_json(details)] * len(names), pa.string()),
+            "run_id": pa.array([run_id] * len(names), pa.string()),
+            "created_at": pa.array([now] * len(names), pa.timestamp("us", tz="UTC")),
+            "ci_low": pa.array([intervals.get(n, (None, None))[0] for n in names], pa.float64()),
+            "ci_high": pa.array([intervals.get(n, (None, None))[1] for n in names], pa.float64()),
+            "code": pa.array([code] * len(names), pa.string())})
         with self.transaction():
             for table in ("evaluations", "evaluation_groups"):
                 self.con.execute(f"DELETE FROM {table} WHERE subject_id = ? AND evaluator = ? AND params_hash = ?",
                                  [subject_id, evaluator, params_hash])
             if group_rows:
                 self.con.execute("INSERT INTO evaluation_groups SELECT * FROM group_table")
-            self.con.executemany(
-                "INSERT INTO evaluations (subject_kind, subject_id, evaluator, params, params_hash, name, value, "
-                "details, run_id, created_at, ci_low, ci_high, code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [[subject_kind, subject_id, evaluator, _json(params), params_hash, name,
-                  float(value), _json(details), run_id, now, *intervals.get(name, (None, None)), code]
-                 for name, value in values.items()],
-            )
+            if names:
+                self.con.execute("INSERT INTO evaluations BY NAME SELECT * FROM value_table")
 
     # -- reading back ----------------------------------------------------------------------
     def days(self) -> list[int]:

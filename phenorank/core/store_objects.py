@@ -62,6 +62,7 @@ class ObjectTables:
                       crops: list[dict]) -> None:
         """The objects found in some images (and their crops), in one transaction; objects stored
         earlier for these images under the same key are replaced."""
+        self.forget_samples()
         segmented_table = pa.table({  # noqa: F841  (tables are read by name in the SQL below)
             "image_id": pa.array([i for i, _ in segmented], pa.string()),
             "preprocess_key": pa.array([objects_key] * len(segmented), pa.string()),
@@ -92,6 +93,7 @@ class ObjectTables:
     # -- groups (aggregates) ---------------------------------------------------------------
     def write_groups(self, groups: list[dict], members: Sequence[tuple[str, str]]) -> None:
         """Insert or replace groups (metadata shared by their members) and their member lists."""
+        self.forget_samples()
         if not groups:
             return
         group_table = pa.table({  # noqa: F841

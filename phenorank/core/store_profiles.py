@@ -23,6 +23,7 @@ class ProfileTables:
         """Store a dataset's rows (``items``: the PROFILE_FIELDS as columns) and its feature vectors
         as one embedding set, in one transaction; a dataset imported again under the same name
         is replaced as a whole, so nothing of the old import lingers half."""
+        self.forget_samples()
         now = datetime.now(timezone.utc)
         profile_table = items.append_column("run_id", pa.array([run_id] * items.num_rows, pa.string())) \
             .append_column("imported_at", pa.array([now] * items.num_rows, pa.timestamp("us", tz="UTC")))  # noqa: F841

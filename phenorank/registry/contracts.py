@@ -40,6 +40,11 @@ class Plugin:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params})"
 
+    def warm_up(self) -> None:
+        """Optional: one-time work the plugin will need (a JIT compilation), done on a throwaway
+        input. A grid calls it in a background thread when it starts, so the compiling overlaps
+        other plugins' work instead of stalling the first cell that needs it."""
+
     # scikit-learn's estimator conventions: sklearn.base.clone(plugin) builds an unfitted copy with
     # the same parameters, and a grid search can set them.
     def get_params(self, deep: bool = True) -> dict[str, Any]:

@@ -40,6 +40,23 @@ def ranking_accuracy(scores: np.ndarray, labels: np.ndarray, classes: list[str])
     )
 
 
+def ranking_accuracy_rows(scores: np.ndarray, blocks: list[np.ndarray]) -> np.ndarray:
+    """:func:`ranking_accuracy` of many resamples at once: ``scores`` (resamples, items), each
+    row holding the same classes in the same columns (``blocks``: each class's columns)."""
+    groups = [scores[:, b] for b in blocks]
+    means = np.stack([g.mean(axis=1) for g in groups], axis=1)
+    order = np.argsort(means, axis=1, kind="stable")
+    low, middle, high = order[:, 0], order[:, 1], order[:, 2]
+    rows = np.arange(len(scores))
+    mins = np.stack([g.min(axis=1) for g in groups], axis=1)
+    maxs = np.stack([g.max(axis=1) for g in groups], axis=1)
+    above = np.stack([np.stack([(g > mins[:, m:m + 1]).sum(axis=1) for m in range(3)], axis=1) for g in groups], 1)
+    below = np.stack([np.stack([(g < maxs[:, m:m + 1]).sum(axis=1) for m in range(3)], axis=1) for g in groups], 1)
+    errors = above[rows, low, middle] + below[rows, high, middle]
+    total = sum(len(b) for b in blocks)
+    return (total - errors) / total
+
+
 class RankingAccuracy(Evaluator):
     """Seed 000's three-class separation accuracy of a score scale (1 = no overlap). The interval
     resamples wells within each class."""
@@ -55,8 +72,13 @@ class RankingAccuracy(Evaluator):
         result = ranking_accuracy(scores, labels, classes)
         keep = np.isin(labels, classes)
         s, lab, wells = scores[keep], labels[keep], well_keys(subject.samples)[keep]
+        def rows(ix: np.ndarray) -> np.ndarray:  # a resample keeps each class's wells in its own columns
+            first = lab[ix[0]]
+            return ranking_accuracy_rows(s[ix], [np.flatnonzero(first == c) for c in classes])
+
         interval = bootstrap_interval(lambda ix: ranking_accuracy(s[ix], lab[ix], classes).values["accuracy"],
-                                      wells, int(self.params["bootstrap"]), int(self.params["seed"]), strata=lab)
+                                      wells, int(self.params["bootstrap"]), int(self.params["seed"]), strata=lab,
+                                      batch=rows)
         if interval:
             result.intervals["accuracy"] = interval
         return result
@@ -108,8 +130,14 @@ class RankCorrelation(Evaluator):
                 return float("nan")
             return np.corrcoef(rankdata(s[ix]), rankdata(t[ix]))[0, 1]
 
+        def rho_rows(ix):  # the same over many resamples: ranks per row, then Pearson per row
+            rs, rt = rankdata(s[ix], axis=1), rankdata(t[ix], axis=1)
+            rs, rt = rs - rs.mean(axis=1, keepdims=True), rt - rt.mean(axis=1, keepdims=True)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return (rs * rt).sum(axis=1) / np.sqrt((rs * rs).sum(axis=1) * (rt * rt).sum(axis=1))
+
         interval = bootstrap_interval(rho, well_keys(subject.samples)[keep], int(self.params["bootstrap"]),
-                                      int(self.params["seed"]))
+                                      int(self.params["seed"]), batch=rho_rows)
         return float(result.statistic), float(result.pvalue), int(keep.sum()), interval
 
 
@@ -152,8 +180,15 @@ class HoldoutRange(Evaluator):
             found = count(positions[ix])
             return float("nan") if found is None else (found[0] + found[1]) / found[2]
 
+        def fractions(ix):  # every resample at once: the strata keep the same columns in each row
+            rows = positions[ix]
+            held_columns = held[rows[0]]
+            test, ref = scores[rows[:, held_columns]], scores[rows[:, ~held_columns]]
+            low, high = ref.min(axis=1, keepdims=True), ref.max(axis=1, keepdims=True)
+            return ((test < low) | (test > high)).sum(axis=1) / test.shape[1]
+
         interval = bootstrap_interval(fraction, well_keys(subject.samples)[relevant], int(self.params["bootstrap"]),
-                                      int(self.params["seed"]), strata=strata)
+                                      int(self.params["seed"]), strata=strata, batch=fractions)
         return Evaluation(
             values={"outside": below + above, "fraction_outside": (below + above) / n, "n_holdout": n},
             details={"below": below, "above": above, "range": [low, high], "within": within, "column": column},

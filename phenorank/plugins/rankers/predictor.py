@@ -120,12 +120,18 @@ class PredictorRanker(Ranker):
         n_val = max(1, int(round(len(rows) * float(self.params["validation"]))))
         order = torch.randperm(len(rows), generator=generator)
         val, train = order[:n_val], order[n_val:]
-        optimizer = torch.optim.Adam(self.model.parameters(), lr=float(self.params["lr"]))
+        # foreach: one fused update over all parameters, not a Python loop per tensor per step
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=float(self.params["lr"]), foreach=True)
         loss_fn = torch.nn.MSELoss()
         best, best_state, waited = float("inf"), None, 0
         self.history = []
+        # the layers whose behaviour differs in training (BatchNorm, Dropout): flipping their flag is
+        # what model.train() / eval() do, without walking every module twice per epoch
+        switching = [m for m in self.model.modules() if isinstance(m, (torch.nn.modules.batchnorm._BatchNorm,
+                                                                       torch.nn.Dropout))]
         for epoch in range(int(self.params["epochs"])):
-            self.model.train()
+            for module in switching:
+                module.training = True
             for batch in batches(len(train), int(self.params["batch_size"]), generator):
                 if len(batch) < 2:
                     continue
@@ -133,7 +139,8 @@ class PredictorRanker(Ranker):
                 loss = loss_fn(self.model(x[train[batch]]), y[train[batch]])
                 loss.backward()
                 optimizer.step()
-            self.model.eval()
+            for module in switching:
+                module.training = False
             with torch.no_grad():
                 val_loss = float(loss_fn(self.model(x[val]), y[val]))
             self.history.append(val_loss)

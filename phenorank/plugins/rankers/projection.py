@@ -80,6 +80,20 @@ class UMAPRanker(_ProjectionRanker):
     defaults = {"label": "condition", "seed": 0, "n_neighbors": 15, "min_dist": 0.1}
     UMAP_METRIC = {"euclidean": "euclidean", "cosine": "cosine", "l1": "manhattan", "pearson": "correlation"}
 
+    def warm_up(self):
+        """umap-learn compiles its numba functions on first use, per metric: about 10 s that a
+        grid can spend while other rankers work."""
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(40, 6))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import umap
+
+            for metric in self.UMAP_METRIC.values():
+                model = umap.UMAP(n_components=1, n_neighbors=5, metric=metric, random_state=0, n_epochs=5)
+                model.fit_transform(x)
+                model.transform(x[:3])
+
     def project_fit(self, x):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

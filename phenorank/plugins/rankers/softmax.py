@@ -7,7 +7,7 @@ import numpy as np
 
 from phenorank.registry import PluginError, Ranker
 
-from ..classifier import Standardizer, train_linear
+from ..classifier import SOLVERS, Standardizer, fit_logistic, train_linear
 from .centroid import reference_mask
 
 
@@ -17,15 +17,18 @@ class SoftmaxRanker(Ranker):
 
     ``towards=auto`` takes the class after the reference in ``classes`` (cyclically): control ->
     single_dose, single_dose -> exploded, exploded -> control: the seed's three pairings.
-    Defaults are the seed's best settings: 750 epochs, batch 16, Adam lr 5e-4, MultiStepLR x0.1 at
-    60% / 80%, and at least ``min_steps`` optimizer steps (small plates). ``balance`` draws the larger class down to the smaller one's size (the seed's
-    table 9.10: class imbalance cost most of the accuracy). The metric is not used.
+    ``solver=lbfgs`` (default) fits it with scikit-learn to convergence (penalty 1/``C``);
+    ``solver=adam`` runs the seed's loop with its best settings: 750 epochs, batch 16, Adam lr 5e-4,
+    MultiStepLR x0.1 at 60% / 80%, and at least ``min_steps`` optimizer steps (small plates).
+    ``balance`` draws the larger class down to the smaller one's size (the seed's table 9.10:
+    class imbalance cost most of the accuracy). The metric is not used.
     """
 
     name = "softmax"
     metrics = ()
     defaults = {"towards": "auto", "classes": ["control", "single_dose", "exploded"], "label": "condition",
-                "epochs": 750, "batch_size": 16, "lr": 5e-4, "min_steps": 3000, "balance": True, "seed": 0}
+                "solver": "lbfgs", "C": 1.0, "epochs": 750, "batch_size": 16, "lr": 5e-4, "min_steps": 3000, "balance": True,
+                "seed": 0}
 
     def towards(self, reference: str) -> str:
         if self.params["towards"] != "auto":
@@ -51,9 +54,15 @@ class SoftmaxRanker(Ranker):
         x = np.asarray(embeddings[rows], dtype=np.float64)
         y = np.concatenate([np.zeros(len(first), int), np.ones(len(second), int)])
         self.scale = Standardizer.fit(x)
-        self.model = train_linear(self.scale(x), y, 2, int(self.params["epochs"]), int(self.params["batch_size"]),
-                                  float(self.params["lr"]), int(self.params["seed"]),
-                                  min_steps=int(self.params["min_steps"]))
+        solver = str(self.params["solver"])
+        if solver not in SOLVERS:
+            raise PluginError(f"softmax: solver must be one of {', '.join(SOLVERS)}, not {solver!r}")
+        if solver == "lbfgs":
+            self.model = fit_logistic(self.scale(x), y, 2, int(self.params["seed"]), float(self.params["C"]))
+        else:
+            self.model = train_linear(self.scale(x), y, 2, int(self.params["epochs"]), int(self.params["batch_size"]),
+                                      float(self.params["lr"]), int(self.params["seed"]),
+                                      min_steps=int(self.params["min_steps"]))
         self.anchors = (reference, other)
         return self
 
