@@ -100,10 +100,10 @@ def test_demo_runs_end_to_end_twice_with_the_same_rows(tmp_path, monkeypatch):
     assert "SYNTHETIC" in first.output and "Ranking accuracy" in first.output
     rows_after_first = counts("phenorank.duckdb")
     # 2 encoders x 3 references x (8 centroid + 1 softmax + 8 predictor + 3 pca + 4 umap) rankings,
-    # each with 6 values (accuracy; spearman, p; outside, fraction, n), and per encoder 12 values
-    # of embedding evaluators (linear probe 5, k-means 4, mAP 3).
+    # each with 6 values (accuracy; spearman, p; outside, fraction, n), and per encoder 9 values
+    # of embedding evaluators (linear probe 2: train and test accuracy, k-means 4, mAP 3).
     assert rows_after_first["rankings"] == 2 * 3 * 24
-    assert rows_after_first["evaluations"] == 2 * 3 * 24 * 6 + 2 * 12
+    assert rows_after_first["evaluations"] == 2 * 3 * 24 * 6 + 2 * 9
     page = (tmp_path / "phenorank-demo" / "report.html").read_text()
     # strips x 3, projection, heatmap, treatments, and growth curves (day 7 -> day 10 wells)
     assert page.count("data:image/png;base64,") == 7 and "Treatments ranked" in page and "Growth curves" in page
