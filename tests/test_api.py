@@ -121,3 +121,51 @@ def test_long_steps_log_plain_progress_lines_when_not_on_a_terminal(tmp_path, ti
     judged = [line for line in lines if line.startswith("[") and "evaluate embeddings" in line]
     assert embedded and judged and judged[-1].endswith("2/2"), "\n".join(lines)
     assert "\x1b[" not in log.read_text()  # no terminal escapes in a log file
+
+
+def test_every_option_of_every_command_has_help_text():
+    import click
+
+    from phenorank.cli import cli
+
+    ctx = click.Context(cli)
+    missing = []
+
+    def walk(command, path):
+        missing.extend(f"{path} {p.opts[0]}" for p in command.params
+                       if isinstance(p, click.Option) and not p.help and p.name != "help")
+        if isinstance(command, click.Group):
+            for name in command.list_commands(ctx):
+                walk(command.get_command(ctx, name), f"{path} {name}")
+
+    walk(cli, "phenorank")
+    assert not missing, missing
+
+
+def test_sql_help_lists_every_table_and_view_of_a_store(tmp_path):
+    from click.testing import CliRunner
+
+    from phenorank.cli import cli
+    from phenorank.core.store import open_store
+
+    with open_store(tmp_path / "fresh.duckdb") as store:
+        found = dict(store.con.execute("SELECT table_name, table_type FROM information_schema.tables").fetchall())
+    text = " ".join(CliRunner().invoke(cli, ["sql", "--help"]).output.split())
+    for name, kind in found.items():
+        if name != "schema_migrations":
+            assert f" {name}," in text or f" {name}." in text, (name, kind)
+
+
+def test_ingest_dry_run_shows_how_each_file_name_parses_and_stores_nothing(tmp_path, tiny_plate):
+    from click.testing import CliRunner
+
+    from phenorank.cli import cli
+
+    (tiny_plate / "images" / "notes.tif").write_bytes(b"")
+    db = tmp_path / "dry.duckdb"
+    result = CliRunner().invoke(cli, ["--db", str(db), "ingest", str(tiny_plate / "images"), "--pattern",
+                                      "{plate}_{well}_day{day}.tif", "--condition", "control", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "120 image(s) would be ingested, 1 file(s) left out" in result.output
+    assert "notes.tif" in result.output and "matches nothing" in result.output
+    assert "B02" in result.output and not db.exists()

@@ -29,7 +29,7 @@ plates_option = click.option("--plates", metavar="P1,P2", help="Only these plate
                                               "--positive): the EC50 of a curve still rising at the top dose.")
 @click.option("--bootstrap", default=200, show_default=True, type=click.IntRange(min=0),
               help="Resamples of the wells for the EC50 interval.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Random seed of the bootstrap resamples.")
 @day_option
 @plates_option
 @format_option

@@ -32,7 +32,8 @@ from .profiles import selected_sets
 @click.option("--normalize", type=click.Choice(["none", "minmax"]), default="none", show_default=True,
               help="minmax: scale each crop's channels to their own range (seed 004).")
 @click.option("--loader", help="Loader that reads the files again (default: the one that ingested them).")
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Processes that segment images in parallel.")
 @size_option
 @param_option
 @click.pass_context
@@ -86,7 +87,8 @@ def objects(ctx, segmenter, side, min_area, area_quantiles, mask_outside, normal
               help="Level of the embeddings to aggregate: object, image, or an aggregate such as image:mean.")
 @click.option("--to", "target", default="image", show_default=True,
               help="image (objects -> their image) or metadata column(s) to group by, e.g. sample or donor,sample.")
-@click.option("--how", type=click.Choice(HOW), default="mean", show_default=True)
+@click.option("--how", type=click.Choice(HOW), default="mean", show_default=True,
+              help="How the members' embeddings become one per group (per feature).")
 @click.option("--trim", default=0.1, show_default=True, help="Fraction cut at each end by trimmed-mean.")
 @click.option("--transforms", "chain", default="none", show_default=True,
               help="Aggregate the set made by this transform chain (e.g. robustize,spherize), or none.")

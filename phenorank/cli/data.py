@@ -63,13 +63,16 @@ def default_workers() -> int:
 @click.option("--allow-outside", is_flag=True,
               help="Let manifest paths point outside IMAGE_DIR (../other, /data/...); refused by default.")
 @click.option("--loader", default="tiff-stack", show_default=True, help="Loader plugin that reads the files.")
+@click.option("--dry-run", is_flag=True,
+              help="Show how each file name parses (the fields from --pattern, --folders or the manifest, and the "
+                   "files that match nothing) and stop: nothing is read or stored.")
 @size_option
 @param_option
 @click.pass_context
 @friendly_errors
 def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, folders: bool, channel_order: str | None,
            default_condition: str | None, layout: Path | None, plate_format: str, exclude_edge: bool, workers: int,
-           max_layers: int, max_pixels: int, allow_outside: bool, loader: str, size: int,
+           max_layers: int, max_pixels: int, allow_outside: bool, loader: str, dry_run: bool, size: int,
            params: tuple[str, ...]) -> None:
     """Read image stacks, crop around the object, and store crops and metadata.
 
@@ -103,6 +106,7 @@ def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, fol
         raise click.UsageError("--condition goes with --pattern (a manifest or class folders give the condition)")
     if (pattern or folders) and manifest:
         raise click.UsageError("give either --manifest or --pattern/--folders, not both")
+    unmatched: list[str] = []
     if folders:
         entries, unmatched = entries_from_folders(image_dir, pattern, plugin.suffixes or (".tif", ".tiff"))
         if unmatched:
@@ -121,6 +125,8 @@ def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, fol
         kept = [e for e in entries if not e.edge]
         err.print(f"left out {len(entries) - len(kept)} image(s) of edge wells")
         entries = kept
+    if dry_run:
+        return show_parsed(entries, unmatched if (pattern or folders) else [])
     try:
         order = tuple(int(c) for c in split(channel_order)) or None
     except ValueError:
@@ -151,6 +157,17 @@ def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, fol
                   f"(smallest side {report.smallest_side} px); a smaller --size keeps their pixels as they are[/]")
     if report.rejected:
         show(["file", "reason"], report.rejected, title="Rejected files (also in table `rejects`)")
+
+
+def show_parsed(entries, unmatched: list[str]) -> None:
+    """What ingest would store for each file, and what it would leave out."""
+    extra = sorted({k for e in entries for k in e.extra})
+    columns = ["file", "plate", "well", "day", "condition", "treatment", "concentration", "replicate", *extra]
+    rows = [(e.location, e.plate, e.well, e.day, e.condition, e.treatment, e.concentration, e.replicate,
+             *(e.extra.get(k, "") for k in extra)) for e in entries]
+    rows += [(name, "", "", "", "(matches nothing: left out)", "", "", "", *("" for _ in extra)) for name in unmatched]
+    show(columns, rows, title=f"dry run: {len(entries)} image(s) would be ingested, {len(unmatched)} file(s) left out; "
+                              "nothing was read or stored")
 
 
 @click.command()

@@ -22,7 +22,7 @@ day_option = click.option("--day", default="last", show_default=True,
 @click.command()
 @click.option("--encoder", "encoders", required=True,
               help="Encoder name(s), comma-separated; a trained one as NAME, NAME:AUGMENTATION or a model id.")
-@click.option("--batch-size", default=64, show_default=True)
+@click.option("--batch-size", default=64, show_default=True, help="Images per encoder call (memory vs speed).")
 @size_option
 @crops_option
 @param_option
@@ -55,8 +55,8 @@ def embed(ctx, encoders: str, batch_size: int, size: int, crops: str, params) ->
 @click.command()
 @click.option("--encoder", required=True, help="Encoder whose embeddings to rank.")
 @click.option("--head", help="Embedding head (default: the encoder's first).")
-@click.option("--metric", default="cosine", show_default=True)
-@click.option("--ranker", default="centroid", show_default=True)
+@click.option("--metric", default="cosine", show_default=True, help="Metric plugin the ranker measures with.")
+@click.option("--ranker", default="centroid", show_default=True, help="Ranker plugin that turns embeddings into scores.")
 @click.option("--reference", default="control", show_default=True, help="Class the scores measure distance from.")
 @click.option("--holdout", default="holdout", show_default=True,
               help="Metadata column (true/false) of the hold-out set: the ranker is fitted without those images.")

@@ -91,9 +91,10 @@ def sql(ctx, query: str, write: bool, allow_files: bool, fmt: str) -> None:
     files is off (unless --allow-files, which reads but never writes them), settings are locked,
     and only reading statements run (no COPY, EXPORT, ATTACH, INSTALL, LOAD, SET).
 
+    Tables: {tables}. Views: {views}. (The README's "The store" says what a row of each is.)
+
     \b
-    Tables: images, crops, rejects, runs, embedding_sets, embeddings, rankings, scores,
-    evaluations; view: comparison. Example:
+    Example:
         phenorank sql "select encoder, metric, evaluator, name, value from comparison"
     """
     import duckdb
@@ -121,6 +122,16 @@ def sql(ctx, query: str, write: bool, allow_files: bool, fmt: str) -> None:
             raise click.ClickException(f"query failed: {exc}") from None
     if columns:
         show(columns, rows, fmt)
+
+
+def _list_schema() -> None:
+    from ..core.schema import schema_objects
+
+    tables, views = schema_objects()
+    sql.help = sql.help.replace("{tables}", ", ".join(tables)).replace("{views}", ", ".join(views))
+
+
+_list_schema()
 
 
 def print_comparison(store: Store, fmt: str, ci: bool = False, where: str | None = None) -> None:

@@ -17,8 +17,9 @@ from .common import (crops_option, err, friendly_errors, param_option, parse_par
 @click.option("--encoder", default="simclr", show_default=True, help="A trainable encoder: simclr, byol, cae.")
 @click.option("--augmentation", default="sweet", show_default=True,
               help="strong, sweet, resize, sweet-no-contrast, resize-no-contrast (seed 000 section 7.2).")
-@click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1))
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=2))
+@click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1), help="Passes over all images.")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=2),
+              help="Images per optimizer step (contrastive pairs come from within a batch).")
 @click.option("--seed", default=0, show_default=True, help="Fixes initialisation, augmentations and order (CPU runs repeat exactly).")
 @click.option("--accelerator", default="auto", show_default=True, help="cpu, gpu, ... (PyTorch Lightning).")
 @click.option("--devices", default="auto", show_default=True, help="How many devices, or which (Lightning).")

@@ -231,3 +231,13 @@ ALTER TABLE hits ADD COLUMN ci_high DOUBLE;
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def schema_objects() -> tuple[list[str], list[str]]:
+    """(tables, views) that the migrations create, in the order they first appear."""
+    import re
+
+    text = "\n".join(sql for _, _, sql in MIGRATIONS)
+    tables = re.findall(r"CREATE TABLE (?:IF NOT EXISTS )?(\w+)", text)
+    views = re.findall(r"CREATE (?:OR REPLACE )?VIEW (\w+)", text)
+    return list(dict.fromkeys(tables)), list(dict.fromkeys(views))
