@@ -5,7 +5,6 @@ the embeddings, plate heatmaps and the ranked treatments with confidence interva
 from __future__ import annotations
 
 import html
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from ..core.statistics import group_means, holdout_mask
 from ..core.store import Store, StoreError
 from . import plots
 from .analysis import analysis_sections
-from .page import figure as _img, table as _table
+from .page import figure as _img, render, table as _table
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -22,6 +21,8 @@ h1{font-size:1.5em} h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #d
 table{border-collapse:collapse;font-size:12px;margin:0.5em 0} td,th{border:1px solid #ddd;padding:3px 7px;text-align:right}
 th{background:#f4f4f4} td:first-child,th:first-child{text-align:left} .note{color:#666;font-size:12px}
 img{max-width:100%} .figs{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
+nav{font-size:13px;line-height:1.7;background:#f7f7f7;padding:0.5em 0.8em;border-radius:4px}
+th:hover{background:#e8e8e8}
 .half img{max-width:48%}
 """
 
@@ -53,24 +54,24 @@ def project_2d(vectors: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
 
 
 def build_report(store: Store, out: str | Path, top: int = 3, projection: str = "pca",
-                 holdout: str = "holdout") -> Path:
+                 holdout: str = "holdout", command: str | None = None) -> Path:
+    """Write the report of what the store holds; ``command``: what made it, shown on the page
+    (default: this process's command line)."""
+    import sys
+
     methods = store.ranked_methods()
     judged = store.evaluators("embeddings")
     if not methods and not judged and not store.potency_summary()[1]:
         raise StoreError(f"{store.path} holds no evaluations yet: run `phenorank run` (or `phenorank demo`)")
-    sections = [f"<h1>phenorank report</h1><p class=note>{html.escape(str(store.path))} · "
-                f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} · {len(methods)} evaluated rankings, "
-                f"{len(judged)} evaluators of embeddings</p>"]
-    sections += _profile_sections(store)
+    sections = _profile_sections(store)
     sections += analysis_sections(store)
     if methods:
         sections += _ranking_sections(store, methods, top, projection, holdout)
     sections += _embedding_sections(store, judged, top, projection, with_figures=not methods)
-    sections.append("<p class=note>Every number here is in the store: <code>phenorank sql \"select * from "
-                    "comparison\"</code>.</p>")
+    command = command or " ".join(["phenorank", *sys.argv[1:]])
     out = Path(out)
-    out.write_text(f"<!doctype html><html><head><meta charset=utf-8><title>phenorank report</title>"
-                   f"<style>{STYLE}</style></head><body>{''.join(sections)}</body></html>")
+    out.write_text(render(sections, STYLE, str(store.path), f"{len(methods)} evaluated rankings, {len(judged)} "
+                          "evaluators of embeddings", command))
     return out
 
 
@@ -191,6 +192,7 @@ def _ranking_sections(store: Store, methods: list[dict], top: int, projection: s
 
     ids, scores = store.load_scores(best["ranking_id"])
     samples = store.load_samples(ids)
+    sections += _thumbnail_sections(store, best, ids, scores, samples)
     set_ids, vectors = store.load_embeddings(best["embedding_set_id"], best["day"])
     labels = store.load_samples(set_ids)["condition"].astype(str)
     points = project_2d(vectors, projection)
@@ -224,6 +226,47 @@ def _ranking_sections(store: Store, methods: list[dict], top: int, projection: s
                              [(g["condition"], g["treatment"], g["concentration"], g["wells"], g["mean"], g["low"],
                                g["high"]) for g in groups]))
     return sections
+
+
+def _thumbnail_sections(store: Store, best: dict, ids: np.ndarray, scores: np.ndarray, samples) -> list[str]:
+    """The images a biologist checks first: the top and bottom of the best ranking, and one
+    image per treatment group (the one with its median score)."""
+    key = next((s.preprocess_key for s in store.embedding_sets() if s.embedding_set_id == best["embedding_set_id"]),
+               None)
+    if not key or key.startswith("profiles:") or len(ids) < 2:
+        return []
+    finite = np.flatnonzero(np.isfinite(scores))
+    order = finite[np.argsort(-scores[finite], kind="stable")]
+    count = min(8, len(order) // 2)
+    picked = {"top": order[:count], "bottom": order[::-1][:count]}
+
+    def label(i: int) -> str:
+        where = samples["well"][i] if "well" in samples and samples["well"][i] else samples["condition"][i]
+        what = samples["treatment"][i] or samples["condition"][i]
+        dose = samples["concentration"][i] if "concentration" in samples else None
+        dose = f" {float(dose):g}" if dose is not None and dose == dose and samples["treatment"][i] else ""
+        return f"{where} {what}{dose}\nscore {scores[i]:.3g}"
+
+    groups: dict[tuple, list[int]] = {}
+    for i in finite:
+        dose = samples["concentration"][i] if "concentration" in samples else None
+        groups.setdefault((str(samples["condition"][i]), str(samples["treatment"][i] or ""), str(dose)), []).append(i)
+    medians = [sorted(members, key=lambda i: scores[i])[len(members) // 2] for _, members in sorted(groups.items())]
+    medians = sorted(medians, key=lambda i: -scores[i])[:32]
+    wanted = [str(ids[i]) for i in np.concatenate([picked["top"], picked["bottom"], medians])]
+    crops = {}
+    for batch_ids, images in store.iter_crops(list(dict.fromkeys(wanted)), key, 64):
+        crops.update(zip(batch_ids, images))
+    figures = [_img(plots.thumbnails(np.stack([crops[str(ids[i])] for i in rows]), [label(i) for i in rows],
+                                     f"{part} {len(rows)} of {describe(best)}"), f"{part} images")
+               for part, rows in picked.items()]
+    figures.append(_img(plots.thumbnails(np.stack([crops[str(ids[i])] for i in medians]), [label(i) for i in medians],
+                                         "one image per treatment group (its median score), highest first"),
+                        "treatment images"))
+    return ["<h2>The images behind the scores</h2><p class=note>Stored crops (as the encoders saw them) of the "
+            "highest- and lowest-scoring images of the best ranking, and of each treatment group the image with the "
+            "group's median score: check that the ranking follows what you see.</p><div class=figs>"
+            + "".join(figures) + "</div>"]
 
 
 def _fmt(value) -> str:

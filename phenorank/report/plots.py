@@ -15,8 +15,35 @@ OTHER_COLOURS = ["#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#1f78b4", "#b15928
 
 
 def colour_of(classes: list[str]) -> dict[str, str]:
-    extra = iter(OTHER_COLOURS * 10)
+    """A distinct colour per class, for any number of classes: the fixed ones for the plate's
+    reference classes, then the qualitative palettes, then evenly spaced hues."""
+    import matplotlib
+
+    palette = list(OTHER_COLOURS) + [matplotlib.colors.to_hex(c) for c in matplotlib.colormaps["tab20"].colors]
+    others = [c for c in classes if c not in CLASS_COLOURS]
+    if len(others) > len(palette):
+        hues = matplotlib.colormaps["hsv"]
+        palette = [matplotlib.colors.to_hex(hues(i / len(others))) for i in range(len(others))]
+    extra = iter(palette)
     return {c: CLASS_COLOURS.get(c) or next(extra) for c in classes}
+
+
+def thumbnails(images: np.ndarray, labels: list[str], title: str, columns: int = 8) -> bytes:
+    """Crops side by side, each with its label (well, treatment, score): the mean of its channels
+    or focal layers in gray, contrast-stretched per crop."""
+    plt = _pyplot()
+    rows = -(-len(images) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.35 * columns, 1.55 * rows + 0.3), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, label in zip(axes.flat, images, labels):
+        gray = np.asarray(image, np.float64).mean(axis=0)
+        low, high = np.percentile(gray, [1, 99])
+        ax.imshow(np.clip((gray - low) / (high - low or 1), 0, 1), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(label, fontsize=6)
+    fig.suptitle(title, fontsize=9, x=0.01, ha="left")
+    fig.tight_layout()
+    return _png(fig)
 
 
 def class_order(labels: np.ndarray) -> list[str]:
