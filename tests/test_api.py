@@ -169,3 +169,22 @@ def test_ingest_dry_run_shows_how_each_file_name_parses_and_stores_nothing(tmp_p
     assert "120 image(s) would be ingested, 1 file(s) left out" in result.output
     assert "notes.tif" in result.output and "matches nothing" in result.output
     assert "B02" in result.output and not db.exists()
+
+
+def test_plugins_lists_whole_sentences_and_each_parameter_with_its_meaning():
+    from click.testing import CliRunner
+
+    from phenorank.cli import cli
+    from phenorank.registry import get_registry
+
+    for info in get_registry().all():
+        assert info.description and info.description.rstrip()[-1] in ".)!?:", (info.name, info.description)
+    out = CliRunner().invoke(cli, ["plugins", "--params", "ranker/centroid", "--format", "csv"]).output
+    import csv
+
+    rows = {r[0]: r for r in csv.reader(out.splitlines()[1:])}
+    assert set(rows) == set(get_registry().get("ranker", "centroid").defaults)
+    assert rows["k"][1:3] == ["1", "int"] and "k-means" in rows["k"][3]
+    assert rows["seed"][3].startswith("Random seed")
+    ambiguous = CliRunner().invoke(cli, ["plugins", "--params", "pca"])
+    assert ambiguous.exit_code == 1 and "say which, e.g." in ambiguous.output

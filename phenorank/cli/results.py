@@ -13,11 +13,34 @@ from .common import err, format_option, friendly_errors, out, reading, show, spl
 
 @click.command()
 @click.option("--family", type=click.Choice(FAMILIES), help="Only this plugin family.")
+@click.option("--params", "params_of", metavar="[FAMILY/]NAME",
+              help="One plugin's parameters: default, type and meaning (the docstring's sentences naming it); set "
+                   "them with -p NAME.KEY=VALUE.")
 @format_option
 @friendly_errors
-def plugins(family: str | None, fmt: str) -> None:
-    """List every plugin: family, name, provider (distribution and entry point), description."""
-    rows = [(p.family, p.name, p.provider, p.description) for p in get_registry().all()
+def plugins(family: str | None, params_of: str | None, fmt: str) -> None:
+    """List every plugin: family, name, provider (distribution and entry point), description.
+
+    \b
+    Examples:
+        phenorank plugins --family ranker
+        phenorank plugins --params centroid
+        phenorank plugins --params evaluator/map
+    """
+    registry = get_registry()
+    if params_of:
+        wanted_family, _, name = params_of.rpartition("/")
+        found = [p for p in registry.all() if p.name == name and (not wanted_family or p.family == wanted_family)]
+        if not found:
+            raise click.ClickException(f"no plugin named {params_of!r}; `phenorank plugins` lists them")
+        if len(found) > 1:
+            raise click.ClickException(f"{name!r} names a {' and a '.join(p.family for p in found)}: say which, "
+                                       f"e.g. {found[0].family}/{name}")
+        info = found[0]
+        show(["parameter", "default", "type", "meaning"], info.parameters(), fmt,
+             title=f"{info.family} {info.name}: {info.description}")
+        return
+    rows = [(p.family, p.name, p.provider, p.description) for p in registry.all()
             if family is None or p.family == family]
     show(["family", "name", "provider", "description"], rows, fmt)
 

@@ -11,6 +11,7 @@ Environment variables, useful in tests and when a plugin misbehaves:
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -67,8 +68,46 @@ class PluginInfo:
 
     @property
     def description(self) -> str:
-        text = (self.cls.description or self.cls.__doc__ or "").strip()
-        return text.splitlines()[0] if text else ""
+        """The plugin's ``description``, else the first sentence of its docstring, whole (a
+        docstring's first line often stops mid-sentence)."""
+        if self.cls.description:
+            return self.cls.description.strip()
+        sentences = doc_sentences(self.cls)
+        return sentences[0] if sentences else ""
+
+    def parameters(self) -> list[tuple[str, Any, str, str]]:
+        """(name, default, type, meaning) per parameter; the meaning is every sentence of the
+        docstring that names the parameter (``name``, `name` or name=), or "" when none does."""
+        sentences = doc_sentences(self.cls)
+        out = []
+        for key, default in self.cls.defaults.items():
+            pattern = re.compile(rf"(``{re.escape(key)}``|`{re.escape(key)}`|\b{re.escape(key)}=)")
+            meaning = " ".join(s for s in sentences if pattern.search(s)) or COMMON_MEANINGS.get(key, "")
+            out.append((key, default, type(default).__name__, meaning))
+        return out
+
+
+# What a parameter of these names means in every plugin that has it, where its docstring is silent.
+COMMON_MEANINGS = {
+    "seed": "Random seed: the same seed gives the same result.",
+    "label": "The metadata column holding each item's class (condition by default).",
+    "bootstrap": "Resamples of wells for the 95% interval (0: no interval).",
+    "classes": "The classes compared, in this order.",
+    "where": "Only items matching COLUMN=VALUE or COLUMN!=VALUE.",
+    "balance": "none, or min: every class drawn down to the smallest one's size.",
+    "epochs": "Passes over the training data.",
+    "batch_size": "Items per optimizer step.",
+    "lr": "Learning rate of the optimizer.",
+    "control": "The negative control: a condition or treatment value.",
+    "by": "The metadata column whose groups are treated separately (plate; none for all rows together).",
+    "group": "Metadata columns that make one treatment group.",
+}
+
+
+def doc_sentences(cls: type) -> list[str]:
+    """The class docstring as whole sentences (line breaks joined, split after . ! ? and ;)."""
+    text = " ".join((cls.__doc__ or "").split())
+    return [s.strip() for s in re.split(r"(?<=[.!?])\s+(?=[A-Z`(])", text) if s.strip()]
 
 
 def _names_from_env(variable: str) -> set[str] | None:
