@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.plate import PLATE_FORMATS
-from ..core.synthetic_plate import focal_stack, render_spheroid, spheroid_look
+from ..core.synthetic_plate import focal_stack, render_spheroid, spheroid_look, write_manifest
 
 DRUGS = {  # name: (emax, EC50 in µM, Hill slope)
     "drug-A": (0.85, 0.05, 2.0),
@@ -128,11 +128,7 @@ def generate_dose_plates(out_dir: str | Path, spec: DosePlateSpec = DosePlateSpe
                 rows.append({**well, "path": f"images/{name}", "plate": plate, "day": day, "n_layers": n_layers,
                              "synthetic": "true"})
                 progress(1)
-    manifest = out_dir / "manifest.csv"
-    with manifest.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=MANIFEST_FIELDS)
-        writer.writeheader()
-        writer.writerows({k: r[k] for k in MANIFEST_FIELDS} for r in rows)
+    manifest = write_manifest(out_dir / "manifest.csv", rows, MANIFEST_FIELDS)
     with (out_dir / "truth.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["treatment", "emax", "ec50", "hill_slope", "active"])

@@ -138,6 +138,18 @@ def plate_heatmap(rows: np.ndarray, cols: np.ndarray, scores: np.ndarray, labels
     return _png(fig)
 
 
+def _panel_grid(fig, axes, used: int, ylabel: str, xlabel: str) -> bytes:
+    """A grid of panels finished: the unused ones hidden, axis labels on the outer edge."""
+    for ax in axes.flat[used:]:
+        ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel, fontsize=7)
+    for ax in axes[-1]:
+        ax.set_xlabel(xlabel, fontsize=7)
+    fig.tight_layout()
+    return _png(fig)
+
+
 def dose_response_grid(panels: list[dict], ylabel: str, columns: int = 3) -> bytes:
     """One panel per treatment: the wells (dots) against log concentration, the fitted Hill curve,
     the EC50 with its 95% interval (shaded), the control's mean (dashed) and the fit's status.
@@ -169,14 +181,7 @@ def dose_response_grid(panels: list[dict], ylabel: str, columns: int = 3) -> byt
         ax.set_title(f"{panel['treatment']}: {ec50}", fontsize=8, loc="left")
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.25)
-    for ax in axes.flat[len(panels):]:
-        ax.axis("off")
-    for ax in axes[:, 0]:
-        ax.set_ylabel(ylabel, fontsize=7)
-    for ax in axes[-1]:
-        ax.set_xlabel("concentration", fontsize=7)
-    fig.tight_layout()
-    return _png(fig)
+    return _panel_grid(fig, axes, len(panels), ylabel, "concentration")
 
 
 def growth_plot(curves: dict[str, dict[float, tuple[list[int], list[float]]]], control: tuple[list[int], list[float]],
@@ -200,14 +205,7 @@ def growth_plot(curves: dict[str, dict[float, tuple[list[int], list[float]]]], c
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.25)
         ax.legend(fontsize=5.5, ncol=2, frameon=False)
-    for ax in axes.flat[len(names):]:
-        ax.axis("off")
-    for ax in axes[:, 0]:
-        ax.set_ylabel(ylabel, fontsize=7)
-    for ax in axes[-1]:
-        ax.set_xlabel("day", fontsize=7)
-    fig.tight_layout()
-    return _png(fig)
+    return _panel_grid(fig, axes, len(names), ylabel, "day")
 
 
 def treatment_plot(groups: list[dict], title: str,
