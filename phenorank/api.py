@@ -250,13 +250,7 @@ def _frame(store: Store, ids: list[str]):
         return pd.DataFrame({"image_id": pd.Series([], dtype=object)})
     columns = {"image_id": samples.image_ids}
     columns.update({name: samples.columns[name] for name in samples.columns})
-    frame = pd.DataFrame(columns)
-    for name in frame.columns:
-        if frame[name].dtype == object:
-            converted = pd.to_numeric(frame[name], errors="coerce")
-            if converted.notna().sum() == frame[name].notna().sum() and frame[name].notna().any():
-                frame[name] = converted
-    return frame
+    return pd.DataFrame(columns)  # load_samples has made every all-numeric extra field a number already
 
 
 def _expand_json(frame, column: str, prefix: str):

@@ -38,7 +38,7 @@ def load_readout(store: Store, spec: str, day: int | None = None) -> Readout:
             keep = np.asarray([d == day for d in samples["day"]])
             ids, values, samples = ids[keep], values[keep], samples.subset(keep)
         r = rankings[0]
-        es = next((s for s in store.embedding_sets() if s.embedding_set_id == r.embedding_set_id), None)
+        es = store.embedding_set(r.embedding_set_id)
         method = f"{es.encoder}/{es.head} " if es else ""
         return Readout("ranking", spec, "score", f"{method}{r.ranker} {r.metric} ref={r.reference} ({spec[:8]})", ids,
                        values, samples)
@@ -111,7 +111,7 @@ def stored_readout(store: Store, kind: str, source: str, name: str, params: dict
     elif kind in ("growth", "growth-rate"):
         data = _growth_readout(store, kind, name.partition("/")[2])
     else:
-        es = next((s for s in store.embedding_sets() if s.embedding_set_id == source), None)
+        es = store.embedding_set(source)
         if es is None:
             raise StoreError(f"embedding set {source} is no longer stored")
         data = load_readout(store, f"{es.encoder}:{es.head}/{name}", day)

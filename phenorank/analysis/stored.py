@@ -91,7 +91,8 @@ def qc_rankings(store: Store, rankings, run_id: str, control: str = "control", p
 def focus_scores(store: Store, data: Readout) -> np.ndarray | None:
     """Each item's focus score from its stored crop (images only; None for profiles)."""
     set_id = store.rankings([data.source])[0].embedding_set_id if data.kind == "ranking" else data.source
-    key = next((s.preprocess_key for s in store.embedding_sets() if s.embedding_set_id == set_id), None)
+    es = store.embedding_set(set_id)
+    key = es.preprocess_key if es else None
     if not key or key.startswith("profiles:"):
         return None
     scores = {}

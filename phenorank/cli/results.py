@@ -193,8 +193,8 @@ def print_top_treatments(store: Store, rankings: list[Ranking], fmt: str, limit:
     best = wanted[best_id]
     ids, scores = store.load_scores(best.ranking_id)
     groups = group_means(scores, store.load_samples(ids))
-    set_name = next((f"{s.encoder}/{s.head}" for s in store.embedding_sets()
-                     if s.embedding_set_id == best.embedding_set_id), best.embedding_set_id)
+    es = store.embedding_set(best.embedding_set_id)
+    set_name = f"{es.encoder}/{es.head}" if es else best.embedding_set_id
     title = (f"Treatments by mean score ({set_name}, {best.ranker}, {best.metric}, "
              f"distance from {best.reference}, day {best.day if best.day is not None else 'all'}), "
              f"95% interval over wells")

@@ -396,6 +396,10 @@ class Store(ObjectTables, ProfileTables, AnalysisTables, ComparisonQueries):
         return [EmbeddingSet(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6] or "image", r[7], r[8] or "",
                              r[9], r[10]) for r in rows]
 
+    def embedding_set(self, embedding_set_id: str) -> EmbeddingSet | None:
+        """One stored embedding set by its id (None when there is none)."""
+        return next((s for s in self.embedding_sets() if s.embedding_set_id == embedding_set_id), None)
+
     def load_embeddings(self, embedding_set_id: str, day: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(image ids sorted, vectors (N, D) float32) of one set, optionally one day's images."""
         table = self.con.sql(

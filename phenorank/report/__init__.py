@@ -231,8 +231,8 @@ def _ranking_sections(store: Store, methods: list[dict], top: int, projection: s
 def _thumbnail_sections(store: Store, best: dict, ids: np.ndarray, scores: np.ndarray, samples) -> list[str]:
     """The images a biologist checks first: the top and bottom of the best ranking, and one
     image per treatment group (the one with its median score)."""
-    key = next((s.preprocess_key for s in store.embedding_sets() if s.embedding_set_id == best["embedding_set_id"]),
-               None)
+    es = store.embedding_set(best["embedding_set_id"])
+    key = es.preprocess_key if es else None
     if not key or key.startswith("profiles:") or len(ids) < 2:
         return []
     finite = np.flatnonzero(np.isfinite(scores))
