@@ -9,6 +9,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from conftest import rows
 
 
 def figures(page: str) -> dict[str, bytes]:
@@ -19,7 +20,9 @@ def figures(page: str) -> dict[str, bytes]:
 def test_the_report_has_every_figure_a_biologist_checks_and_renders_in_a_browser(invoke, tiny_plate, tmp_path):
     from PIL import Image
 
+    (tiny_plate / "images" / "synthetic-plate-1_C05_day10.tif").write_bytes(b"not a tiff")  # a rejected well
     invoke("ingest", tiny_plate)
+    assert rows(invoke.db, "SELECT plate, well, day FROM rejects") == [("synthetic-plate-1", "C05", 10)]
     invoke("run", "--encoders", "morphometrics", "--metrics", "euclidean", "--references", "control",
            "--evaluators", "ranking-accuracy,rank-correlation", "-p", "rank-correlation.truth=effect")
     invoke("potency", "--readout", "growth/diameter", "--positive", "exploded", "--bootstrap", "20")
@@ -52,3 +55,19 @@ def test_the_report_has_every_figure_a_biologist_checks_and_renders_in_a_browser
     drawn = (pixels < 200).any(axis=1)  # rows with something dark on them (text, axes, images)
     bands = drawn.reshape(30, -1).any(axis=1)  # 30 bands of 200 px
     assert bands[:25].all(), f"empty stretches in the rendered page: bands {np.flatnonzero(~bands[:25]).tolist()}"
+
+
+def test_the_plate_map_tells_empty_rejected_and_unscored_wells_apart(invoke, tiny_plate):
+    from phenorank.core.store import open_store
+    from phenorank.report.plate_map import plate_shape, well_states
+
+    (tiny_plate / "images" / "synthetic-plate-1_C05_day10.tif").write_bytes(b"not a tiff")
+    invoke("ingest", tiny_plate)
+    with open_store(invoke.db) as store:
+        imaged = {w for (w,) in store.con.execute("SELECT well FROM images WHERE day = 10").fetchall()}
+        scored = imaged - {"B02"}  # as if B02 had no value in this readout
+        states = well_states(store, "synthetic-plate-1", 10, scored)
+        assert states == {"absent": {"B02"}, "rejected": {"C05"}}
+        # day 7's image of C05 is fine: not rejected there
+        assert well_states(store, "synthetic-plate-1", 7, imaged)["rejected"] == set()
+    assert plate_shape(["A", "H"], [1, 12]) == (8, 12) and plate_shape(["P"], [3]) == (16, 24)

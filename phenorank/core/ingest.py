@@ -81,17 +81,23 @@ def region_id(path: str, region: str) -> str:
     return xxhash.xxh3_128(f"{_file_id(path, stat.st_size, stat.st_mtime_ns)}#{region}".encode()).hexdigest()
 
 
+def place(entry: ManifestEntry) -> dict:
+    """Where a file would have gone on its plate: kept with a reject so that the plate map can
+    show the well as rejected rather than empty."""
+    return {"plate": entry.plate, "well": entry.well, "day": entry.day}
+
+
 def expand_entries(entries: list[ManifestEntry], loader: Loader, advance: Callable[[int], None] = lambda n=1: None
                    ) -> tuple[list[ManifestEntry], list[tuple[str, str]]]:
     """Each entry as the images its file holds (``Loader.expand``; most loaders: the file itself).
-    A file that cannot be opened is returned with the reason, and the others go on."""
+    A file that cannot be opened is returned with the reason and its place, and the others go on."""
     expanded, rejects = [], []
     for entry in entries:
         advance(1)
         try:
             items = loader.expand(entry.location) if os.path.isfile(entry.location) else [(entry.location, {})]
         except ValueError as exc:  # PluginError included: the reason names what is wrong with the file
-            rejects.append((entry.location, str(exc)))
+            rejects.append((entry.location, str(exc), place(entry)))
             continue
         for location, fields in items:
             if location == entry.location and not fields:
@@ -229,7 +235,7 @@ def _collect(entries: list[ManifestEntry], results: Iterator[dict], records: dic
     def flush(last: bool = False) -> None:
         fresh = not any(i["image_id"] in known or i["path"] in known for i in images)
         store.write_images(images, crops, run_id, rejects, fresh=fresh, pairs=last)
-        report.rejected.extend(rejects)
+        report.rejected.extend(reject[:2] for reject in rejects)
         for pending in (images, crops, rejects):
             pending.clear()
 
@@ -237,9 +243,9 @@ def _collect(entries: list[ManifestEntry], results: Iterator[dict], records: dic
         path, image_id = entry.location, result.get("image_id")
         metadata = entry.metadata()
         if result["status"] == "error":
-            rejects.append((path, result["reason"]))
+            rejects.append((path, result["reason"], place(entry)))
         elif image_id in seen:
-            rejects.append((path, f"same content as {seen[image_id]} (duplicate file)"))
+            rejects.append((path, f"same content as {seen[image_id]} (duplicate file)", place(entry)))
         elif result["status"] == "cached":
             seen[image_id] = path
             record = records[image_id]

@@ -228,6 +228,11 @@ ALTER TABLE hits ADD COLUMN mean DOUBLE;
 ALTER TABLE hits ADD COLUMN ci_low DOUBLE;
 ALTER TABLE hits ADD COLUMN ci_high DOUBLE;
 """),
+    (10, "where a rejected file would have gone: its plate, well and day (the plate map shows rejected wells)", """
+ALTER TABLE rejects ADD COLUMN plate VARCHAR;
+ALTER TABLE rejects ADD COLUMN well VARCHAR;
+ALTER TABLE rejects ADD COLUMN day INTEGER;
+"""),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -191,7 +191,8 @@ class Store(ObjectTables, ProfileTables, AnalysisTables, ComparisonQueries):
     def write_images(self, images: list[dict], crops: list[dict], run_id: str,
                      rejects: Sequence[tuple[str, str]] = (), fresh: bool = False, pairs: bool = False) -> None:
         """Insert or replace image metadata, their preprocessed crops and rejected files (path,
-        reason), all in one transaction.
+        reason[, place: a dict with the plate, well and day the file's metadata gave]), all in one
+        transaction.
 
         A stored row with the same image id, or (for images) the same path, is replaced: an image
         stored earlier under that path with other content means the file changed. A path that is
@@ -213,9 +214,14 @@ class Store(ObjectTables, ProfileTables, AnalysisTables, ComparisonQueries):
             c: pa.array([crop[c] for crop in crops], type=pa.binary() if c == "pixels" else None)
             for c in CROP_COLUMNS
         }) if crops else None
+        # a reject may carry a third element, the place its metadata gave it (plate, well, day)
+        places = [reject[2] if len(reject) > 2 and reject[2] else {} for reject in rejects]
         reject_table = pa.table({  # noqa: F841
-            "path": pa.array([p for p, _ in rejects], pa.string()), "reason": [r for _, r in rejects],
+            "path": pa.array([r[0] for r in rejects], pa.string()), "reason": [r[1] for r in rejects],
             "run_id": [run_id] * len(rejects), "rejected_at": [now] * len(rejects),
+            "plate": pa.array([p.get("plate") for p in places], pa.string()),
+            "well": pa.array([p.get("well") for p in places], pa.string()),
+            "day": pa.array([p.get("day") for p in places], pa.int32()),
         })
         with self.transaction():
             if images:

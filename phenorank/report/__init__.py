@@ -11,7 +11,7 @@ import numpy as np
 
 from ..core.statistics import group_means, holdout_mask
 from ..core.store import Store, StoreError
-from . import plots
+from . import plate_map, plots
 from .analysis import analysis_sections
 from .page import figure as _img, render, table as _table
 
@@ -205,14 +205,15 @@ def _ranking_sections(store: Store, methods: list[dict], top: int, projection: s
     has_wells = all(w is not None and str(w) not in ("", "nan") for w in samples["well"])
     for plate in sorted(set(plate_names))[:6] if has_wells else []:
         mask = plate_names == plate
-        n_rows, n_cols = (16, 24) if (samples["col"][mask].astype(int).max() > 12 or
-                                      max(samples["row"][mask].astype(str)) > "H") else (8, 12)
-        heatmaps.append(_img(plots.plate_heatmap(samples["row"][mask], samples["col"][mask], scores[mask],
-                                                 samples["condition"][mask].astype(str),
-                                                 f"{plate}: {describe(best)}", n_rows, n_cols), plate))
+        on_plate = samples.subset(mask)
+        states = plate_map.well_states(store, plate, best["day"], set(on_plate["well"].astype(str)))
+        heatmaps.append(_img(plate_map.plate_heatmap(on_plate, scores[mask], f"{plate}: {describe(best)}",
+                                                     states=states), plate))
     if heatmaps:
         sections.append("<h2>Plate heatmap of the best ranking</h2><p class=note>C / S / E: control, single dose, "
-                        "exploded wells.</p><div class=figs>" + "".join(heatmaps) + "</div>")
+                        "exploded wells; screen wells carry their treatment and dose; white: nothing imaged; grey: "
+                        "an image without a score here; hatched: a file rejected at ingest (table rejects); the edge "
+                        "ring lies outside the dashed line.</p><div class=figs>" + "".join(heatmaps) + "</div>")
 
     groups = group_means(scores, samples)
     for g in groups:

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..analysis.readouts import stored_readout
 from ..core.store import Store, StoreError
-from . import plots
+from . import plate_map, plots
 from .page import figure, table
 
 
@@ -71,11 +71,15 @@ def _qc_sections(store: Store) -> list[str]:
     for plate, day in sorted(set(zip(plates, days)))[:12]:
         on = (plates == plate) & (days == day)
         title = f"{plate}, day {day}" + (f"\nFAILED QC: {reasons[plate]}" if plate in reasons else "")
-        figures.append(figure(plots.plate_heatmap(samples["row"][on], samples["col"][on], data.values[on],
-                                                  samples["condition"][on].astype(str), title, flagged=flagged[on],
-                                                  value=data.label, failed=plate in reasons), title))
+        on_plate = samples.subset(on)
+        states = plate_map.well_states(store, plate, samples["day"][on][0], set(on_plate["well"].astype(str)))
+        figures.append(figure(plate_map.plate_heatmap(on_plate, data.values[on], title, value=data.label,
+                                                      states=states, flagged=flagged[on], failed=plate in reasons),
+                              title))
     sections.append("<h2>Plate heatmaps</h2><p class=note>The QC readout laid out like each plate. C / E: control "
-                    "and exploded (positive) wells; red square: an image flagged as blurred or outlying (table "
+                    "and exploded (positive) wells; screen wells carry their treatment and dose; white: nothing "
+                    "imaged; grey: an image without a value; hatched: a file rejected at ingest; the edge ring lies "
+                    "outside the dashed line; red square: an image flagged as blurred or outlying (table "
                     f"image_qc, {int(flagged.sum())} here); red frame: the plate failed QC.</p><div class='figs half'>"
                     + "".join(figures) + "</div>")
     return sections

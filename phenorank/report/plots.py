@@ -108,36 +108,6 @@ def projection_plot(points: np.ndarray, labels: np.ndarray, title: str, method: 
     return _png(fig)
 
 
-def plate_heatmap(rows: np.ndarray, cols: np.ndarray, scores: np.ndarray, labels: np.ndarray, title: str,
-                  n_rows: int = 8, n_cols: int = 12, flagged: np.ndarray | None = None, value: str = "score",
-                  failed: bool = False) -> bytes:
-    """Scores laid out like the plate; empty wells blank; C/S/E marks the reference classes; a red
-    square marks a QC-flagged well (blurred or outlying image); a red frame a plate that failed QC."""
-    plt = _pyplot()
-    grid = np.full((n_rows, n_cols), np.nan)
-    marks = {"control": "C", "single_dose": "S", "exploded": "E"}
-    fig, ax = plt.subplots(figsize=(0.55 * n_cols + 1.5, 0.5 * n_rows + 0.8))
-    for r, c, s in zip(rows, cols, scores):
-        grid[ord(str(r)) - ord("A"), int(c) - 1] = s
-    image = ax.imshow(grid, cmap="viridis", aspect="auto")
-    for r, c, label in zip(rows, cols, labels):
-        if label in marks:
-            ax.text(int(c) - 1, ord(str(r)) - ord("A"), marks[label], ha="center", va="center", fontsize=7,
-                    color="white", fontweight="bold")
-    for r, c in zip(rows[flagged], cols[flagged]) if flagged is not None else ():
-        ax.add_patch(plt.Rectangle((int(c) - 1.45, ord(str(r)) - ord("A") - 0.45), 0.9, 0.9, fill=False,
-                                   edgecolor="red", lw=1.8))
-    if failed:
-        for side in ax.spines.values():
-            side.set_edgecolor("red")
-            side.set_linewidth(3)
-    ax.set_xticks(range(n_cols), [str(i + 1) for i in range(n_cols)], fontsize=7)
-    ax.set_yticks(range(n_rows), [chr(ord("A") + i) for i in range(n_rows)], fontsize=7)
-    fig.colorbar(image, ax=ax, label=value)
-    ax.set_title(title, fontsize=9, loc="left", color="red" if failed else "black")
-    return _png(fig)
-
-
 def _panel_grid(fig, axes, used: int, ylabel: str, xlabel: str) -> bytes:
     """A grid of panels finished: the unused ones hidden, axis labels on the outer edge."""
     for ax in axes.flat[used:]:
