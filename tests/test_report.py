@@ -71,3 +71,42 @@ def test_the_plate_map_tells_empty_rejected_and_unscored_wells_apart(invoke, tin
         # day 7's image of C05 is fine: not rejected there
         assert well_states(store, "synthetic-plate-1", 7, imaged)["rejected"] == set()
     assert plate_shape(["A", "H"], [1, 12]) == (8, 12) and plate_shape(["P"], [3]) == (16, 24)
+
+
+def test_each_figure_says_the_command_that_recomputes_it_and_that_command_works(invoke, tiny_plate, tmp_path):
+    import shlex
+
+    from phenorank.core.store import open_store
+    from phenorank.report.provenance import analysis_command, ranking_command
+
+    invoke("ingest", tiny_plate)
+    invoke("run", "--encoders", "morphometrics", "--metrics", "euclidean", "--references", "control",
+           "--evaluators", "ranking-accuracy", "--qc-limit", "control_cv=none")
+    invoke("potency", "--readout", "growth/diameter", "--positive", "exploded", "--bootstrap", "10",
+           "--plates", "synthetic-plate-1")
+    with open_store(invoke.db) as store:
+        ranking_id = store.ranked_methods()[0]["ranking_id"]
+        command, key = ranking_command(store, ranking_id)
+        kind, source, readout, params = store.con.execute(
+            "SELECT readout_kind, readout_source, readout, params FROM dose_response LIMIT 1").fetchall()[0]
+        import json
+
+        params = json.loads(params)
+        qc = store.con.execute("SELECT readout_kind, readout_source, readout, params FROM plate_qc").fetchall()[0]
+    assert key["ranking_id"] == ranking_id and key["code"]["ranker"] and "made_by_run" in key
+    assert command.startswith("phenorank rank --encoder morphometrics --head features --ranker centroid")
+    # the ranking command finds the identical ranking (nothing recomputed: same key)
+    out = invoke(*shlex.split(command)[1:])
+    assert ranking_id in out.output
+    potency = analysis_command("dose_response", kind, source, readout, params)
+    assert potency == ("phenorank potency --readout growth/diameter --bootstrap 10 --control control --day 10 "
+                       "--plates synthetic-plate-1 --positive exploded --seed 0")
+    invoke(*shlex.split(potency)[1:])
+    with open_store(invoke.db) as store:  # the same analysis again: its key did not change
+        assert store.con.execute("SELECT count(DISTINCT params_hash) FROM dose_response").fetchall() == [(1,)]
+    qc_command = analysis_command("plate_qc", qc[0], qc[1], qc[2], json.loads(qc[3]))
+    assert "--max-control-cv none" in qc_command and qc_command.startswith(f"phenorank qc --readout {qc[1]}")
+    invoke(*shlex.split(qc_command)[1:])
+    invoke("report", "--out", tmp_path / "report.html")
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("<details class=made>") >= 5 and "phenorank potency --readout growth/diameter" in page

@@ -121,15 +121,36 @@ def show_hits(data, rows: list[dict], control: str, fdr: float, show_all: bool =
                "treatment groups")
 
 
+class _Limit(click.ParamType):
+    """A QC limit: a number, or 'none' for a limit that is not checked."""
+
+    name = "NUMBER|none"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, float):
+            return value
+        if str(value).lower() == "none":
+            return None
+        try:
+            return float(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a number nor 'none'", param, ctx)
+
+
+LIMIT = _Limit()
+
+
 @click.command()
 @readout_option
 @control_option
 @click.option("--positive", help="The positive control class, for Z'-factor and SSMD (e.g. exploded).")
-@click.option("--min-z-prime", default=DEFAULT_LIMITS["z_prime"], show_default=True, help="A plate below fails.")
-@click.option("--min-ssmd", default=DEFAULT_LIMITS["ssmd"], show_default=True, help="A plate below |SSMD| fails.")
-@click.option("--max-control-cv", default=DEFAULT_LIMITS["control_cv"], show_default=True,
+@click.option("--min-z-prime", default=DEFAULT_LIMITS["z_prime"], show_default=True, type=LIMIT,
+              help="A plate below fails ('none': not checked, as for every limit).")
+@click.option("--min-ssmd", default=DEFAULT_LIMITS["ssmd"], show_default=True, type=LIMIT,
+              help="A plate below |SSMD| fails.")
+@click.option("--max-control-cv", default=DEFAULT_LIMITS["control_cv"], show_default=True, type=LIMIT,
               help="A plate whose control coefficient of variation is above fails (for readouts > 0).")
-@click.option("--edge-p", default=DEFAULT_LIMITS["edge_p"], show_default=True,
+@click.option("--edge-p", default=DEFAULT_LIMITS["edge_p"], show_default=True, type=LIMIT,
               help="A plate whose edge controls differ from the inner ones at this p fails.")
 @click.option("--focus/--no-focus", default=True, show_default=True,
               help="Score each image's focus (variance of the Laplacian of its stored crop).")

@@ -253,7 +253,7 @@ def run(ctx, encoders, heads, metrics, rankers, references, evaluators, holdout,
         fail_on_wrong_request(report)
 
 
-def parse_limits(values) -> dict[str, float]:
+def parse_limits(values) -> dict[str, float | None]:
     from ..analysis.qc import DEFAULT_LIMITS
 
     limits = {}
@@ -262,9 +262,10 @@ def parse_limits(values) -> dict[str, float]:
         if name.strip() not in DEFAULT_LIMITS:
             raise click.BadParameter(f"{value!r}: the limits are {', '.join(DEFAULT_LIMITS)}", param_hint="--qc-limit")
         try:
-            limits[name.strip()] = float(number)
+            limits[name.strip()] = None if number.strip().lower() == "none" else float(number)
         except ValueError:
-            raise click.BadParameter(f"{value!r}: {number!r} is not a number", param_hint="--qc-limit") from None
+            raise click.BadParameter(f"{value!r}: {number!r} is neither a number nor 'none' (not checked)",
+                                     param_hint="--qc-limit") from None
     return limits
 
 

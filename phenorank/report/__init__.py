@@ -14,6 +14,7 @@ from ..core.store import Store, StoreError
 from . import plate_map, plots
 from .analysis import analysis_sections
 from .page import figure as _img, render, table as _table
+from .provenance import ranking_made_by
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -24,6 +25,8 @@ img{max-width:100%} .figs{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-s
 nav{font-size:13px;line-height:1.7;background:#f7f7f7;padding:0.5em 0.8em;border-radius:4px}
 th:hover{background:#e8e8e8}
 .half img{max-width:48%}
+details.made{font-size:11px;color:#555;margin:0.2em 0 0.8em} details.made pre{background:#f7f7f7;padding:0.5em;
+ white-space:pre-wrap;max-height:20em;overflow:auto}
 """
 
 
@@ -188,17 +191,20 @@ def _ranking_sections(store: Store, methods: list[dict], top: int, projection: s
         title = f"{describe(method)}\naccuracy {_fmt(method['accuracy'])}, Spearman {_fmt(method['spearman'])}"
         figures.append(_img(plots.strip_plot(scores, samples["condition"].astype(str), held, title), title))
     sections.append("<h2>Scores per class, best rankings</h2><p class=note>One dot per image; black line = class "
-                    "mean; black edge = hold-out image.</p><div class=figs>" + "".join(figures) + "</div>")
+                    "mean; black edge = hold-out image.</p><div class=figs>" + "".join(figures) + "</div>"
+                    + "".join(ranking_made_by(store, m["ranking_id"]) for m in methods[:top]))
+    best_made_by = ranking_made_by(store, best["ranking_id"])
 
     ids, scores = store.load_scores(best["ranking_id"])
     samples = store.load_samples(ids)
-    sections += _thumbnail_sections(store, best, ids, scores, samples)
+    sections += [section + best_made_by for section in _thumbnail_sections(store, best, ids, scores, samples)]
     set_ids, vectors = store.load_embeddings(best["embedding_set_id"], best["day"])
     labels = store.load_samples(set_ids)["condition"].astype(str)
     points = project_2d(vectors, projection)
     sections.append(f"<h2>Embeddings in 2-D ({projection.upper()})</h2><div class=figs>" + _img(
         plots.projection_plot(points, labels, f"{best['encoder']}/{best['head']}, day {best['day']}",
-                              projection.upper()), "projection") + "</div>")
+                              projection.upper()), "projection") + "</div>"
+                    + f"<p class=note>Embedding set {html.escape(str(best['embedding_set_id']))}.</p>" + best_made_by)
 
     heatmaps = []
     plate_names = samples["plate"].astype(str)
@@ -213,7 +219,8 @@ def _ranking_sections(store: Store, methods: list[dict], top: int, projection: s
         sections.append("<h2>Plate heatmap of the best ranking</h2><p class=note>C / S / E: control, single dose, "
                         "exploded wells; screen wells carry their treatment and dose; white: nothing imaged; grey: "
                         "an image without a score here; hatched: a file rejected at ingest (table rejects); the edge "
-                        "ring lies outside the dashed line.</p><div class=figs>" + "".join(heatmaps) + "</div>")
+                        "ring lies outside the dashed line.</p><div class=figs>" + "".join(heatmaps) + "</div>"
+                        + best_made_by)
 
     groups = group_means(scores, samples)
     for g in groups:
@@ -225,7 +232,7 @@ def _ranking_sections(store: Store, methods: list[dict], top: int, projection: s
                     + _img(plots.treatment_plot(groups, describe(best)), "treatments") + "</div>"
                     + _table(["condition", "treatment", "concentration", "wells", "mean score", "95% low", "95% high"],
                              [(g["condition"], g["treatment"], g["concentration"], g["wells"], g["mean"], g["low"],
-                               g["high"]) for g in groups]))
+                               g["high"]) for g in groups]) + best_made_by)
     return sections
 
 

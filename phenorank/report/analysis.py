@@ -12,6 +12,7 @@ import numpy as np
 from ..analysis.readouts import stored_readout
 from ..core.store import Store, StoreError
 from . import plate_map, plots
+from .provenance import analysis_made_by, made_by
 from .page import figure, table
 
 
@@ -57,7 +58,7 @@ def _qc_sections(store: Store) -> list[str]:
                          "why not"],
                         [(p["plate"], p["n_wells"], p["n_control"], p["z_prime"], p["ssmd"], p["control_cv"],
                           p["edge_difference"], p["edge_p"], "yes" if p["passed"] else "NO", p["reasons"])
-                         for p in plate_rows])]
+                         for p in plate_rows]) + analysis_made_by("plate_qc", chosen)]
     flags = {f["image_id"]: f for f in _rows(store, "image_qc", chosen)}
     samples = data.samples
     # the automatic QC of `run` is on a ranking, whose heatmap the ranking pages show already
@@ -81,7 +82,7 @@ def _qc_sections(store: Store) -> list[str]:
                     "imaged; grey: an image without a value; hatched: a file rejected at ingest; the edge ring lies "
                     "outside the dashed line; red square: an image flagged as blurred or outlying (table "
                     f"image_qc, {int(flagged.sum())} here); red frame: the plate failed QC.</p><div class='figs half'>"
-                    + "".join(figures) + "</div>")
+                    + "".join(figures) + "</div>" + analysis_made_by("plate_qc", chosen))
     return sections
 
 
@@ -120,7 +121,8 @@ def _potency_sections(store: Store) -> list[str]:
                     "the EC50 (line) and its 95% interval (band); grey curve: a fit that is not reported as an EC50 "
                     "(its status in the title); dashed green: control mean; dotted orange: positive control mean. "
                     "Most potent first.</p><div class=figs>"
-                    + figure(plots.dose_response_grid(panels, data.label), "dose-response curves") + "</div>")
+                    + figure(plots.dose_response_grid(panels, data.label), "dose-response curves") + "</div>"
+                    + analysis_made_by("dose_response", analysis))
     return sections
 
 
@@ -156,7 +158,10 @@ def _growth_sections(store: Store) -> list[str]:
             "stored crop's side) of each drug's wells per dose and day, all plates; the dashed line is the control. Growth readouts for potency and "
             "hits: <code>--readout growth/diameter</code> (fold change), <code>growth-rate/volume</code> (per day)."
             "</p><div class=figs>" + figure(plots.growth_plot(curves, line(control), "equivalent diameter"),
-                                             "growth curves") + "</div>"]
+                                             "growth curves") + "</div>"
+            + made_by("phenorank embed --encoder morphometrics", {
+                "embedding_set_id": sets[0].embedding_set_id, "encoder": "morphometrics", "head": sets[0].head,
+                "encoder_params": sets[0].params, "code": sets[0].code, "feature": "equivalent_diameter"})]
 
 
 def _hit_sections(store: Store) -> list[str]:
@@ -177,7 +182,7 @@ def _hit_sections(store: Store) -> list[str]:
                     [(r["group_key"], r["n"], _interval(r), r["median"], r["control_median"], r["cliffs_delta"],
                       r["cohens_d"],
                       r["p_value"], r["q_value"], r["holm_p"], r["kruskal_p"], "yes" if r["hit"] else "")
-                     for r in rows], limit=40)]
+                     for r in rows], limit=40) + analysis_made_by("hits", analysis)]
 
 
 def _interval(row: dict) -> str:
