@@ -231,4 +231,23 @@ def test_scratch_demo_ranks_real_tiles_against_time_and_coverage(invoke, tmp_pat
         WHERE evaluator = 'rank-correlation' AND name = 'spearman_time'"""))
     assert len(rho) == 12  # 3 encoders x 2 metrics x 2 centres
     assert rho["imagenet-efficientnet-lite0/euclidean/sample"] > 0.5  # measured 0.70
-    assert (tmp_path / "scratch" / "report.html").is_file()
+    page = (tmp_path / "scratch" / "report.html").read_text()
+    assert 'alt="time course"' in page and 'alt="spatial map"' in page and "Plate heatmap" not in page
+
+
+def test_the_report_of_a_time_lapse_follows_places_over_time_without_plate_words(invoke, movie_file, tmp_path):
+    from phenorank.core.store import open_store
+    from phenorank.report.places import time_and_place
+
+    invoke("ingest", movie_file.parent, "--pattern", "{well_name}.tif", "--condition", "wound", "--loader",
+           "tiff-tiles", "-p", "tiff-tiles.tile=20", "-p", "tiff-tiles.channels=0,1", "-p", "tiff-tiles.condition=t{time}")
+    invoke("run", "--encoders", "raw", "--metrics", "euclidean", "--references", "t0", "--evaluators",
+           "rank-correlation", "-p", "rank-correlation.truth=time", "--day", "all")
+    with open_store(invoke.db) as store:
+        ids, _ = store.load_scores(store.ranked_methods()[0]["ranking_id"])
+        time_name, times, places = time_and_place(store.load_samples(ids))
+    assert time_name == "time" and sorted(set(times)) == [0.0, 1.0] and len(set(places)) == 6
+    invoke("report", "--out", tmp_path / "report.html")
+    page = (tmp_path / "report.html").read_text()
+    assert "6 places followed over 2 time points" in page
+    assert 'alt="time course"' in page and 'alt="spatial map"' in page and "Plate heatmap" not in page

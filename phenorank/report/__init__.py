@@ -13,6 +13,7 @@ from ..core.statistics import group_means, holdout_mask
 from ..core.store import Store, StoreError
 from . import plate_map, plots
 from .analysis import analysis_sections
+from .places import time_lapse_sections
 from .page import figure as _img, render, table as _table
 from .provenance import ranking_made_by
 
@@ -198,11 +199,13 @@ def _ranking_sections(store: Store, methods: list[dict], top: int, projection: s
     ids, scores = store.load_scores(best["ranking_id"])
     samples = store.load_samples(ids)
     sections += [section + best_made_by for section in _thumbnail_sections(store, best, ids, scores, samples)]
+    sections += [section + best_made_by for section in time_lapse_sections(samples, scores, describe(best))]
     set_ids, vectors = store.load_embeddings(best["embedding_set_id"], best["day"])
     labels = store.load_samples(set_ids)["condition"].astype(str)
     points = project_2d(vectors, projection)
     sections.append(f"<h2>Embeddings in 2-D ({projection.upper()})</h2><div class=figs>" + _img(
-        plots.projection_plot(points, labels, f"{best['encoder']}/{best['head']}, day {best['day']}",
+        plots.projection_plot(points, labels, f"{best['encoder']}/{best['head']}, " + (
+            f"day {best['day']}" if best["day"] is not None else "all days"),
                               projection.upper()), "projection") + "</div>"
                     + f"<p class=note>Embedding set {html.escape(str(best['embedding_set_id']))}.</p>" + best_made_by)
 

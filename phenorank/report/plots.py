@@ -11,14 +11,34 @@ import io
 import numpy as np
 
 CLASS_COLOURS = {"control": "#1b9e77", "single_dose": "#7570b3", "exploded": "#d95f02", "screen": "#9e9e9e"}
+TIME_WORDS = {"", "t", "time", "day", "d", "h", "hour", "frame", "week", "w", "timepoint"}
+TIME_UNITS = {"", "h", "min", "s", "d", "days", "hours"}
 OTHER_COLOURS = ["#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#1f78b4", "#b15928"]
+
+
+def time_order(classes: list[str]) -> list[str] | None:
+    """Classes that are time points ("t00", "day 7", "3 h", "10"): in time order; otherwise None."""
+    import re
+
+    found = [re.fullmatch(r"\s*([A-Za-z_ -]*?)\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(c)) for c in classes]
+    if len(classes) < 3 or not all(found):
+        return None
+    words = {(m.group(1).strip(" _-").lower(), m.group(3).lower()) for m in found}
+    if len(words) > 1 or not ({w for w, _ in words} <= TIME_WORDS and {u for _, u in words} <= TIME_UNITS):
+        return None
+    return [c for _, c in sorted(zip((float(m.group(2)) for m in found), classes))]
 
 
 def colour_of(classes: list[str]) -> dict[str, str]:
     """A distinct colour per class, for any number of classes: the fixed ones for the plate's
-    reference classes, then the qualitative palettes, then evenly spaced hues."""
+    reference classes, then the qualitative palettes, then evenly spaced hues; time points (t00,
+    t01, ...) on a sequential map, early dark to late bright."""
     import matplotlib
 
+    in_time = time_order(list(classes))
+    if in_time:
+        cmap = matplotlib.colormaps["viridis"]
+        return {c: matplotlib.colors.to_hex(cmap(i / (len(in_time) - 1))) for i, c in enumerate(in_time)}
     palette = list(OTHER_COLOURS) + [matplotlib.colors.to_hex(c) for c in matplotlib.colormaps["tab20"].colors]
     others = [c for c in classes if c not in CLASS_COLOURS]
     if len(others) > len(palette):
@@ -47,6 +67,9 @@ def thumbnails(images: np.ndarray, labels: list[str], title: str, columns: int =
 
 
 def class_order(labels: np.ndarray) -> list[str]:
+    in_time = time_order(sorted(set(labels)))
+    if in_time:
+        return in_time
     known = [c for c in CLASS_COLOURS if c in set(labels)]
     return known + sorted(set(labels) - set(known))
 
@@ -212,4 +235,59 @@ def robustness_plot(curves: dict[str, dict[str, list[float]]], title: str) -> by
     axes[0][0].set_ylabel("movement (1 = a typical\nother item)")
     axes[0][-1].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.suptitle(title, fontsize=9, x=0.01, y=1.04, ha="left")
+    return _png(fig)
+
+
+def time_course_plot(times: np.ndarray, values: np.ndarray, places: np.ndarray, title: str, ylabel: str,
+                     xlabel: str = "time") -> bytes:
+    """One line per place over time (distinct colours up to 20 places, thin grey beyond), and
+    the median over places with its interquartile band."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    names = sorted(set(places), key=str)
+    colours = colour_of([str(n) for n in names]) if len(names) <= 20 else {}
+    for name in names:
+        on = places == name
+        order = np.argsort(times[on], kind="stable")
+        ax.plot(times[on][order], values[on][order], lw=0.9, alpha=0.75 if colours else 0.3,
+                color=colours.get(str(name), "#999999"))
+    steps = np.unique(times)
+    per_step = [values[times == t] for t in steps]
+    ax.fill_between(steps, [np.percentile(v, 25) for v in per_step], [np.percentile(v, 75) for v in per_step],
+                    color="black", alpha=0.12, lw=0)
+    ax.plot(steps, [np.median(v) for v in per_step], color="black", lw=2.2, label="median of places (IQR band)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7, frameon=False, loc="best")
+    ax.set_title(f"{title}\n{len(names)} places, one line each", fontsize=9, loc="left")
+    ax.grid(alpha=0.25)
+    return _png(fig)
+
+
+def spatial_map(ys: np.ndarray, xs: np.ndarray, values: np.ndarray, times: np.ndarray, title: str, value: str,
+                columns: int = 5) -> bytes:
+    """Where in the field of view the readout is high: one panel per time point, each place a
+    square at its position, one colour scale for all panels."""
+    plt = _pyplot()
+    steps = np.unique(times)
+    n_rows = -(-len(steps) // columns)
+    y_grid, x_grid = np.unique(ys), np.unique(xs)
+    aspect = (np.ptp(y_grid) + 1) / (np.ptp(x_grid) + 1)  # the frame's height over its width
+    fig, axes = plt.subplots(n_rows, min(columns, len(steps)), figsize=(
+        2.3 * min(columns, len(steps)) + 1, (2.3 * min(aspect, 1.5) + 0.5) * n_rows + 0.4), squeeze=False)
+    low, high = np.nanpercentile(values, [1, 99])
+    image = None
+    for ax, step in zip(axes.flat, steps):
+        grid = np.full((len(y_grid), len(x_grid)), np.nan)
+        on = times == step
+        grid[np.searchsorted(y_grid, ys[on]), np.searchsorted(x_grid, xs[on])] = values[on]
+        image = ax.imshow(grid, cmap="magma", vmin=low, vmax=high, aspect="equal",
+                          extent=(x_grid[0], x_grid[-1] + (x_grid[1] - x_grid[0] if len(x_grid) > 1 else 1),
+                                  y_grid[-1] + (y_grid[1] - y_grid[0] if len(y_grid) > 1 else 1), y_grid[0]))
+        ax.set_title(f"time {step:g}", fontsize=8)
+        ax.tick_params(labelsize=6)
+    for ax in axes.flat[len(steps):]:
+        ax.axis("off")
+    fig.colorbar(image, ax=axes, label=value, shrink=0.8)
+    fig.suptitle(f"{title} (x, y in pixels of the frame)", fontsize=9, x=0.01, ha="left")
     return _png(fig)
