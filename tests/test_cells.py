@@ -115,7 +115,7 @@ def test_watershed_splits_touching_cells(threshold):
     assert labels[85, 80] != labels[85, 101] and labels[85, 80] and labels[85, 101]
 
 
-def test_objects_command_stores_one_crop_per_cell_with_its_parent(invoke, tmp_path):
+def test_objects_command_stores_one_crop_per_cell_with_its_parent(invoke, tmp_path, monkeypatch):
     root = tmp_path / "cells" / "c"
     root.mkdir(parents=True)
     image = np.stack([discs(), discs() * 0.5, discs()])
@@ -142,6 +142,21 @@ def test_objects_command_stores_one_crop_per_cell_with_its_parent(invoke, tmp_pa
     assert rows(invoke.db, "SELECT count(*) FROM objects")[0][0] == 5
     invoke("objects", "--side", "32", "--min-area", "50", "--area-quantiles", "0.5,1")  # a new crop set
     assert rows(invoke.db, "SELECT count(*) FROM objects")[0][0] == 5 + 3  # the median and above
+
+    # the report draws the masks the crops were cut from: the image segmented again, the same objects
+    from phenorank.core.store import open_store
+    from phenorank.report import segmentation
+
+    drawn = []
+    monkeypatch.setattr(segmentation, "overlay", lambda image, labels, boxes, title: drawn.append(
+        (image.shape, len(np.unique(labels)) - 1, [b[0] for b in boxes], title)) or b"png")
+    with open_store(invoke.db) as store:
+        sections = segmentation.segmentation_sections(store)
+    assert len(sections) == 2 and all("Segmentation: what the object crops were cut from" in s for s in sections)
+    assert len(drawn) == 2 and all(title.endswith("s1.tif") for *_, title in drawn)  # s2 has no objects
+    (shape, found, kept_latest, _), (_, _, kept_first, _) = drawn
+    assert shape == (3, 120, 120) and found == 5 and len(kept_latest) == 3 and len(kept_first) == 5
+    assert set(kept_latest) < set(kept_first)  # the area quantiles left out the two smallest
 
 
 # -- aggregation ---------------------------------------------------------------------------------
@@ -311,4 +326,5 @@ def test_cells_demo_runs_end_to_end_and_prints_the_table(invoke, tmp_path, monke
     assert ari == 12 * 3
     assert Path(tmp_path / "phenorank-cells" / "round").is_dir()
     page = (tmp_path / "phenorank-cells" / "report.html").read_text()
-    assert "Robustness to corruptions" in page and page.count("<img") == 4  # 3 projections, robustness curves
+    assert "Robustness to corruptions" in page and page.count("<img") == 4 + 4  # 3 projections, robustness curves,
+    assert page.count('alt="segmentation ') == 4  # and segmentation overlays: one per class, then the fullest

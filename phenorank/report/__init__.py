@@ -14,6 +14,7 @@ from ..core.store import Store, StoreError
 from . import plate_map, plots
 from .analysis import analysis_sections
 from .places import time_lapse_sections
+from .segmentation import segmentation_sections
 from .page import figure as _img, render, table as _table
 from .provenance import ranking_made_by
 
@@ -69,6 +70,7 @@ def build_report(store: Store, out: str | Path, top: int = 3, projection: str = 
         raise StoreError(f"{store.path} holds no evaluations yet: run `phenorank run` (or `phenorank demo`)")
     sections = _profile_sections(store)
     sections += analysis_sections(store)
+    sections += segmentation_sections(store)
     if methods:
         sections += _ranking_sections(store, methods, top, projection, holdout)
     sections += _embedding_sections(store, judged, top, projection, with_figures=not methods)
