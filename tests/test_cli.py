@@ -2,6 +2,7 @@
 
 import csv
 import io
+from pathlib import Path
 
 import pytest
 
@@ -218,3 +219,40 @@ def test_grid_of_new_rankers_holdout_pairs_pivot_and_report(invoke, tiny_plate, 
     # sheets; `run`'s QC of the rankings as a table (its heatmap is the ranking's own)
     assert page.count("<img") == 10 and "Plate heatmap" in page and "Growth curves" in page
     assert "Plate QC on" in page
+
+
+def test_tables_fit_the_width_breaking_no_name_over_three_lines():
+    from phenorank.cli.tables import compact, layout, wrap
+
+    for text, width in [("imagenet-efficientnet-lite0/backbone", 18), ("spearman_cytoplasm_coverage_gain", 20),
+                        ("raw/pixels centroid euclidean ref=control", 12), ("0.0415 [0.0281, 0.0558]", 24)]:
+        lines = wrap(text, width).split("\n")
+        assert max(map(len, lines)) <= width and "".join(lines).replace(" ", "") == text.replace(" ", "")
+    assert wrap("imagenet-efficientnet-lite0/backbone", 30) == "imagenet-efficientnet-lite0/\nbackbone"
+    assert wrap("0.0415 [0.0281, 0.0558]", 24) == "0.0415 [0.0281, 0.0558]"
+    names = ["method"] + [f"spearman_cytoplasm_coverage_{i}" for i in range(9)]
+    cells = [["imagenet-efficientnet-lite0/backbone centroid"] + ["0.123 [0.101, 0.204]"] * 9] * 3
+    blocks = layout(names, cells, 100)
+    assert len(blocks) > 1 and all(block[0] == 0 for block, _ in blocks)
+    assert sorted({j for block, _ in blocks for j in block}) == list(range(10))
+    for block, widths in blocks:
+        assert sum(widths) + 3 * len(block) + 1 <= 100
+        assert all(len(wrap(names[j], w).split("\n")) <= 2 for j, w in zip(block, widths))
+    columns, rows_ = compact(["encoder", "model", "ranker_params", "v"],
+                             [("raw", None, '{"group": "", "k": 1}', 1.0), ("raw", None, '{"group": "sample", "k": 1}', 2.0)])
+    assert columns == ["encoder", "ranker_params", "v"] and [r[1] for r in rows_] == ["group=-", "group=sample"]
+
+
+def test_compare_on_a_100_column_terminal_keeps_every_line_within_it(invoke, tiny_plate):
+    import os
+    import subprocess
+    import sys
+
+    invoke("ingest", tiny_plate)
+    invoke("run", "--encoders", "raw,morphometrics", "--metrics", "euclidean,cosine", "--references", "control",
+           "--evaluators", "ranking-accuracy,rank-correlation", "-p", "rank-correlation.truth=effect")
+    shown = subprocess.run([str(Path(sys.executable).with_name("phenorank")), "--db", invoke.db, "compare", "--ci"], check=True,
+                           capture_output=True, text=True, env={**os.environ, "COLUMNS": "100"}).stdout
+    lines = shown.splitlines()
+    assert len(lines) > 10 and max(map(len, lines)) <= 100
+    assert "morphometrics" in shown and "ranking_accuracy" not in shown

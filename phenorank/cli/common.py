@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import os
 import sys
 from contextlib import contextmanager
 from typing import Iterator, Sequence
@@ -20,7 +21,7 @@ from ..core.store import Store, StoreError, open_store
 from ..registry.contracts import PluginError
 
 # Piped output (a file, `less`, CI logs) gets wide tables rather than 80 columns of wrapped cells.
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS") or 160))
 err = Console(stderr=True, soft_wrap=True)
 FORMATS = ("table", "csv", "markdown")
 
@@ -141,12 +142,20 @@ def show(columns: Sequence[str], rows: Sequence[Sequence], fmt: str = "table", t
             lines.insert(0, f"**{title}**\n")
         sys.stdout.write("\n".join(lines) + "\n")
         return
-    table = Table(title=title, title_justify="left", header_style="bold")
-    for column in columns:
-        table.add_column(str(column), overflow="fold")
-    for row in cells:
-        table.add_row(*row)
-    out.print(table)
+    from .tables import layout, wrap
+
+    names = [str(c) for c in columns]
+    blocks = layout(names, cells, out.width)
+    for number, (block, widths) in enumerate(blocks):
+        caption = title if number == 0 else (f"(continued: columns {block[1] + 1}-{block[-1] + 1} of {len(names)}, "
+                                             "rows in the same order)")
+        caption = wrap(caption, out.width) if caption else None
+        table = Table(title=caption, title_justify="left", header_style="bold")
+        for j, w in zip(block, widths):
+            table.add_column(wrap(names[j], w), width=w, no_wrap=True, overflow="ellipsis")
+        for row in cells:
+            table.add_row(*(wrap(row[j], w) for j, w in zip(block, widths)))
+        out.print(table)
 
 
 def _cell(value) -> str:

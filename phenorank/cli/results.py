@@ -160,16 +160,22 @@ _list_schema()
 def print_comparison(store: Store, fmt: str, ci: bool = False, where: str | None = None) -> None:
     """The rankings table, then one table per evaluator of embeddings (their measures differ).
     Per-strength details such as robustness's ``noise_3_movement`` stay in the store."""
+    from .tables import compact
+
+    def readable(columns, rows):  # CSV and Markdown keep every column as stored
+        return compact(columns, rows) if fmt == "table" else (columns, rows)
+
     shown = False
     columns, rows = store.comparison_pivot("rankings", ci, where)
     if rows:
-        show(columns, rows, fmt, title="Rankings (accuracy: seed 000's three-class separation; spearman: vs the truth)")
+        show(*readable(columns, rows), fmt,
+             title="Rankings (accuracy: seed 000's three-class separation; spearman: vs the truth)")
         shown = True
     for evaluator in store.evaluators("embeddings"):
         condition = f"evaluator = '{evaluator}' AND NOT regexp_matches(name, '_[0-9]+_')"
         columns, rows = store.comparison_pivot("embeddings", ci, f"({where}) AND {condition}" if where else condition)
         if rows:
-            show(columns, rows, fmt, title=f"Embeddings judged by {evaluator}")
+            show(*readable(columns, rows), fmt, title=f"Embeddings judged by {evaluator}")
             shown = True
     columns, rows = store.potency_summary()
     if rows and not where:
