@@ -142,6 +142,9 @@ def test_train_then_run_compares_both_heads_of_simclr_and_byol(invoke, tiny_plat
         result = invoke("train", "--encoder", encoder, "--augmentation", "sweet", "--epochs", 2, "--batch-size", 32,
                         "--size", 32, "--accelerator", "cpu")
         assert "top1" in result.stdout and "mean_position" in result.stdout
+        # each epoch said as it ends, with its loss and pair diagnostics
+        assert "epoch 1/2: loss" in result.output and "epoch 2/2: loss" in result.output
+        assert "top-1" in result.output.split("epoch 1/2:")[1].splitlines()[0]
         assert "trained model" in result.output and "cpu" in result.output
     again = invoke("train", "--encoder", "simclr", "--epochs", 2, "--batch-size", 32, "--size", 32)
     assert "already trained" in again.output

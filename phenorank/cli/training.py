@@ -55,10 +55,11 @@ def train(ctx, encoder, augmentation, epochs, batch_size, seed, accelerator, dev
                          num_workers=num_workers, resume=resume)
     run_params = {"encoder": encoder, "augmentation": augmentation, "size": size, "crops": crops,
                   "positives": positives, "params": overrides,
-                  **{k: v for k, v in config.__dict__.items() if k != "on_epoch"}}
+                  **{k: v for k, v in config.__dict__.items() if k not in ("on_epoch", "on_metrics")}}
     with recorded_run(ctx, "train", run_params) as (store, run_id):
         with progress_bar(f"train {encoder} ({augmentation})", epochs) as advance:
             config.on_epoch = advance
+            config.on_metrics = lambda metrics: err.print(epoch_line(metrics, epochs))
             record, trained = run_train(store, get_registry(), encoder, overrides.get(encoder, {}), augmentation,
                                         overrides.get(augmentation, {}), config, resolve_crops(store, crops, size),
                                         size, run_id, force=force, positives=positives)
@@ -68,6 +69,13 @@ def train(ctx, encoder, augmentation, epochs, batch_size, seed, accelerator, dev
          title=f"{record['encoder']} with {record['augmentation']}")
     err.print(f"{'trained' if trained else 'already trained:'} model {record['model_id']} on {record['n_images']} images "
               f"({record['device']}, {record['seconds']:.1f} s); weights {record['checkpoint']}")
+
+
+def epoch_line(metrics: dict, epochs: int) -> str:
+    """One finished epoch as a log line: its loss and pair diagnostics."""
+    names = {"loss": "loss", "top1": "top-1", "top5": "top-5", "mean_position": "mean position"}
+    said = [f"{label} {metrics[key]:.4g}" for key, label in names.items() if key in metrics]
+    return f"epoch {int(metrics['epoch']) + 1}/{epochs}: " + ", ".join(said)
 
 
 COMMANDS = [train]

@@ -160,6 +160,7 @@ class TrainConfig:
     checkpoint_dir: str = ""  # Lightning writes last.ckpt here; resume continues from it
     resume: bool = False
     on_epoch: Callable[[int], None] | None = None  # progress: called once per finished epoch
+    on_metrics: Callable[[dict], None] | None = None  # called with each finished epoch's logged metrics
     # Multi-view positives (seed 002): one group label per image; the two views of a positive
     # pair are then two different images of one group (e.g. two fields of view of a sample)
     # instead of two augmentations of one image.

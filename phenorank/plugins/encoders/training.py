@@ -114,7 +114,7 @@ def fit_module(module, dataset: torch.utils.data.Dataset, config: TrainConfig) -
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):  # tips and notices, not results
         logging.getLogger(name).setLevel(logging.WARNING)
     pl.seed_everything(config.seed, workers=True, verbose=False)
-    history = EpochHistory(config.on_epoch)
+    history = EpochHistory(config.on_epoch, getattr(config, "on_metrics", None))
     callbacks = [history]
     if config.checkpoint_dir:
         callbacks.append(LastCheckpoint(config.checkpoint_dir))
@@ -160,13 +160,16 @@ class LastCheckpoint(pl.Callback):
 class EpochHistory(pl.Callback):
     """Keeps the epoch-level metrics the module logs."""
 
-    def __init__(self, on_epoch=None):
+    def __init__(self, on_epoch=None, on_metrics=None):
         self.epochs: list[dict[str, float]] = []
         self.on_epoch = on_epoch
+        self.on_metrics = on_metrics
 
     def on_train_epoch_end(self, trainer, module):
         self.epochs.append({"epoch": trainer.current_epoch, "device": str(module.device),
                             **{k: float(v) for k, v in trainer.callback_metrics.items()}})
+        if self.on_metrics and trainer.is_global_zero:
+            self.on_metrics(dict(self.epochs[-1]))
         if self.on_epoch:
             self.on_epoch(1)
 
