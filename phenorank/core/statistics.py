@@ -96,11 +96,17 @@ class GroupResampler:
 
 
     def draws(self, rng: np.random.Generator, n: int) -> list[np.ndarray]:
-        """``n`` draws, the same as ``n`` calls of :meth:`draw`; one call of the generator where the
-        groups are single items in one stratum (the generator then yields the very same numbers)."""
-        if len(self.parts) == 1 and self.parts[0][2].max() == 1:
-            members, _, sizes = self.parts[0]
-            return list(members[rng.integers(len(sizes), size=(n, len(sizes)))])
+        """``n`` draws. Where the groups are single items in one stratum, the same as ``n`` calls of
+        :meth:`draw` (one call of the generator yields the very same numbers). Single items in
+        several strata: one call per stratum for all ``n`` draws (other numbers than ``n`` calls
+        of :meth:`draw`, the same resampling scheme; 290 intervals of 1000 draws took 8 s one
+        draw at a time)."""
+        if all(sizes.max() == 1 for _, _, sizes in self.parts):
+            if len(self.parts) == 1:
+                members, _, sizes = self.parts[0]
+                return list(members[rng.integers(len(sizes), size=(n, len(sizes)))])
+            return list(np.concatenate([members[rng.integers(len(sizes), size=(n, len(sizes)))]
+                                        for members, _, sizes in self.parts], axis=1))
         return [self.draw(rng) for _ in range(n)]
 
 

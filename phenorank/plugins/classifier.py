@@ -71,6 +71,15 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, seed: int, c: flo
 def train_linear(x: np.ndarray, y: np.ndarray, n_classes: int, epochs: int, batch_size: int, lr: float,
                  seed: int, validation: tuple[np.ndarray, np.ndarray] | None = None,
                  min_steps: int = 0) -> LinearClassifier:
+    from phenorank.core.threads import torch_threads
+
+    with torch_threads(1):  # one linear layer on batches of 32: a second thread only synchronises
+        return _train_linear(x, y, n_classes, epochs, batch_size, lr, seed, validation, min_steps)
+
+
+def _train_linear(x: np.ndarray, y: np.ndarray, n_classes: int, epochs: int, batch_size: int, lr: float,
+                  seed: int, validation: tuple[np.ndarray, np.ndarray] | None = None,
+                  min_steps: int = 0) -> LinearClassifier:
     """Train ``y = argmax(x W^T + b)``; with ``validation`` the accuracy on it is recorded per epoch
     (``history``). Batches are reshuffled every epoch by a generator seeded with ``seed``.
 

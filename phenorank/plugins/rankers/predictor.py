@@ -81,6 +81,12 @@ class PredictorRanker(Ranker):
         self._fitted: dict[str, tuple] = {}
 
     def fit(self, embeddings, samples, metric, reference):
+        from phenorank.core.threads import torch_threads
+
+        with torch_threads(1):  # a narrow network on batches of 32: one thread is fastest
+            return self._fit(embeddings, samples, metric, reference)
+
+    def _fit(self, embeddings, samples, metric, reference):
         import torch
 
         if samples.paired is None:
