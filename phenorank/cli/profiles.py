@@ -1,6 +1,6 @@
 """Commands for feature profiles: ``import-profiles`` (tables made elsewhere), ``transform``
-(normalize, whiten, select, correct batches) and the profiles demo (``phenorank demo --kind
-profiles``)."""
+(normalize, whiten, select, correct batches), ``export`` (Parquet, AnnData) and the profiles demo
+(``phenorank demo --kind profiles``)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from pathlib import Path
 import click
 
 from ..core.grid import GridSpec, run_grid
-from ..core.progress import progress_steps
+from ..core.progress import progress_bar, progress_steps
 from ..core.store import EmbeddingSet, Store
 from ..core.transform import apply_chain
+from ..io.export import FORMATS as EXPORT_FORMATS
 from ..io.profiles import ENCODER, LEVELS, ProfileError, import_profiles
 from ..registry import PluginError, get_registry
 from .common import err, finish_demo, friendly_errors, param_option, parse_params, recorded_run, show, split
@@ -51,9 +52,10 @@ def selected_sets(store: Store, encoders: str, head: str | None = None, level: s
 
 
 @click.command("import-profiles")
-@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("path", type=click.Path(path_type=Path))
 @click.option("--name", help="Dataset name: the embedding set's head, `--encoders profiles:NAME` [default: file stem].")
-@click.option("--level", type=click.Choice(LEVELS), default="well", show_default=True, help="What one row is.")
+@click.option("--level", type=click.Choice(LEVELS), help="What one row is [default: a phenorank export's level, "
+                                                         "else well].")
 @click.option("--metadata", help="More metadata columns (comma-separated), besides Metadata_* / Image_Metadata_* "
                                  "and CellProfiler's ImageNumber, ObjectNumber, TableNumber.")
 @click.option("--plate", help="Metadata column of the plate [default: Metadata_Plate or similar].")
@@ -73,7 +75,8 @@ def selected_sets(store: Store, encoders: str, head: str | None = None, level: s
 def import_profiles_command(ctx, path, name, level, metadata, plate, well, treatment, concentration, condition,
                             sqlite_table, drop_bad_features) -> None:
     """Import profiles made elsewhere (CellProfiler, DeepProfiler, pycytominer): CSV, CSV.gz,
-    Parquet or a CellProfiler SQLite file, one row per well, image or cell.
+    Parquet (a file, or a folder of them such as `phenorank export`'s) or a CellProfiler SQLite
+    file, one row per well, image or cell.
 
     The rows become items of the store (table `profiles`, view `items`) with their plate, well,
     treatment and concentration, every metadata column kept under its own name; the features
@@ -98,6 +101,7 @@ def import_profiles_command(ctx, path, name, level, metadata, plate, well, treat
             raise click.ClickException(str(exc)) from None
     for line in report.dropped:
         err.print(f"[yellow]left out feature {line}[/]")
+    level = report.embedding_set.level
     err.print(f"{'imported' if report.stored else 'already stored, nothing new'}: {report.rows} {level} rows x "
               f"{report.features} features, {report.plates} plate(s), {report.treatments} treatments; fields: "
               + ", ".join(f"{k} <- {v}" for k, v in report.fields.items()))
@@ -193,4 +197,52 @@ def profiles_demo(ctx, out_dir: Path, seed: int) -> None:
         "phenorank sql \"select * from group_results where name = 'q_value' and value < 0.05 order by value\""])
 
 
-COMMANDS = [import_profiles_command, transform]
+
+
+@click.command()
+@click.argument("embedding_sets", nargs=-1)
+@click.option("--encoder", "encoders", help="Every set of these encoders (comma-separated) instead of set ids.")
+@click.option("--head", help="Only this head.")
+@click.option("--level", help="Only sets of this level (image, object, well, sample:median, ...).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="export",
+              show_default=True, help="Folder to write into: one entry per embedding set, named by its id.")
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="parquet", show_default=True,
+              help="parquet: a folder per set, one file per plate (Metadata_Plate=P/); anndata: one .h5ad per set.")
+@click.pass_context
+@friendly_errors
+def export(ctx, embedding_sets, encoders, head, level, out_dir, fmt) -> None:
+    """Write embeddings or profiles with their metadata for other tools: Parquet for
+    pycytominer, polars, Spark or DuckDB; AnnData (.h5ad) for scanpy-style tools.
+
+    Metadata columns are named Metadata_* (plate, well, treatment, concentration, every manifest
+    field), features by their names; the set's key (encoder, parameters, code) travels in the
+    file metadata. `phenorank import-profiles <folder>` reads a Parquet export back.
+
+    \b
+    Examples:
+        phenorank export --encoder morphometrics --out exports
+        phenorank export 3f2a9c0e1b7d4a55 --format anndata
+    """
+    from ..io.export import export_set
+
+    with recorded_run(ctx, "export", {"sets": list(embedding_sets), "encoders": encoders, "head": head,
+                                      "level": level, "out": str(out_dir), "format": fmt}) as (store, _):
+        if encoders:
+            chosen = [es.embedding_set_id for es in selected_sets(store, encoders, head, level)]
+        else:
+            chosen = list(embedding_sets)
+        if not chosen:
+            raise click.UsageError("name embedding sets (their ids) or --encoder; the sets: phenorank sql "
+                                   "\"select embedding_set_id, encoder, head, level, dim from embedding_sets\"")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        with progress_bar(f"export ({fmt})", len(chosen)) as advance:
+            for set_id in chosen:
+                target = out_dir / (f"{set_id}.h5ad" if fmt == "anndata" else set_id)
+                written.append(export_set(store, set_id, target, fmt))
+                advance(1)
+    show(["embedding set", "items", "features", "written to"],
+         [(w.embedding_set_id, w.items, w.features, w.path) for w in written])
+
+
+COMMANDS = [import_profiles_command, transform, export]

@@ -73,6 +73,13 @@ def read_table(path: str | Path, table: str | None = None) -> pd.DataFrame:
     of a CellProfiler SQLite export (default ``Per_Image``; an object table such as
     ``Per_Cells`` gets its image's ``Image_Metadata_`` columns by ImageNumber)."""
     path = Path(path)
+    if path.is_dir():  # a Parquet export (one folder per plate) or any hive-partitioned Parquet folder
+        from .export import read_export
+
+        try:
+            return read_export(path)[0]
+        except (OSError, ValueError) as exc:
+            raise ProfileError(f"{path}: a folder that cannot be read as Parquet files ({exc})") from None
     if not path.is_file():
         raise ProfileError(f"{path}: no such file")
     head = path.open("rb").read(16)
@@ -177,7 +184,10 @@ def check_table(frame: pd.DataFrame, path: str, metadata: list[str] = (), fields
     if "treatment" not in fields:
         raise ProfileError(f"{path}: no treatment column among the metadata ({', '.join(meta_columns) or 'none'}); "
                            "name it with --treatment")
-    empty = np.flatnonzero(meta[fields["treatment"]].str.strip().to_numpy() == "")
+    blank = meta[fields["treatment"]].str.strip().to_numpy() == ""
+    if "condition" in fields:  # a control well names its condition, not a treatment (a phenorank export)
+        blank &= meta[fields["condition"]].str.strip().to_numpy() == ""
+    empty = np.flatnonzero(blank)
     if len(empty):
         raise ProfileError(f"{path}: {len(empty)} row(s) have no {fields['treatment']} (file rows "
                            f"{', '.join(str(r + 2) for r in empty[:5])})")
@@ -285,15 +295,21 @@ class ImportReport:
     stored: bool  # False: the same table was imported already, nothing written
 
 
-def import_profiles(store: Store, path: str | Path, dataset: str | None = None, level: str = "well",
+def import_profiles(store: Store, path: str | Path, dataset: str | None = None, level: str | None = None,
                     metadata: list[str] = (), fields: dict[str, str] | None = None, table: str | None = None,
                     drop_bad_features: bool = False, run_id: str = "") -> ImportReport:
-    """Read, check and store one profile table as dataset ``dataset`` (default: the file's stem)."""
+    """Read, check and store one profile table as dataset ``dataset`` (default: the file's stem).
+    ``level``: what a row is; default: a phenorank export's own level, else well."""
+    path = Path(path)
+    frame = read_table(path, table)
+    if level is None:
+        exported = frame["Metadata_Level"].dropna().unique() if "Metadata_Level" in frame else []
+        level = {"object": "cell"}.get(str(exported[0]), str(exported[0])) if len(exported) == 1 else "well"
+        level = level if level in LEVELS else "well"
     if level not in LEVELS:
         raise ProfileError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
-    path = Path(path)
     dataset = dataset or re.sub(r"\.(csv|tsv|txt|parquet|sqlite|db)(\.gz)?$", "", path.name, flags=re.I)
-    checked = check_table(read_table(path, table), str(path), list(metadata), fields, drop_bad_features)
+    checked = check_table(frame, str(path), list(metadata), fields, drop_bad_features)
     items = items_table(checked, dataset, level)
     vectors = checked.features.astype(np.float32)
     content = digest(items.column("item_id").to_pylist(), items.column("extra").to_pylist(),
