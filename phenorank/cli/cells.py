@@ -16,7 +16,7 @@ from ..core.pipeline import embed as run_embed, evaluate as run_evaluate
 from ..core.progress import progress_bar, progress_steps
 from ..core.training import train as run_train
 from ..registry import PluginError, TrainConfig, get_registry
-from .common import (err, finish_demo, friendly_errors, param_option, parse_params, recorded_run, resolve_crops, show, size_option,
+from .common import (cluster_executor, cluster_option, err, finish_demo, friendly_errors, param_option, parse_params, recorded_run, resolve_crops, show, size_option,
                      split)
 from .profiles import selected_sets
 
@@ -33,13 +33,14 @@ from .profiles import selected_sets
               help="minmax: scale each crop's channels to their own range (seed 004).")
 @click.option("--loader", help="Loader that reads the files again (default: the one that ingested them).")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Processes that segment images in parallel.")
+              help="Threads that segment images in parallel.")
+@cluster_option
 @size_option
 @param_option
 @click.pass_context
 @friendly_errors
-def objects(ctx, segmenter, side, min_area, area_quantiles, mask_outside, normalize, loader, workers, size,
-            params) -> None:
+def objects(ctx, segmenter, side, min_area, area_quantiles, mask_outside, normalize, loader, workers, cluster,
+            size, params) -> None:
     """Find the cells (or nuclei) in every ingested channel image and store one crop per object.
 
     The crops form a crop set of their own: embed them with `--crops objects`, then average them
@@ -69,8 +70,9 @@ def objects(ctx, segmenter, side, min_area, area_quantiles, mask_outside, normal
                   registry.create("loader", stored.get("loader", "tiff-channels"), stored.get("loader_params", {})))
         pending = len(store.images_to_segment(image_key, objects_key(image_key, plugin, crop)))
         try:
-            with progress_bar(f"objects ({segmenter})", pending) as advance:
-                key, report = find_objects(store, image_key, reader, plugin, crop, run_id, workers, advance)
+            with cluster_executor(cluster, loader=reader, segmenter=plugin) as remote, \
+                    progress_bar(f"objects ({segmenter})", pending) as advance:
+                key, report = find_objects(store, image_key, reader, plugin, crop, run_id, workers, advance, remote)
         except ObjectsError as exc:
             raise click.ClickException(str(exc)) from None
         counts = list(store.object_counts(key).values())

@@ -166,6 +166,29 @@ def _cell(value) -> str:
     return str(value)
 
 
+cluster_option = click.option(
+    "--cluster", metavar="local[:N] | tcp://HOST:PORT",
+    help="Run the per-file work on a Dask cluster: local:N starts N worker processes here, tcp://... joins a "
+         "running scheduler (SLURM, Kubernetes); this process stays the only writer to the store "
+         "[default: $PHENORANK_CLUSTER, else in this process].")
+
+
+@contextmanager
+def cluster_executor(option: str | None, **plugins) -> Iterator:
+    """The executor of ``--cluster`` (None: in this process), its workers checked for the plugins."""
+    from ..distributed import ClusterExecutor, cluster_from, connect
+
+    spec = cluster_from(option)
+    if spec is None:
+        yield None
+        return
+    with connect(spec) as client:
+        executor = ClusterExecutor(client)
+        executor.check(**plugins)
+        err.print(f"on the Dask cluster {spec}: {executor.workers} worker(s)")
+        yield executor
+
+
 format_option = click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
                              help="Output as a terminal table, CSV or Markdown.")
 param_option = click.option("--param", "-p", "params", multiple=True, metavar="PLUGIN.KEY=VALUE",

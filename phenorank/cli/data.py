@@ -16,7 +16,7 @@ from ..core.grid import GridSpec, run_grid
 from ..core.preprocess import DEFAULT_MAX_LAYERS, PreprocessParams
 from ..core.progress import progress_bar, progress_steps
 from ..registry import Loader, get_registry
-from .common import (err, finish_demo, friendly_errors, param_option, parse_params, recorded_run, resolve_day, show,
+from .common import (cluster_executor, cluster_option, err, finish_demo, friendly_errors, param_option, parse_params, recorded_run, resolve_day, show,
                      size_option, split)
 from .methods import print_grid_report
 from .results import print_top_treatments
@@ -55,6 +55,7 @@ def default_workers() -> int:
 @click.option("--exclude-edge", is_flag=True, help="Leave out the outer ring of wells (edge effect).")
 @click.option("--workers", type=click.IntRange(min=1), default=default_workers, show_default="all cores",
               help="Threads that hash, read and preprocess files in parallel.")
+@cluster_option
 @click.option("--max-layers", type=click.IntRange(min=3), default=DEFAULT_MAX_LAYERS, show_default=True,
               help="Refuse stacks with more focal layers than this.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=Loader.max_pixels, show_default=True,
@@ -72,7 +73,7 @@ def default_workers() -> int:
 @friendly_errors
 def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, folders: bool, channel_order: str | None,
            default_condition: str | None, layout: Path | None, plate_format: str, exclude_edge: bool, workers: int,
-           max_layers: int, max_pixels: int, allow_outside: bool, loader: str, dry_run: bool, size: int,
+           cluster: str | None, max_layers: int, max_pixels: int, allow_outside: bool, loader: str, dry_run: bool, size: int,
            params: tuple[str, ...]) -> None:
     """Read image stacks, crop around the object, and store crops and metadata.
 
@@ -143,9 +144,10 @@ def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, fol
                   "pattern": pattern, "condition": default_condition, "folders": folders, "channels": channel_order, "layout": str(layout) if layout else None, "plate_format": plate_format,
                   "exclude_edge": exclude_edge, "loader": loader, "loader_params": plugin.params, "size": size,
                   "max_layers": max_layers}
-    with recorded_run(ctx, "ingest", run_params) as (store, run_id):
-        with progress_bar(f"ingest ({workers} worker{'s' * (workers > 1)})", len(entries)) as advance:
-            report = run_ingest(entries, plugin, store, run_id, params, workers, advance, unopened)
+    with recorded_run(ctx, "ingest", run_params) as (store, run_id), cluster_executor(cluster, loader=plugin) as remote:
+        where = f"{remote.workers} Dask worker(s)" if remote else f"{workers} worker{'s' * (workers > 1)}"
+        with progress_bar(f"ingest ({where})", len(entries)) as advance:
+            report = run_ingest(entries, plugin, store, run_id, params, workers, advance, unopened, remote)
     plate_images = any(e.well for e in entries)
     err.print(f"ingested {report.ingested}, unchanged {report.cached}, metadata updated {report.updated}, "
               f"rejected {len(report.rejected)} of {len(entries) + len(unopened)} images into {ctx.obj['db']}" +

@@ -175,6 +175,11 @@ def _single_threaded_cv2() -> Iterator[None]:
         cv2.setNumThreads(before)
 
 
+# (tasks, work, failed) -> results in task order; ``failed(task, reason)`` makes the error result of
+# a task that could not run where it was sent (a worker that died)
+Executor = Callable[[Iterable, Callable, Callable[[object, str], dict]], Iterator[dict]]
+
+
 def process_in_order(tasks: Iterable[tuple[str, str]], work: Callable[[tuple[str, str]], dict],
                      workers: int) -> Iterator[dict]:
     """``work`` over the tasks by ``workers`` threads, results in task order; at most eight results
@@ -204,9 +209,11 @@ def process_in_order(tasks: Iterable[tuple[str, str]], work: Callable[[tuple[str
 def ingest(entries: list[ManifestEntry], loader: Loader, store: Store, run_id: str,
            params: PreprocessParams = PreprocessParams(), workers: int = 1,
            advance: Callable[[int], None] = lambda n=1: None,
-           rejected: list[tuple[str, str]] = ()) -> IngestReport:
+           rejected: list[tuple[str, str]] = (), executor: Executor | None = None) -> IngestReport:
     """Ingest entries as ``expand_entries`` gave them; ``rejected`` holds the files it could not
-    open, stored in ``rejects`` with the others."""
+    open, stored in ``rejects`` with the others. ``executor``: where the per-file work runs
+    (default: ``workers`` threads here; a Dask cluster through ``phenorank.distributed``); the
+    results come back in file order and only this process writes."""
     report = IngestReport()
     records = store.image_records(params.key)
     cached_ids = frozenset(image_id for image_id, record in records.items() if record["has_crop"])
@@ -216,8 +223,9 @@ def ingest(entries: list[ManifestEntry], loader: Loader, store: Store, run_id: s
     work = functools.partial(process_file, loader=loader, params=params, cached_ids=cached_ids)
     known = set(records) | {r["metadata"]["path"] for r in records.values()} | store.rejected_paths()
     with store.threads(1):  # the workers keep the cores busy; DuckDB's small writes need no more
-        _collect(entries, process_in_order(tasks, work, workers), records, known, store, run_id, report, advance,
-                 list(rejected))
+        results = (executor(tasks, work, lambda task, reason: {"status": "error", "reason": reason}) if executor
+                   else process_in_order(tasks, work, workers))
+        _collect(entries, results, records, known, store, run_id, report, advance, list(rejected))
     report.pairs, report.unpaired_wells = store.pair_counts()
     return report
 

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from ..registry.contracts import Loader, Segmenter
-from .ingest import WRITE_EVERY, process_in_order, read_image
+from .ingest import WRITE_EVERY, Executor, process_in_order, read_image
 from .preprocess import PreprocessError, PreprocessParams, area_resize, select_channels, unit_scale
 from .store import Store
 
@@ -119,10 +119,10 @@ def segment_file(task: tuple[str, str], loader: Loader, segmenter: Segmenter, im
 
 
 def find_objects(store: Store, image_key: str, loader: Loader, segmenter: Segmenter, params: CropParams,
-                 run_id: str, workers: int = 1, advance: Callable[[int], None] = lambda n=1: None
-                 ) -> tuple[str, ObjectsReport]:
+                 run_id: str, workers: int = 1, advance: Callable[[int], None] = lambda n=1: None,
+                 executor: Executor | None = None) -> tuple[str, ObjectsReport]:
     """Segment every image of the image crop set ``image_key`` not yet segmented with these
-    settings; returns the object crop set's key and what happened."""
+    settings; returns the object crop set's key and what happened. ``executor``: as for ingest."""
     image_sets = {s["preprocess_key"]: s for s in store.crop_sets("image")}
     if image_key not in image_sets:
         raise ObjectsError(f"no image crop set {image_key}: run `phenorank ingest` first")
@@ -137,7 +137,10 @@ def find_objects(store: Store, image_key: str, loader: Loader, segmenter: Segmen
     report = ObjectsReport(cached=len(store.object_counts(key)))
     work = functools.partial(segment_file, loader=loader, segmenter=segmenter, image_params=image_params, params=params)
     results = []
-    for result in process_in_order(todo, work, workers):
+    outcomes = (executor(todo, work, lambda task, reason: {"status": "error", "image_id": task[0], "path": task[1],
+                                                           "reason": reason})
+                if executor else process_in_order(todo, work, workers))
+    for result in outcomes:
         if result["status"] == "error":
             report.problems.append((result["path"], f"objects: {result['reason']}"))
         else:

@@ -1,0 +1,116 @@
+"""Ingest and objects on a real Dask LocalCluster of 2 worker processes (started by the tests
+through --cluster local:2): the same rows as in this process, bad files rejected, a file that
+kills its workers rejected instead of retried forever, and workers without a plugin refused up
+front."""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+from conftest import rows
+
+from phenorank.plugins.loaders import TiffStackLoader
+
+IMAGE_ROWS = ("SELECT image_id, path, plate, well, day, condition, treatment, n_layers, height, width, dtype "
+              "FROM images ORDER BY image_id")
+CROP_ROWS = "SELECT image_id, preprocess_key, crop_x, crop_y, crop_side, layers_used, md5(pixels) FROM crops ORDER BY 1"
+
+
+class PoisonLoader(TiffStackLoader):
+    """Reads TIFF stacks; a file named *poison* kills the process that reads it (a reader segfault)."""
+
+    name = "poison-stack"
+
+    def read(self, path):
+        if "poison" in str(path):
+            os._exit(1)
+        return super().read(path)
+
+
+def test_ingest_on_a_cluster_stores_exactly_the_rows_of_the_in_process_path(invoke, tiny_plate, tmp_path):
+    (tiny_plate / "images" / "synthetic-plate-1_C05_day10.tif").write_bytes(b"not a tiff")  # a bad file
+    invoke("ingest", tiny_plate, "--workers", "1")
+    local = invoke.db
+    clustered = str(tmp_path / "clustered.duckdb")
+    result = invoke("--db", clustered, "ingest", tiny_plate, "--cluster", "local:2")
+    assert "2 Dask worker(s)" in result.output and "rejected 1 of 120" in result.output
+    assert rows(clustered, IMAGE_ROWS) == rows(local, IMAGE_ROWS) and len(rows(local, IMAGE_ROWS)) == 119
+    assert rows(clustered, CROP_ROWS) == rows(local, CROP_ROWS)
+    assert rows(clustered, "SELECT path, reason, well FROM rejects") == rows(local, "SELECT path, reason, well FROM rejects")
+    again = invoke("--db", clustered, "ingest", tiny_plate, "--cluster", "local:2")
+    assert "ingested 0, unchanged 119" in again.output  # a re-run does only what is missing
+
+
+def test_objects_on_a_cluster_find_the_same_cells(invoke, tmp_path):
+    from test_cells import discs
+
+    root = tmp_path / "cells" / "c"
+    root.mkdir(parents=True)
+    image = np.stack([discs(), discs() * 0.5, discs()])
+    for i, flipped in enumerate((image, image[:, :, ::-1], image[:, ::-1, :])):  # three different images
+        tifffile.imwrite(root / f"s{i}.tif", np.round(flipped * 65535).astype(np.uint16), photometric="minisblack",
+                         metadata={"axes": "CYX"})
+    invoke("ingest", root.parent, "--folders", "--loader", "tiff-channels")
+    clustered = str(tmp_path / "clustered.duckdb")
+    invoke("--db", clustered, "ingest", root.parent, "--folders", "--loader", "tiff-channels")
+    invoke("objects", "--side", "32", "--min-area", "50")
+    result = invoke("--db", clustered, "objects", "--side", "32", "--min-area", "50", "--cluster", "local:2")
+    assert "15 objects kept" in result.output
+    query = "SELECT object_id, image_id, label, x, y, width, height, area FROM objects ORDER BY 1"
+    assert rows(clustered, query) == rows(invoke.db, query) and len(rows(invoke.db, query)) == 15
+    assert rows(clustered, CROP_ROWS) == rows(invoke.db, CROP_ROWS)
+
+
+def test_a_file_that_kills_its_workers_is_rejected_and_the_others_are_stored(invoke, tiny_plate, monkeypatch):
+    import dask
+
+    from phenorank.api import register
+
+    register(PoisonLoader)
+    (tiny_plate / "images" / "synthetic-plate-1_C05_day10.tif").rename(tiny_plate / "images" / "poison.tif")
+    manifest = tiny_plate / "manifest.csv"
+    manifest.write_text(manifest.read_text().replace("synthetic-plate-1_C05_day10.tif", "poison.tif"))
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):  # two dead workers, not four
+        result = invoke("ingest", tiny_plate, "--loader", "poison-stack", "--cluster", "local:2")
+    assert "ingested 119" in result.output and "rejected 1 of 120" in result.output
+    (path, reason), = rows(invoke.db, "SELECT path, reason FROM rejects")
+    assert path.endswith("poison.tif") and "killed every Dask worker that read it" in reason
+    assert rows(invoke.db, "SELECT count(*) FROM crops") == [(119,)]
+
+
+def test_workers_that_cannot_load_a_plugin_stop_the_command_before_any_file(tmp_path):
+    from distributed import Client, LocalCluster
+
+    from phenorank.core.pipeline import PipelineError
+    from phenorank.distributed import ClusterExecutor
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        # a plugin package that only this process has (the workers started before it existed)
+        (tmp_path / "lab_only_loader.py").write_text(
+            "from phenorank.plugins.loaders import TiffStackLoader\n\n"
+            "class LabLoader(TiffStackLoader):\n    name = 'lab-loader'\n")
+        sys.path.insert(0, str(tmp_path))
+        try:
+            import lab_only_loader
+
+            executor = ClusterExecutor(client)
+            executor.check(loader=TiffStackLoader())  # installed everywhere: fine
+            with pytest.raises(PipelineError, match="cannot load loader plugin 'lab-loader'.*lab_only_loader"):
+                executor.check(loader=lab_only_loader.LabLoader())
+        finally:
+            sys.path.remove(str(tmp_path))
+
+
+def test_the_cluster_comes_from_the_option_or_the_environment(monkeypatch):
+    from phenorank.core.pipeline import PipelineError
+    from phenorank.distributed import ENV, cluster_from
+
+    monkeypatch.delenv(ENV, raising=False)
+    assert cluster_from(None) is None and cluster_from("local:3") == "local:3"
+    monkeypatch.setenv(ENV, "tcp://10.0.0.5:8786")
+    assert cluster_from(None) == "tcp://10.0.0.5:8786" and cluster_from("none") is None
+    with pytest.raises(PipelineError, match="use local, local:N"):
+        cluster_from("my-cluster")
