@@ -114,3 +114,25 @@ def test_the_cluster_comes_from_the_option_or_the_environment(monkeypatch):
     assert cluster_from(None) == "tcp://10.0.0.5:8786" and cluster_from("none") is None
     with pytest.raises(PipelineError, match="use local, local:N"):
         cluster_from("my-cluster")
+
+
+def test_embed_and_run_on_a_cluster_give_the_vectors_and_scores_of_the_in_process_path(invoke, tiny_plate, tmp_path):
+    invoke("ingest", tiny_plate)
+    clustered = str(tmp_path / "clustered.duckdb")
+    invoke("--db", clustered, "ingest", tiny_plate)
+    invoke("embed", "--encoder", "raw,morphometrics")
+    result = invoke("--db", clustered, "embed", "--encoder", "raw,morphometrics", "--cluster", "local:2")
+    assert "2 Dask worker(s)" in result.output or "2 worker(s)" in result.output
+    query = "SELECT embedding_set_id, image_id, vector FROM embeddings ORDER BY 1, 2"
+    here, there = rows(invoke.db, query), rows(clustered, query)
+    assert [r[:2] for r in here] == [r[:2] for r in there] and len(here) == 2 * 120
+    assert all(np.allclose(a[2], b[2], atol=1e-6) for a, b in zip(here, there))
+    # run: its embedding step on the cluster too (a new encoder), the rankings as here
+    args = ("run", "--encoders", "raw,morphometrics,imagenet-efficientnet-lite0", "--metrics", "euclidean",
+            "--evaluators", "ranking-accuracy")
+    invoke(*args)
+    invoke("--db", clustered, *args, "--cluster", "local:2")
+    scores = "SELECT r.ranking_id, s.image_id, s.score FROM scores s JOIN rankings r USING (ranking_id) ORDER BY 1, 2"
+    here, there = rows(invoke.db, scores), rows(clustered, scores)
+    assert [r[:2] for r in here] == [r[:2] for r in there] and len({r[0] for r in here}) == 3
+    assert np.allclose([r[2] for r in here], [r[2] for r in there], atol=1e-5)

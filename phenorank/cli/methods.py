@@ -10,7 +10,7 @@ from ..core.progress import progress_bar, progress_steps
 from ..core.training import runnable_encoders, trained_encoders
 from ..io.profiles import ENCODER as PROFILE_ENCODER
 from ..registry import PluginError, get_registry
-from .common import (crops_option, err, format_option, friendly_errors, param_option, parse_params, plugin_names,
+from .common import (cluster_executor, cluster_option, crops_option, err, format_option, friendly_errors, param_option, parse_params, plugin_names,
                      recorded_run, resolve_crops, resolve_day, show, size_option, split)
 from ..analysis.stored import qc_rankings
 from .results import print_comparison, print_top_treatments
@@ -26,9 +26,10 @@ day_option = click.option("--day", default="last", show_default=True,
 @size_option
 @crops_option
 @param_option
+@cluster_option
 @click.pass_context
 @friendly_errors
-def embed(ctx, encoders: str, batch_size: int, size: int, crops: str, params) -> None:
+def embed(ctx, encoders: str, batch_size: int, size: int, crops: str, params, cluster) -> None:
     """Embed every ingested image (or object crop) with the given encoders; what is embedded
     already is skipped.
 
@@ -44,11 +45,13 @@ def embed(ctx, encoders: str, batch_size: int, size: int, crops: str, params) ->
         plugins = [e for token in tokens
                    for e in trained_encoders(store, registry, token, overrides.get(token.partition(":")[0]))]
         rows = []
-        for encoder in plugins:
-            with progress_steps() as steps:
-                sets, computed = run_embed(store, encoder, resolve_crops(store, crops, size), run_id, batch_size,
-                                           progress=lambda total, name=encoder.name: steps(f"embed {name}", total))
-            rows += [(s.encoder, s.head, s.level, s.dim, computed, s.embedding_set_id) for s in sets]
+        with cluster_executor(cluster, encoder=plugins) as remote:
+            for encoder in plugins:
+                with progress_steps() as steps:
+                    sets, computed = run_embed(store, encoder, resolve_crops(store, crops, size), run_id, batch_size,
+                                               progress=lambda total, name=encoder.name: steps(f"embed {name}", total),
+                                               executor=remote)
+                rows += [(s.encoder, s.head, s.level, s.dim, computed, s.embedding_set_id) for s in sets]
     show(["encoder", "head", "level", "dim", "computed now", "embedding set"], rows)
 
 
@@ -202,11 +205,12 @@ def _evaluate_one(report: GridReport, evaluator, subject: str, store, run_id: st
 @click.option("--qc-limit", "qc_limits", multiple=True, metavar="NAME=VALUE",
               help="A QC limit: z_prime (min), ssmd (min |SSMD|), control_cv (max), edge_p (min); e.g. z_prime=0.5.")
 @click.option("--force", is_flag=True, help="Recompute what is already stored.")
+@cluster_option
 @format_option
 @click.pass_context
 @friendly_errors
 def run(ctx, encoders, heads, metrics, rankers, references, evaluators, holdout, chains, normalize_to, day, size,
-        crops, params, qc_control, qc_positive, qc_limits, force, fmt) -> None:
+        crops, params, qc_control, qc_positive, qc_limits, force, cluster, fmt) -> None:
     """Run a grid: every encoder x head x metric x ranker x reference, each evaluated.
 
     What is already stored is reused, so an interrupted grid continues where it stopped.
@@ -240,8 +244,8 @@ def run(ctx, encoders, heads, metrics, rankers, references, evaluators, holdout,
         spec.day = resolve_day(store, day) if spec.preprocess_key or day != "last" else None
         if encoders.strip() == "all":
             spec.encoders, spec.every_encoder = runnable_encoders(store, get_registry()), True
-        with progress_steps() as steps:
-            report = run_grid(store, get_registry(), spec, run_id, progress=steps)
+        with cluster_executor(cluster) as remote, progress_steps() as steps:  # the embedding goes to the cluster
+            report = run_grid(store, get_registry(), spec, run_id, progress=steps, executor=remote)
         print_grid_report(report)
         transformed = f"transformed {report.transformed} set(s), " if spec.transforms else ""
         err.print(f"embedded {report.embedded} images, {transformed}computed {report.ranked} rankings and "

@@ -96,9 +96,11 @@ def _warm_up(plugins: list[Plugin]) -> None:
 
 
 def run_grid(store: Store, registry: Registry, spec: GridSpec, run_id: str,
-             progress: Callable[[str, int], Callable[[int], None]] | None = None) -> GridReport:
+             progress: Callable[[str, int], Callable[[int], None]] | None = None,
+             executor: Callable | None = None) -> GridReport:
     """Every encoder x head x metric x ranker x reference, each ranking evaluated by every
-    evaluator; what is stored already is reused. A failing cell is reported and skipped."""
+    evaluator; what is stored already is reused. A failing cell is reported and skipped.
+    ``executor``: where the embedding runs (a Dask cluster's; see ``pipeline.embed``)."""
     report = GridReport()
 
     def make(family: str, name: str) -> Plugin:
@@ -121,7 +123,7 @@ def run_grid(store: Store, registry: Registry, spec: GridSpec, run_id: str,
         bar = (lambda total, name=encoder.name: progress(f"embed {name}", total)) if progress else None
         report.attempt(f"embed {encoder.name}")
         try:
-            sets, computed = embed(store, encoder, spec.preprocess_key, run_id, progress=bar)
+            sets, computed = embed(store, encoder, spec.preprocess_key, run_id, progress=bar, executor=executor)
         except (PluginError, PipelineError) as exc:
             if spec.every_encoder:
                 report.skipped.append(f"encoder {encoder.name} left out: {exc}")

@@ -7,6 +7,7 @@ result whose inputs changed is recomputed and replaces the old one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Callable
@@ -45,10 +46,20 @@ def embedding_set_for(encoder: Encoder, head: str, preprocess_key: str, dim: int
     return EmbeddingSet(set_id, encoder.name, head, encoder.params, preprocess_key, dim, level, code=code_of(encoder))
 
 
+def _embed_chunk(task: tuple[list[str], np.ndarray], encoder: Encoder) -> dict:
+    ids, images = task
+    if images.dtype == np.uint16:  # as stored: scaled where the encoder runs
+        images = images.astype(np.float32) / 65535.0
+    return {"status": "ok", "ids": ids, "outputs": encoder.embed(images)}
+
+
 def embed(store: Store, encoder: Encoder, preprocess_key: str, run_id: str, batch_size: int = 64,
-          progress: Callable[[int, int], Callable[[int], None]] | None = None) -> tuple[list[EmbeddingSet], int]:
+          progress: Callable[[int, int], Callable[[int], None]] | None = None,
+          executor: Callable | None = None) -> tuple[list[EmbeddingSet], int]:
     """Embed every ingested image that is not yet embedded by this encoder. Returns the sets
-    (one per head) and how many images were computed now."""
+    (one per head) and how many images were computed now. ``executor`` (a Dask cluster's, see
+    ``phenorank.distributed``): chunks of crops go to the workers, which embed them; this process
+    reads the crops and writes the vectors, chunk by chunk in order."""
     all_ids = store.crop_ids(preprocess_key)
     if not all_ids:
         raise PipelineError(f"no ingested images with preprocessing {preprocess_key}: run `phenorank ingest` first")
@@ -62,8 +73,18 @@ def embed(store: Store, encoder: Encoder, preprocess_key: str, run_id: str, batc
     advance = progress(len(todo)) if (progress and todo) else (lambda n=1: None)
     # The store is read and written a thousand images at a time (one query, one transaction);
     # the encoder batches inside that as it likes.
-    for ids, images in store.iter_crops(todo, preprocess_key, max(batch_size, 1024)):
-        outputs = encoder.embed(images)
+    if executor is None:
+        results = (_embed_chunk(chunk, encoder) for chunk in store.iter_crops(todo, preprocess_key,
+                                                                               max(batch_size, 1024)))
+    else:  # smaller chunks: they travel to the workers, and several are in flight per worker
+        results = executor(store.iter_crops(todo, preprocess_key, max(batch_size, 256), stored=True),
+                           functools.partial(_embed_chunk, encoder=encoder),
+                           lambda task, reason: {"status": "error", "ids": task[0], "reason": reason})
+    for result in results:
+        if result["status"] == "error":
+            raise PipelineError(f"encoder {encoder.name!r}: a chunk of {len(result['ids'])} crops (from "
+                                f"{result['ids'][0]}) could not be embedded on the cluster: {result['reason']}")
+        ids, outputs = result["ids"], result["outputs"]
         batches = []
         for head in encoder.heads:
             vectors = np.asarray(outputs.get(head)) if head in outputs else None

@@ -320,9 +320,10 @@ class Store(ObjectTables, ProfileTables, AnalysisTables, ComparisonQueries):
                                                                     batch.column("size").to_pylist())
         _check_found(len(image_ids), found, preprocess_key)
 
-    def iter_crops(self, image_ids: Sequence[str], preprocess_key: str, batch_size: int = 64
+    def iter_crops(self, image_ids: Sequence[str], preprocess_key: str, batch_size: int = 64, stored: bool = False
                    ) -> Iterator[tuple[list[str], np.ndarray]]:
-        """Yield (ids, images) with images as float32 (N, C, S, S) in [0, 1]."""
+        """Yield (ids, images) with images as float32 (N, C, S, S) in [0, 1]; ``stored``: as
+        stored, uint16 (half the bytes, for crops that travel to other machines)."""
         for start in range(0, len(image_ids), batch_size):
             chunk = list(image_ids[start:start + batch_size])
             wanted = pa.table({"image_id": pa.array(chunk, pa.string()),  # noqa: F841
@@ -332,8 +333,8 @@ class Store(ObjectTables, ProfileTables, AnalysisTables, ComparisonQueries):
                 "WHERE c.preprocess_key = ? ORDER BY position", [preprocess_key],
             ).fetchall()
             _check_found(len(chunk), len(rows), preprocess_key)
-            images = _crop_pixels([r[2] for r in rows], [r[1] for r in rows]).astype(np.float32) / 65535.0
-            yield [r[0] for r in rows], images
+            images = _crop_pixels([r[2] for r in rows], [r[1] for r in rows])
+            yield [r[0] for r in rows], (images if stored else images.astype(np.float32) / 65535.0)
 
     def crop_ids(self, preprocess_key: str) -> list[str]:
         return [r[0] for r in self.con.execute(

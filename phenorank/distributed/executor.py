@@ -54,10 +54,13 @@ class ClusterExecutor:
         return max(1, len(self.client.scheduler_info(n_workers=-1).get("workers", {})))
 
     def check(self, **plugins) -> None:
-        """Every worker can load these plugins (``family=plugin``), or a PipelineError naming both."""
+        """Every worker can load these plugins (``family=plugin`` or ``family=[plugins]``), or a
+        PipelineError naming the plugin and a worker that cannot."""
         import cloudpickle
 
-        for family, plugin in plugins.items():
+        pairs = [(family, p) for family, given in plugins.items()
+                 for p in (given if isinstance(given, (list, tuple)) else [given])]
+        for family, plugin in pairs:
             answers = self.client.run(_load, cloudpickle.dumps(plugin), on_error="return")
             failed = {worker: answer for worker, answer in answers.items() if isinstance(answer, BaseException)}
             if failed:
@@ -68,6 +71,7 @@ class ClusterExecutor:
                     "in the workers' environment")
 
     def __call__(self, tasks: Iterable, work: Callable, failed: Callable[[object, str], dict]) -> Iterator[dict]:
+        import dask
         from distributed.scheduler import KilledWorker
 
         in_flight: deque = deque()
@@ -78,7 +82,9 @@ class ClusterExecutor:
         shared = self.client.submit(_identity, work, pure=False)
 
         def submit(task):
-            return self.client.submit(_apply, shared, task, pure=False, retries=self.retries)
+            # a chunk of crops is a few MB of the graph by design: the client is the one who reads the store
+            with dask.config.set({"distributed.admin.large-graph-warning-threshold": "256MB"}):
+                return self.client.submit(_apply, shared, task, pure=False, retries=self.retries)
 
         def result_of(task, future, again: bool = True) -> dict:
             try:
