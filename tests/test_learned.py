@@ -225,3 +225,22 @@ def test_training_killed_mid_way_resumes_from_its_last_epoch(tmp_path, invoke, t
     assert epochs[-1] == 3 and epochs[0] >= 1  # the epochs done before the kill were not trained again
     runs = dict(rows(invoke.db, "select status, count(*) from runs where command = 'train' group by status"))
     assert runs == {"interrupted": 1, "failed": 1, "ok": 1}
+
+
+def test_ddp_on_two_cpu_processes_trains_one_model_and_records_the_world_size(invoke, tiny_plate):
+    import json
+
+    from conftest import rows
+
+    invoke("ingest", tiny_plate, "--size", 32)
+    result = invoke("train", "--encoder", "simclr", "--epochs", 2, "--batch-size", 16, "--size", 32,
+                    "--accelerator", "cpu", "--devices", 2, "--strategy", "ddp")
+    # (the per-epoch lines come from the forked rank 0, outside this test's captured output)
+    assert "mean_position" in result.output and "trained model" in result.output
+    (config, device, history), = rows(invoke.db, "SELECT train_config, device, history FROM models")
+    config, history = json.loads(config), json.loads(history)
+    assert config["strategy"] == "ddp_fork" and config["world_size"] == 2 and device == "cpu"
+    assert [h["epoch"] for h in history] == [0, 1] and all(h["world_size"] == 2 for h in history)
+    invoke("embed", "--encoder", "simclr", "--size", 32)  # the trained weights load and embed
+    assert rows(invoke.db, "SELECT count(*) FROM embeddings e JOIN embedding_sets s USING (embedding_set_id) "
+                           "WHERE s.encoder = 'simclr'") == [(2 * 120,)]

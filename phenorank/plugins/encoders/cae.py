@@ -53,7 +53,7 @@ class ConvAutoencoder(TrainableEncoder):
             def training_step(self, batch, _):
                 reconstruction = self.decoder(self.encoder(batch))
                 loss = nn.functional.mse_loss(reconstruction[..., :batch.shape[-2], :batch.shape[-1]], batch)
-                self.log("loss", loss, on_step=False, on_epoch=True, batch_size=len(batch))
+                self.log("loss", loss, on_step=False, on_epoch=True, batch_size=len(batch), sync_dist=True)
                 return loss
 
             def configure_optimizers(self):

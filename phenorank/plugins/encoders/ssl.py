@@ -100,9 +100,9 @@ def _module_base():
             return [optimizer], [schedule]
 
         def log_pairs(self, loss, z0, z1):
-            self.log("loss", loss, on_step=False, on_epoch=True, batch_size=len(z0))
+            self.log("loss", loss, on_step=False, on_epoch=True, batch_size=len(z0), sync_dist=True)
             for name, value in pair_diagnostics(z0.detach(), z1.detach()).items():
-                self.log(name, value, on_step=False, on_epoch=True, batch_size=len(z0))
+                self.log(name, value, on_step=False, on_epoch=True, batch_size=len(z0), sync_dist=True)
 
     return ContrastiveModule
 

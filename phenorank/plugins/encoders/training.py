@@ -114,7 +114,13 @@ def fit_module(module, dataset: torch.utils.data.Dataset, config: TrainConfig) -
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):  # tips and notices, not results
         logging.getLogger(name).setLevel(logging.WARNING)
     pl.seed_everything(config.seed, workers=True, verbose=False)
-    history = EpochHistory(config.on_epoch, getattr(config, "on_metrics", None))
+    import json
+    import os
+
+    # ranks started by a launcher (ddp_fork, ddp) keep their history in their own process: rank 0
+    # also writes it next to the checkpoints, and this process reads it back
+    history_file = os.path.join(config.checkpoint_dir, "history.json") if config.checkpoint_dir else None
+    history = EpochHistory(config.on_epoch, getattr(config, "on_metrics", None), history_file)
     callbacks = [history]
     if config.checkpoint_dir:
         callbacks.append(LastCheckpoint(config.checkpoint_dir))
@@ -136,6 +142,9 @@ def fit_module(module, dataset: torch.utils.data.Dataset, config: TrainConfig) -
     with warnings.catch_warnings():  # Lightning's notice about torch's own pytree API says nothing about the run
         warnings.filterwarnings("ignore", message=".*treespec.*")
         trainer.fit(module, loader, ckpt_path=resume)
+    if not history.epochs and history_file and os.path.isfile(history_file):
+        with open(history_file) as handle:
+            return json.load(handle)
     return history.epochs
 
 
@@ -160,17 +169,27 @@ class LastCheckpoint(pl.Callback):
 class EpochHistory(pl.Callback):
     """Keeps the epoch-level metrics the module logs."""
 
-    def __init__(self, on_epoch=None, on_metrics=None):
+    def __init__(self, on_epoch=None, on_metrics=None, path: str | None = None):
         self.epochs: list[dict[str, float]] = []
         self.on_epoch = on_epoch
         self.on_metrics = on_metrics
+        self.path = path
 
     def on_train_epoch_end(self, trainer, module):
         self.epochs.append({"epoch": trainer.current_epoch, "device": str(module.device),
+                            "world_size": int(trainer.world_size),
                             **{k: float(v) for k, v in trainer.callback_metrics.items()}})
+        if self.path and trainer.is_global_zero:
+            import json
+            import os
+
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            with open(self.path + ".partial", "w") as handle:
+                json.dump(self.epochs, handle)
+            os.replace(self.path + ".partial", self.path)
         if self.on_metrics and trainer.is_global_zero:
             self.on_metrics(dict(self.epochs[-1]))
-        if self.on_epoch:
+        if self.on_epoch and trainer.is_global_zero:  # one progress line per epoch, not one per rank
             self.on_epoch(1)
 
 
