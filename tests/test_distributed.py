@@ -86,7 +86,7 @@ def test_workers_that_cannot_load_a_plugin_stop_the_command_before_any_file(tmp_
     from phenorank.core.pipeline import PipelineError
     from phenorank.distributed import ClusterExecutor
 
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         # a plugin package that only this process has (the workers started before it existed)
         (tmp_path / "lab_only_loader.py").write_text(
@@ -136,3 +136,36 @@ def test_embed_and_run_on_a_cluster_give_the_vectors_and_scores_of_the_in_proces
     here, there = rows(invoke.db, scores), rows(clustered, scores)
     assert [r[:2] for r in here] == [r[:2] for r in there] and len({r[0] for r in here}) == 3
     assert np.allclose([r[2] for r in here], [r[2] for r in there], atol=1e-5)
+
+
+def test_files_named_by_url_are_the_same_images_in_process_and_on_the_cluster(invoke, tiny_plate, tmp_path):
+    import fsspec
+
+    invoke("ingest", tiny_plate)
+    manifest = (tiny_plate / "manifest.csv").read_text()
+    # the same files as file:// URLs (a shared file system by URL), read by the workers themselves
+    urls = tiny_plate / "manifest_urls.csv"
+    urls.write_text(manifest.replace("\nimages/", f"\nfile://{tiny_plate}/images/"))
+    by_url = str(tmp_path / "by_url.duckdb")
+    result = invoke("--db", by_url, "ingest", tiny_plate, "--manifest", urls, "--allow-outside", "--cluster", "local:2")
+    assert "ingested 120" in result.output
+    same = "SELECT image_id, plate, well, day, condition, n_layers, height, width FROM images ORDER BY 1"
+    assert rows(by_url, same) == rows(invoke.db, same)
+    assert rows(by_url, CROP_ROWS) == rows(invoke.db, CROP_ROWS)
+    assert rows(by_url, "SELECT min(path) FROM images")[0][0].startswith("file:///")
+    # any fsspec file system: here one in memory (this process only, so no cluster)
+    memory = fsspec.filesystem("memory")
+    lines = manifest.splitlines()
+    for line in lines[1:7]:
+        relative = line.split(",")[0]
+        memory.pipe(f"/plate/{relative}", (tiny_plate / relative).read_bytes())
+    (tiny_plate / "manifest_memory.csv").write_text(
+        "\n".join([lines[0]] + [line.replace("images/", "memory://plate/images/", 1) for line in lines[1:7]]) + "\n")
+    in_memory = str(tmp_path / "memory.duckdb")
+    invoke("--db", in_memory, "ingest", tiny_plate, "--manifest", tiny_plate / "manifest_memory.csv",
+           "--allow-outside")
+    found = rows(in_memory, same)
+    assert len(found) == 6 and set(found) <= set(rows(invoke.db, same))
+    # a URL in someone else's manifest is outside the image folder: refused unless allowed
+    refused = invoke("--db", str(tmp_path / "refused.duckdb"), "ingest", tiny_plate, "--manifest", urls, ok=False)
+    assert refused.exit_code != 0 and "leaves the image folder" in refused.output

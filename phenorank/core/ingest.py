@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..registry.contracts import Loader
+from .files import is_file, open_binary, stamp
 from .manifest import ManifestEntry, split_location, split_region
 from .preprocess import PreprocessError, PreprocessParams, preprocess_stack
 from .store import Store
@@ -59,16 +60,18 @@ def content_id(*paths: str | os.PathLike) -> str:
         view = _buffers.view = memoryview(bytearray(1 << 20))
     digest = xxhash.xxh3_128()
     for path in paths:
-        with open(path, "rb", buffering=0) as handle:
-            if os.fstat(handle.fileno()).st_size == 0:
-                raise PreprocessError(f"empty file (0 bytes){f': {path}' if len(paths) > 1 else ''}")
+        read = 0
+        with open_binary(path) as handle:
             while n := handle.readinto(view):
                 digest.update(view[:n])
+                read += n
+        if read == 0:
+            raise PreprocessError(f"empty file (0 bytes){f': {path}' if len(paths) > 1 else ''}")
     return digest.hexdigest()
 
 
 @functools.lru_cache(maxsize=16)
-def _file_id(path: str, size: int, mtime_ns: int) -> str:
+def _file_id(path: str, size: int, changed: str) -> str:
     return content_id(path)
 
 
@@ -77,8 +80,7 @@ def region_id(path: str, region: str) -> str:
     (the file is hashed once, however many tiles it holds)."""
     import xxhash
 
-    stat = os.stat(path)
-    return xxhash.xxh3_128(f"{_file_id(path, stat.st_size, stat.st_mtime_ns)}#{region}".encode()).hexdigest()
+    return xxhash.xxh3_128(f"{_file_id(path, *stamp(path))}#{region}".encode()).hexdigest()
 
 
 def place(entry: ManifestEntry) -> dict:
@@ -95,7 +97,7 @@ def expand_entries(entries: list[ManifestEntry], loader: Loader, advance: Callab
     for entry in entries:
         advance(1)
         try:
-            items = loader.expand(entry.location) if os.path.isfile(entry.location) else [(entry.location, {})]
+            items = loader.expand(entry.location) if is_file(entry.location) else [(entry.location, {})]
         except ValueError as exc:  # PluginError included: the reason names what is wrong with the file
             rejects.append((entry.location, str(exc), place(entry)))
             continue
@@ -139,12 +141,12 @@ def process_file(task: tuple[str, str], loader: Loader, params: PreprocessParams
     """Hash, and unless its crop is stored already, read and preprocess one file."""
     location, source = task
     try:
-        files, region = split_location(location)
-        base = files[0]
-        missing = [f for f in files if not os.path.isfile(f)]
+        paths, region = split_location(location)
+        base = paths[0]
+        missing = [f for f in paths if not is_file(f)]
         if missing:
-            raise PreprocessError(f"file not found ({source}{f': {missing[0]}' if len(files) > 1 else ''})")
-        image_id = region_id(base, region) if region else content_id(*files)
+            raise PreprocessError(f"file not found ({source}{f': {missing[0]}' if len(paths) > 1 else ''})")
+        image_id = region_id(base, region) if region else content_id(*paths)
         if image_id in cached_ids:
             return {"status": "cached", "image_id": image_id}
         stack = read_image(location, loader)

@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .files import is_file, is_url
 from .plate import PLATE_FORMATS, PlateFormat
 
 REQUIRED = ("path", "condition")
@@ -42,7 +43,7 @@ class ManifestError(ValueError):
 
 @dataclass
 class ManifestEntry:
-    path: Path
+    path: Path | str  # a local path, or a URL (str) that an fsspec file system reads
     source: str  # where the fields came from, for messages: "manifest.csv line 4" or the file name
     plate: str
     well: str | None
@@ -81,7 +82,7 @@ def join_region(path: str, region: str) -> str:
 
 def split_region(location: str) -> tuple[str, str]:
     """A stored path -> (the file part, the region or "")."""
-    if os.path.isfile(location):  # a file whose own name ends like a region
+    if is_file(location):  # a file whose own name ends like a region
         return location, ""
     match = _REGION.search(location)
     return (location[:match.start()], match.group(1)) if match else (location, "")
@@ -91,7 +92,7 @@ def split_location(location: str) -> tuple[list[str], str]:
     """A stored path -> (its files, its region): a file whose name holds ``|`` or ``#`` is one
     file, not channel files or a region."""
     base, region = split_region(location)
-    if os.path.isfile(base):
+    if is_file(base):
         return [base], region
     return base.split(CHANNEL_SEPARATOR), region
 
@@ -123,7 +124,9 @@ def make_entry(fields: dict[str, str], image_dir: Path, source: str, plate: Plat
     elif row.get("row") or row.get("col"):
         raise fail("well", "is missing (row and col are given; the well names them)")
 
-    def located(text: str) -> Path:
+    def located(text: str) -> Path | str:
+        if is_url(text):  # object storage, a shared file system by URL: read as given
+            return text
         path = Path(text)
         return path if path.is_absolute() else image_dir / path
 
@@ -190,7 +193,7 @@ def read_manifest(manifest: str | Path, image_dir: str | Path | None = None,
         inside = os.path.normpath(os.path.abspath(image_dir))
         for entry in entries:
             for file in entry.channel_files or (entry.path,):
-                if os.path.commonpath([inside, os.path.normpath(os.path.abspath(file))]) != inside:
+                if is_url(file) or os.path.commonpath([inside, os.path.normpath(os.path.abspath(file))]) != inside:
                     raise ManifestError(f"{entry.source}: field 'path' {str(file)!r} leaves the image folder "
                                         f"{image_dir} (ingest --allow-outside reads it anyway)")
     first_seen: dict[Path, str] = {}

@@ -41,7 +41,7 @@ def connect(spec: str) -> Iterator:
             workers = int(count) if count else max(1, os.cpu_count() or 1)
         except ValueError:
             raise PipelineError(f"cluster {spec!r}: local:N takes a number of workers") from None
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                                silence_logs=logging.ERROR, env=WORKER_ENV)
         client = Client(cluster)
     else:

@@ -7,9 +7,10 @@ into one multi-channel image by ingest, not by a loader (the ``{channel}`` field
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import threading
 import os
+import threading
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -53,8 +54,12 @@ def read_series(path: str, max_pixels: int = Loader.max_pixels) -> tuple[np.ndar
     truncated, damaged or oversized file raises ValueError saying which."""
     import tifffile
 
+    from phenorank.core.files import is_url, open_binary, size as file_size
+
+    remote = is_url(path)  # read through a file object: decoded, never memory-mapped
     try:
-        with _tifffile_complaints() as complaints, tifffile.TiffFile(path) as tif:
+        with contextlib.ExitStack() as opened, _tifffile_complaints() as complaints, \
+                tifffile.TiffFile(opened.enter_context(open_binary(path)) if remote else path) as tif:
             if not tif.series:
                 raise ValueError("the TIFF holds no image")
             series = tif.series[0]
@@ -63,7 +68,7 @@ def read_series(path: str, max_pixels: int = Loader.max_pixels) -> tuple[np.ndar
             paged = len(tif.series) > 1 and all(len(s.pages) == 1 for s in tif.series)
             if paged:
                 shape, axes = _page_stack(tif.series)
-            offset = None if paged else series.dataoffset
+            offset = None if paged or remote else series.dataoffset
             pixels = int(np.prod(shape, dtype=np.float64))
             if offset is None and pixels > max_pixels:
                 raise _Refused(f"the image would decode to {pixels:,} pixels (shape {shape}), more than the limit "
@@ -77,7 +82,7 @@ def read_series(path: str, max_pixels: int = Loader.max_pixels) -> tuple[np.ndar
         raise ValueError(str(exc)) from None
     except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError, MemoryError) as exc:
         raise ValueError(f"not a readable TIFF ({type(exc).__name__}: {exc})") from None
-    size = os.path.getsize(path)
+    size = file_size(path)
     if data is None:  # uncompressed and contiguous
         needed = offset + pixels * dtype.itemsize
         if needed > size:
@@ -175,9 +180,18 @@ class ImageFileLoader(Loader):
     def read(self, path: str) -> np.ndarray:
         import cv2
 
-        data = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+        from phenorank.core.files import is_url, open_binary
+
+        if is_url(path):
+            with open_binary(path) as handle:
+                encoded = np.frombuffer(handle.read(), np.uint8)
+            data = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED) if encoded.size else None
+            length = encoded.size
+        else:
+            data = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+            length = os.path.getsize(path) if os.path.exists(path) else 0
         if data is None:
-            raise ValueError(f"not a readable image file ({os.path.getsize(path) if os.path.exists(path) else 0} bytes)")
+            raise ValueError(f"not a readable image file ({length} bytes)")
         if data.ndim == 3:
             data = cv2.cvtColor(data, cv2.COLOR_BGRA2RGBA if data.shape[2] == 4 else cv2.COLOR_BGR2RGB)
             if data.shape[2] == 4:

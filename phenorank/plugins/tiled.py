@@ -65,8 +65,9 @@ class TiledTiffLoader(Loader):
     def _frames(self, path: str) -> tuple[np.ndarray, bool]:
         """The file's data as a (C, T, Y, X) view (memory-mapped where the file allows), and
         whether the file has a time axis."""
-        stat = os.stat(path)
-        data, file_axes = _opened(path, stat.st_size, stat.st_mtime_ns, self.max_pixels)
+        from phenorank.core.files import stamp
+
+        data, file_axes = _opened(path, *stamp(path), self.max_pixels)
         axes = (str(self.params["axes"]) or file_axes).upper()
         if len(axes) != data.ndim or len(set(axes)) != len(axes):
             raise ValueError(f"axes {axes!r} do not fit the data of shape {data.shape} "
@@ -152,7 +153,7 @@ class TiledTiffLoader(Loader):
 
 
 @functools.lru_cache(maxsize=4)
-def _opened(path: str, size: int, mtime_ns: int, max_pixels: int) -> tuple[np.ndarray, str]:
+def _opened(path: str, size: int, mtime_ns: str, max_pixels: int) -> tuple[np.ndarray, str]:
     """``read_series`` once per file version, not once per tile: parsing a TIFF's pages costs
     more than cutting a tile, and holds the GIL. A memory map is shared read-only by all
     threads; a compressed file is decoded once."""

@@ -1,0 +1,67 @@
+"""Where image files live: a local path, or any URL an fsspec file system reads (``s3://``,
+``gs://``, ``https://``, ``file://``, ...; the protocol's package installed, s3fs for S3), so a
+manifest can name files in object storage that every Dask worker reads for itself.
+
+A URL is read through a file object: TIFFs are decoded rather than memory-mapped, and the
+identity of a file is still the hash of its bytes, so a file ingested from a local path and from
+its URL is the same image.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+
+
+def is_url(path) -> bool:
+    return isinstance(path, str) and bool(_URL.match(path))
+
+
+def _fs(url: str):
+    try:
+        from fsspec.core import url_to_fs
+    except ImportError:
+        raise ValueError(f"{url}: reading URLs needs fsspec (pip install fsspec, plus s3fs / gcsfs for the cloud)") \
+            from None
+    try:
+        return url_to_fs(url)
+    except (ImportError, ValueError) as exc:
+        raise ValueError(f"{url}: no file system for this URL ({exc})") from None
+
+
+def is_file(path) -> bool:
+    if not is_url(path):
+        return os.path.isfile(path)
+    try:
+        fs, inner = _fs(path)
+        return fs.isfile(inner)
+    except (OSError, ValueError):
+        return False
+
+
+def open_binary(path):
+    """A binary file object (seekable) for a path or URL; close it (or use ``with``)."""
+    if not is_url(path):
+        return open(path, "rb", buffering=0)
+    fs, inner = _fs(path)
+    return fs.open(inner, "rb")
+
+
+def size(path) -> int:
+    if not is_url(path):
+        return os.path.getsize(path)
+    fs, inner = _fs(path)
+    return int(fs.size(inner))
+
+
+def stamp(path) -> tuple[int, str]:
+    """(size, modification stamp): what changes when the file does, for caching its hash."""
+    if not is_url(path):
+        stat = os.stat(path)
+        return stat.st_size, str(stat.st_mtime_ns)
+    fs, inner = _fs(path)
+    info = fs.info(inner)
+    changed = next((info[k] for k in ("mtime", "LastModified", "updated", "ETag", "etag") if info.get(k)), "")
+    return int(info.get("size") or 0), str(changed)
