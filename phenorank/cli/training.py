@@ -24,8 +24,8 @@ from .common import (crops_option, err, friendly_errors, param_option, parse_par
 @click.option("--accelerator", default="auto", show_default=True, help="cpu, gpu, ... (PyTorch Lightning).")
 @click.option("--devices", default="auto", show_default=True, help="How many devices, or which (Lightning).")
 @click.option("--strategy", default="auto", show_default=True,
-              help="Lightning's strategy, e.g. ddp with --devices 2: data-parallel over 2 processes, started by "
-                   "forking this one (ddp_fork), which stays the store's only writer.")
+              help="Lightning's strategy, e.g. ddp with --devices 2: data-parallel over 2 processes, forked from "
+                   "a fresh process of their own; this one stays the store's only writer.")
 @click.option("--num-workers", default=0, show_default=True, help="Data-loading worker processes.")
 @click.option("--resume", is_flag=True, help="Continue the same training from its last checkpoint.")
 @click.option("--force", is_flag=True, help="Train again even if this exact model is stored.")
@@ -52,9 +52,6 @@ def train(ctx, encoder, augmentation, epochs, batch_size, seed, accelerator, dev
         phenorank run --encoders raw,morphometrics,simclr:sweet
     """
     overrides = parse_params(params, [encoder, augmentation])
-    # Lightning's plain ddp starts each further rank by running this command again, which would
-    # open the store a second time; forked ranks share this process's state and never touch it
-    strategy = {"ddp": "ddp_fork"}.get(strategy, strategy)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, accelerator=accelerator,
                          devices=int(devices) if devices.isdigit() else devices, strategy=strategy,
                          num_workers=num_workers, resume=resume)

@@ -58,7 +58,10 @@ def train(store: Store, registry: Registry, encoder_name: str, encoder_params: d
     crops = CropFile.from_store(store, ids, preprocess_key, folder / "crops.u16")
     started = time.perf_counter()
     try:
-        history = encoder.fit(crops, augmentation.build(size), config)
+        if str(config.strategy).startswith("ddp"):
+            history = _fit_in_fresh_process(encoder, crops, augmentation, size, config, folder / "model.pt")
+        else:
+            history = encoder.fit(crops, augmentation.build(size), config)
     finally:
         crops.close()
         Path(crops.path).unlink(missing_ok=True)
@@ -119,3 +122,58 @@ def load_trained(store: Store, registry: Registry, model: dict, params: dict | N
         raise PipelineError(f"the weights of model {model['model_id']} are missing: {model['checkpoint']}")
     encoder.load(model["checkpoint"])
     return encoder
+
+
+def _train_child(encoder, crops, augmentation, size: int, config, weights: str) -> None:
+    """In a fresh interpreter: fork the ranks from here (Lightning's ddp_fork), whose only threads
+    are its own; forking the command's process, with the threads of whatever ran before, can
+    deadlock, and Lightning's plain ddp would start each rank by running the command again."""
+    import dataclasses
+
+    config = dataclasses.replace(config, strategy="ddp_fork" if config.strategy == "ddp" else config.strategy)
+    encoder.fit(crops, augmentation.build(size), config)
+    encoder.save(weights)
+
+
+def _fit_in_fresh_process(encoder, crops, augmentation, size: int, config, weights: Path) -> list[dict]:
+    """Data-parallel training in a spawned process; its rank 0 writes each epoch to
+    ``history.json`` next to the checkpoints, which this process reads to show progress, then
+    the trained weights are loaded back into ``encoder``."""
+    import dataclasses
+    import json
+    import multiprocessing
+
+    history_file = Path(config.checkpoint_dir) / "history.json"
+    history_file.unlink(missing_ok=True)
+    quiet = dataclasses.replace(config, on_epoch=None, on_metrics=None)
+    child = multiprocessing.get_context("spawn").Process(
+        target=_train_child, args=(encoder, crops, augmentation, size, quiet, str(weights)), daemon=False)
+    child.start()
+    said = 0
+
+    def report() -> None:
+        nonlocal said
+        try:
+            epochs = json.loads(history_file.read_text())
+        except (OSError, ValueError):
+            return
+        for metrics in epochs[said:]:
+            if config.on_metrics:
+                config.on_metrics(metrics)
+            if config.on_epoch:
+                config.on_epoch(1)
+        said = max(said, len(epochs))
+
+    try:
+        while child.is_alive():
+            child.join(timeout=1.0)
+            report()
+    except BaseException:
+        child.terminate()
+        raise
+    report()
+    if child.exitcode != 0 or not weights.is_file():
+        raise PipelineError(f"data-parallel training ({config.strategy}) failed in its process (exit code "
+                            f"{child.exitcode}); its messages are above")
+    encoder.load(str(weights))
+    return json.loads(history_file.read_text()) if history_file.is_file() else []

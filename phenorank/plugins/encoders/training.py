@@ -142,7 +142,7 @@ def fit_module(module, dataset: torch.utils.data.Dataset, config: TrainConfig) -
     with warnings.catch_warnings():  # Lightning's notice about torch's own pytree API says nothing about the run
         warnings.filterwarnings("ignore", message=".*treespec.*")
         trainer.fit(module, loader, ckpt_path=resume)
-    if not history.epochs and history_file and os.path.isfile(history_file):
+    if not history.epochs and history_file and os.path.isfile(history_file):  # the ranks were other processes
         with open(history_file) as handle:
             return json.load(handle)
     return history.epochs
