@@ -227,3 +227,26 @@ def test_the_client_killed_mid_run_loses_nothing_committed_and_a_rerun_finishes(
         report = ingest(read_manifest(tiny_plate / "manifest.csv", tiny_plate), TiffStackLoader(), store, "rerun",
                         PreprocessParams(size=32), 2)
         assert (report.cached, report.ingested) == (WRITE_EVERY, 120 - WRITE_EVERY)
+
+
+def test_a_folder_given_by_url_is_listed_and_read_like_a_local_one(invoke, tiny_plate, tmp_path):
+    import fsspec
+
+    invoke("ingest", tiny_plate)
+    same = "SELECT image_id, plate, well, day, condition FROM images ORDER BY 1"
+    # the folder and its manifest by URL: the manifest's paths lie inside the URL, nothing to allow
+    by_manifest = str(tmp_path / "manifest.duckdb")
+    invoke("--db", by_manifest, "ingest", f"file://{tiny_plate}", "--cluster", "local:2")
+    assert rows(by_manifest, same) == rows(invoke.db, same)
+    # file names parsed by --pattern, the folder listed through fsspec
+    by_pattern = str(tmp_path / "pattern.duckdb")
+    invoke("--db", by_pattern, "ingest", f"file://{tiny_plate}/images", "--pattern", "{plate}_{well}_day{day}.tif",
+           "--condition", "screen")
+    assert [r[:4] for r in rows(by_pattern, same)] == [r[:4] for r in rows(invoke.db, same)]
+    # class folders in an in-memory file system
+    memory = fsspec.filesystem("memory")
+    for i, name in enumerate(sorted((tiny_plate / "images").iterdir())[:4]):
+        memory.pipe(f"/classes/{'ab'[i % 2]}/{name.name}", name.read_bytes())
+    in_memory = str(tmp_path / "memory.duckdb")
+    invoke("--db", in_memory, "ingest", "memory://classes", "--folders")
+    assert rows(in_memory, "SELECT condition, count(*) FROM images GROUP BY 1 ORDER BY 1") == [("a", 2), ("b", 2)]

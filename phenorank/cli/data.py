@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from ..core import synthetic_plate
+from ..core import files as storage
 from ..core.ingest import expand_entries, ingest as run_ingest
 from ..core.manifest import entries_from_folders, entries_from_pattern, read_manifest
 from ..core.grid import GridSpec, run_grid
@@ -33,10 +34,30 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+class _PathOrURL(click.ParamType):
+    """A local path (a Path), or a URL (kept as text) that an fsspec file system reads."""
+
+    def __init__(self, folder: bool):
+        self.folder = folder
+        self.name = "FOLDER|URL" if folder else "FILE|URL"
+
+    def convert(self, value, param, ctx):
+        from ..core.files import is_url
+
+        if isinstance(value, Path) or not is_url(str(value)):
+            local = click.Path(file_okay=not self.folder, dir_okay=self.folder, path_type=Path)
+            return local.convert(value, param, ctx)
+        return str(value)
+
+
+FOLDER_OR_URL, FILE_OR_URL = _PathOrURL(folder=True), _PathOrURL(folder=False)
+
+
 @click.command()
-@click.argument("image_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path),
-              help="CSV with path, well, day, condition (+ optional columns). Default: IMAGE_DIR/manifest.csv.")
+@click.argument("image_dir", type=FOLDER_OR_URL)
+@click.option("--manifest", type=FILE_OR_URL,
+              help="CSV with path, well, day, condition (+ optional columns); a path or a URL. "
+                   "Default: IMAGE_DIR/manifest.csv.")
 @click.option("--pattern", help="Take the fields from file names instead of a manifest, e.g. "
               "'{plate}_{well}_day{day}.tif' ({name:REGEX} gives a field's regular expression, * matches anything).")
 @click.option("--folders", is_flag=True,
@@ -121,7 +142,8 @@ def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, fol
             err.print(f"[yellow]{len(unmatched)} file(s) do not match the pattern and were left out[/], "
                       f"e.g. {', '.join(unmatched[:3])}")
     else:
-        entries = read_manifest(manifest or image_dir / "manifest.csv", image_dir, int(plate_format), allow_outside)
+        entries = read_manifest(manifest or storage.join(image_dir, "manifest.csv"), image_dir, int(plate_format),
+                                allow_outside)
     if exclude_edge:
         kept = [e for e in entries if not e.edge]
         err.print(f"left out {len(entries) - len(kept)} image(s) of edge wells")

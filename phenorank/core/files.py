@@ -65,3 +65,37 @@ def stamp(path) -> tuple[int, str]:
     info = fs.info(inner)
     changed = next((info[k] for k in ("mtime", "LastModified", "updated", "ETag", "etag") if info.get(k)), "")
     return int(info.get("size") or 0), str(changed)
+
+
+def join(base, relative: str):
+    """``base`` / ``relative`` for a local folder (a Path) or a URL (a str)."""
+    from pathlib import Path
+
+    return f"{str(base).rstrip('/')}/{relative}" if is_url(base) else Path(base) / relative
+
+
+def is_dir(path) -> bool:
+    if not is_url(path):
+        return os.path.isdir(path)
+    try:
+        fs, inner = _fs(path)
+        return fs.isdir(inner)
+    except (OSError, ValueError):
+        return False
+
+
+def read_bytes(path) -> bytes:
+    with open_binary(path) as handle:
+        return handle.read()
+
+
+def relative_files(folder) -> list[str]:
+    """Every file under ``folder`` (a local folder or a URL), as paths relative to it, sorted."""
+    from pathlib import Path
+
+    if not is_url(folder):
+        root = Path(folder)
+        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    fs, inner = _fs(folder)
+    inner = inner.rstrip("/")
+    return sorted(f[len(inner):].lstrip("/") for f in fs.find(inner) if f.startswith(inner))

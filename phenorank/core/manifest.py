@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import files as storage
 from .files import is_file, is_url
 from .plate import PLATE_FORMATS, PlateFormat
 
@@ -128,7 +129,7 @@ def make_entry(fields: dict[str, str], image_dir: Path, source: str, plate: Plat
         if is_url(text):  # object storage, a shared file system by URL: read as given
             return text
         path = Path(text)
-        return path if path.is_absolute() else image_dir / path
+        return path if path.is_absolute() else storage.join(image_dir, text)
 
     files = tuple(located(f) for f in channel_files)
     return ManifestEntry(
@@ -180,8 +181,10 @@ def read_manifest(manifest: str | Path, image_dir: str | Path | None = None,
     """Parse and validate every row; the first problem raises naming the file, line and field.
     A path that leaves the image folder (``../x``, an absolute path elsewhere) is refused unless
     ``allow_outside``: a manifest from someone else must not make phenorank read other files."""
-    manifest = Path(manifest)
-    image_dir = Path(image_dir) if image_dir is not None else manifest.parent
+    manifest = manifest if is_url(manifest) else Path(manifest)
+    if image_dir is None:
+        image_dir = str(manifest).rsplit("/", 1)[0] if is_url(manifest) else manifest.parent
+    image_dir = image_dir if is_url(image_dir) else Path(image_dir)
     header, rows = _read_csv(manifest, REQUIRED)
     cleaned = [(f"{manifest} line {line}", {(k or "").strip(): (v or "").strip() for k, v in row.items()})
                for line, row in rows]
@@ -190,10 +193,16 @@ def read_manifest(manifest: str | Path, image_dir: str | Path | None = None,
     if not entries:
         raise ManifestError(f"{manifest} has a header but no rows")
     if not allow_outside:
-        inside = os.path.normpath(os.path.abspath(image_dir))
+        inside = str(image_dir).rstrip("/") + "/" if is_url(image_dir) else os.path.normpath(os.path.abspath(image_dir))
+
+        def outside(file) -> bool:
+            if is_url(image_dir) or is_url(file):  # a URL is inside only under the URL of the folder
+                return not (is_url(file) and file.startswith(inside) and "/../" not in file)
+            return os.path.commonpath([inside, os.path.normpath(os.path.abspath(file))]) != inside
+
         for entry in entries:
             for file in entry.channel_files or (entry.path,):
-                if is_url(file) or os.path.commonpath([inside, os.path.normpath(os.path.abspath(file))]) != inside:
+                if outside(file):
                     raise ManifestError(f"{entry.source}: field 'path' {str(file)!r} leaves the image folder "
                                         f"{image_dir} (ingest --allow-outside reads it anyway)")
     first_seen: dict[Path, str] = {}
@@ -239,16 +248,16 @@ def entries_from_pattern(image_dir: str | Path, pattern: str, layout: str | Path
 
     Returns the entries and the image files that did not match, so the caller can warn.
     """
-    image_dir = Path(image_dir)
-    if not image_dir.is_dir():
+    image_dir = image_dir if is_url(image_dir) else Path(image_dir)
+    if not storage.is_dir(image_dir):
         raise ManifestError(f"image folder {image_dir} does not exist")
     regex = compile_pattern(pattern)
     plate = PLATE_FORMATS[plate_format]
     by_well = _read_layout(Path(layout), plate) if layout else {}
     matched, unmatched = [], []
-    files = sorted(p for p in image_dir.rglob("*") if p.is_file() and p.name.lower().endswith(suffixes))
-    for path in files:
-        relative = path.relative_to(image_dir).as_posix()
+    for relative in storage.relative_files(image_dir):
+        if not relative.lower().endswith(suffixes):
+            continue
         match = regex.fullmatch(relative)
         if not match:
             unmatched.append(relative)
@@ -278,8 +287,8 @@ def entries_from_folders(root: str | Path, pattern: str | None = None,
                          suffixes: tuple[str, ...] = (".tif", ".tiff")) -> tuple[list[ManifestEntry], list[str]]:
     """Class-labelled folders: ``root/CLASS/file`` -> condition CLASS. ``pattern`` describes the
     file names inside a class folder, e.g. ``{donor}_{sample}_f{field}.tif`` (default: any name)."""
-    root = Path(root)
-    if root.is_dir() and not any(p.is_dir() for p in root.iterdir()):
+    root = root if is_url(root) else Path(root)
+    if storage.is_dir(root) and not any("/" in f for f in storage.relative_files(root)):
         raise ManifestError(f"{root} has no class folders: expected {root}/CLASS/image files")
     return entries_from_pattern(root, "{condition}/" + (pattern or "*"), suffixes=suffixes)
 
@@ -301,10 +310,10 @@ def _read_layout(layout: Path, plate: PlateFormat) -> dict[tuple[str | None, str
     return by_well
 
 
-def _read_csv(path: Path, required: tuple[str, ...]) -> tuple[list[str], list[tuple[int, dict]]]:
+def _read_csv(path: Path | str, required: tuple[str, ...]) -> tuple[list[str], list[tuple[int, dict]]]:
     """Rows of a CSV as saved by Excel, LibreOffice or a script: UTF-8 with or without a byte
     order mark, UTF-16, or Latin-1 / Windows-1252; separated by commas, semicolons or tabs."""
-    if not path.is_file():
+    if not is_file(path):
         raise ManifestError(f"{path} does not exist")
     text = _decode(path)
     first = text.split("\n", 1)[0]
@@ -327,8 +336,8 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> tuple[list[str], list[tu
     return header, rows
 
 
-def _decode(path: Path) -> str:
-    raw = path.read_bytes()
+def _decode(path: Path | str) -> str:
+    raw = storage.read_bytes(path)
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         encoding = "utf-16"
     elif raw.startswith(b"\xef\xbb\xbf"):
