@@ -1,7 +1,7 @@
 """Ingest and objects on a real Dask LocalCluster of 2 worker processes (started by the tests
 through --cluster local:2): the same rows as in this process, bad files rejected, a file that
 kills its workers rejected instead of retried forever, and workers without a plugin refused up
-front."""
+front. (The client killed mid-run: test_ingest's killed-ingest test, its "cluster" case.)"""
 
 import os
 import sys
@@ -169,64 +169,6 @@ def test_files_named_by_url_are_the_same_images_in_process_and_on_the_cluster(in
     # a URL in someone else's manifest is outside the image folder: refused unless allowed
     refused = invoke("--db", str(tmp_path / "refused.duckdb"), "ingest", tiny_plate, "--manifest", urls, ok=False)
     assert refused.exit_code != 0 and "leaves the image folder" in refused.output
-
-
-KILLED_CLIENT = """
-import os, signal, sys
-from distributed import Client, LocalCluster
-from phenorank.core.ingest import ingest
-from phenorank.core.manifest import read_manifest
-from phenorank.core.preprocess import PreprocessParams
-from phenorank.core.store import open_store
-from phenorank.distributed import ClusterExecutor
-from phenorank.plugins.loaders import TiffStackLoader
-
-
-def advance(n=1):
-    global done
-    done += n
-    if done == kill_after:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-if __name__ == "__main__":
-    plate, db, kill_after = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    # workers whose scheduler vanishes with this process give up after 5 s
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0", death_timeout=5)
-    client = Client(cluster)
-    store = open_store(db)
-    run_id = store.start_run("ingest", {}, "x", "test")
-    done = 0
-    ingest(read_manifest(plate + "/manifest.csv", plate), TiffStackLoader(), store, run_id,
-           PreprocessParams(size=32), 1, advance, executor=ClusterExecutor(client))
-"""
-
-
-def test_the_client_killed_mid_run_loses_nothing_committed_and_a_rerun_finishes(tmp_path, tiny_plate):
-    import signal
-    import subprocess
-    import textwrap
-
-    from phenorank.core.ingest import WRITE_EVERY, ingest
-    from phenorank.core.manifest import read_manifest
-    from phenorank.core.preprocess import PreprocessParams
-    from phenorank.core.store import open_store
-
-    db = tmp_path / "killed.duckdb"
-    script = tmp_path / "killed_client.py"
-    script.write_text(textwrap.dedent(KILLED_CLIENT))
-    with open(tmp_path / "stderr.txt", "w") as stderr:
-        done = subprocess.run([sys.executable, str(script), str(tiny_plate), str(db), str(WRITE_EVERY + 7)],
-                              stderr=stderr, timeout=180)
-    assert done.returncode == -signal.SIGKILL, (tmp_path / "stderr.txt").read_text()[-2000:]
-    with open_store(db) as store:
-        counts = store.table_counts()
-        _, orphans = store.query("SELECT count(*) FROM images LEFT JOIN crops USING (image_id) "
-                                 "WHERE crops.image_id IS NULL")
-        assert counts["images"] == counts["crops"] == WRITE_EVERY and orphans == [(0,)]
-        report = ingest(read_manifest(tiny_plate / "manifest.csv", tiny_plate), TiffStackLoader(), store, "rerun",
-                        PreprocessParams(size=32), 2)
-        assert (report.cached, report.ingested) == (WRITE_EVERY, 120 - WRITE_EVERY)
 
 
 def test_a_folder_given_by_url_is_listed_and_read_like_a_local_one(invoke, tiny_plate, tmp_path):

@@ -253,16 +253,24 @@ def advance(n=1):
 
 
 if __name__ == "__main__":
-    plate, db, workers, kill_after = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    plate, db, workers, kill_after = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    executor = None
+    if workers == "cluster":  # the client of a LocalCluster of 2 workers is what gets killed
+        from distributed import Client, LocalCluster
+        from phenorank.distributed import ClusterExecutor
+
+        # workers whose scheduler vanishes with this process give up after 5 s
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0", death_timeout=5)
+        executor, workers = ClusterExecutor(Client(cluster)), 1
     store = open_store(db)
     run_id = store.start_run("ingest", {}, "x", "test")
     done = 0
     ingest(read_manifest(plate + "/manifest.csv", plate), TiffStackLoader(), store, run_id,
-           PreprocessParams(size=32), workers, advance)
+           PreprocessParams(size=32), int(workers), advance, executor=executor)
 """
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("workers", [1, 2, "cluster"])
 def test_ingest_killed_mid_way_leaves_a_consistent_store_and_a_rerun_finishes(tmp_path, tiny_plate, workers):
     db = tmp_path / "killed.duckdb"
     kill_after = WRITE_EVERY + 7  # one batch committed, the next one half done
@@ -281,7 +289,8 @@ def test_ingest_killed_mid_way_leaves_a_consistent_store_and_a_rerun_finishes(tm
     assert runs == [("interrupted",)]
     entries = read_manifest(tiny_plate / "manifest.csv", tiny_plate)
     with open_store(db) as store:
-        report = ingest(entries, TiffStackLoader(), store, "rerun", PreprocessParams(size=32), workers)
+        report = ingest(entries, TiffStackLoader(), store, "rerun", PreprocessParams(size=32),
+                        2 if workers == "cluster" else workers)
         counts = store.table_counts()
     assert (report.cached, report.ingested) == (WRITE_EVERY, 120 - WRITE_EVERY)
     assert counts["images"] == counts["crops"] == 120 and counts["pairs"] == 60

@@ -31,14 +31,19 @@ def _fs(url: str):
         raise ValueError(f"{url}: no file system for this URL ({exc})") from None
 
 
-def is_file(path) -> bool:
+def _is(path, local, remote: str) -> bool:
+    """``local(path)``, or for a URL its file system's ``remote`` test; False where it cannot answer."""
     if not is_url(path):
-        return os.path.isfile(path)
+        return local(path)
     try:
         fs, inner = _fs(path)
-        return fs.isfile(inner)
+        return getattr(fs, remote)(inner)
     except (OSError, ValueError):
         return False
+
+
+def is_file(path) -> bool:
+    return _is(path, os.path.isfile, "isfile")
 
 
 def open_binary(path):
@@ -75,13 +80,7 @@ def join(base, relative: str):
 
 
 def is_dir(path) -> bool:
-    if not is_url(path):
-        return os.path.isdir(path)
-    try:
-        fs, inner = _fs(path)
-        return fs.isdir(inner)
-    except (OSError, ValueError):
-        return False
+    return _is(path, os.path.isdir, "isdir")
 
 
 def read_bytes(path) -> bytes:
