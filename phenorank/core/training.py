@@ -27,8 +27,10 @@ def train(store: Store, registry: Registry, encoder_name: str, encoder_params: d
           augmentation_params: dict, config: TrainConfig, preprocess_key: str, size: int, run_id: str,
           force: bool = False, positives: str | None = None) -> tuple[dict, bool]:
     """Train (or find already trained) one model; returns its ``models`` record and whether it
-    was trained now. ``positives`` names a metadata column (e.g. ``sample``): positive pairs are
-    then two different images with the same value there (multi-view, seed 002)."""
+    was trained now. The views are ``size`` pixels, cut from the crops of ``preprocess_key``
+    (which may be larger: seed 000 cut its random crops from the full-resolution image).
+    ``positives`` names a metadata column (e.g. ``sample``): positive pairs are then two
+    different images with the same value there (multi-view, seed 002)."""
     encoder = registry.create("encoder", encoder_name, {k: v for k, v in encoder_params.items() if k != "model"})
     if not encoder.trainable:
         trainable = [n for n in registry.names("encoder") if registry.get("encoder", n).trainable]
@@ -37,7 +39,9 @@ def train(store: Store, registry: Registry, encoder_name: str, encoder_params: d
     ids = store.crop_ids(preprocess_key)
     if not ids:
         raise PipelineError(f"no ingested images with preprocessing {preprocess_key}: run `phenorank ingest` first")
-    settings = {"epochs": config.epochs, "batch_size": config.batch_size, "seed": config.seed}
+    config.view_size = size
+    settings = {"epochs": config.epochs, "batch_size": config.batch_size, "seed": config.seed, "view_size": size,
+                "validation": config.validation}
     if positives:
         config.groups = store.load_samples(ids)[positives]
         if any(v is None or str(v) in ("", "nan") for v in config.groups):

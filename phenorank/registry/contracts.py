@@ -165,6 +165,11 @@ class TrainConfig:
     # pair are then two different images of one group (e.g. two fields of view of a sample)
     # instead of two augmentations of one image.
     groups: np.ndarray | None = None
+    # Seed 000 section 7.4: this fraction of the images (of the groups, with ``groups``) is held
+    # out of training and scored after every epoch (``val_*``, and ``inference_*`` with the
+    # resize-only view of side ``view_size``).
+    validation: float = 0.0
+    view_size: int = 0
 
 
 class Encoder(Plugin):

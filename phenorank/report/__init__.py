@@ -15,6 +15,7 @@ from . import plate_map, plots
 from .analysis import analysis_sections
 from .places import time_lapse_sections
 from .segmentation import segmentation_sections
+from .training import training_sections
 from .page import figure as _img, render, table as _table
 from .provenance import ranking_made_by
 
@@ -74,6 +75,7 @@ def build_report(store: Store, out: str | Path, top: int = 3, projection: str = 
     if methods:
         sections += _ranking_sections(store, methods, top, projection, holdout)
     sections += _embedding_sections(store, judged, top, projection, with_figures=not methods)
+    sections += training_sections(store)
     command = command or " ".join(["phenorank", *sys.argv[1:]])
     out = Path(out)
     out.write_text(render(sections, STYLE, str(store.path), f"{len(methods)} evaluated rankings, {len(judged)} "

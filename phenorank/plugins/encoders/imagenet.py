@@ -24,22 +24,7 @@ class ImageNetResNet(Encoder):
         self.model = None
 
     def build(self):
-        import timm
-        import torch
-
-        path = self.params["weights"] or self._from_timm_cache()
-        model = timm.create_model(self.architecture, pretrained=False, num_classes=0)
-        state = read_state_dict(path, self.name)
-        state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith(("fc.", "head.fc."))}
-        try:
-            missing, unexpected = model.load_state_dict(state, strict=False)
-        except RuntimeError as exc:  # tensors of the wrong shape
-            raise PluginError(f"{self.name}: {path} does not hold {self.architecture} weights: "
-                              f"{str(exc).splitlines()[-1].strip()}") from None
-        if missing or unexpected:
-            raise PluginError(f"{self.name}: {path} does not hold {self.architecture} weights "
-                              f"(missing {missing[:3]}..., unexpected {unexpected[:3]}...)")
-        return model
+        return load_resnet(self.architecture, self.params["weights"] or self._from_timm_cache(), self.name)
 
     def _from_timm_cache(self):
         path = cached_weights(self.architecture)
@@ -65,6 +50,24 @@ class ImageNetResNet(Encoder):
             return {"backbone": self.model((x - mean.to(x.device)) / std.to(x.device))}
 
         return predict(forward, self.model, images)
+
+
+def load_resnet(architecture: str, path: str, who: str):
+    """A timm ResNet without its classifier, with exactly the weights in ``path``."""
+    import timm
+
+    model = timm.create_model(architecture, pretrained=False, num_classes=0)
+    state = read_state_dict(path, who)
+    state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith(("fc.", "head.fc."))}
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # tensors of the wrong shape
+        raise PluginError(f"{who}: {path} does not hold {architecture} weights: "
+                          f"{str(exc).splitlines()[-1].strip()}") from None
+    if missing or unexpected:
+        raise PluginError(f"{who}: {path} does not hold {architecture} weights "
+                          f"(missing {missing[:3]}..., unexpected {unexpected[:3]}...)")
+    return model
 
 
 def read_state_dict(path: str, who: str) -> dict:

