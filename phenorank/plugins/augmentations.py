@@ -1,4 +1,5 @@
-"""Built-in augmentations: the five presets of seed 000 section 7.2, and ``inference``.
+"""Built-in augmentations: the five presets of seed 000 section 7.2, seed 003's ``corruptions``,
+and ``inference``.
 
 Every preset works on float tensors (C, H, W) in [0, 1] and returns one view of size x size in
 [0, 1], so 16-bit information is never squeezed through 8 bits. In the seed's order:
@@ -23,6 +24,8 @@ from typing import Callable
 
 from phenorank import hookimpl
 from phenorank.registry import Augmentation
+
+from .corruptions import SEVERITIES
 
 class Dihedral:
     """With probability ``p`` one of the seven non-identity symmetries of the square."""
@@ -119,6 +122,47 @@ class ResizeNoContrast(PresetAugmentation):
     defaults = {**PresetAugmentation.defaults, "crop": False, "contrast": 0.0}
 
 
+class CorruptionStep:
+    """With probability ``p`` one of ``kinds`` at a random severity of its list (seed 003 4.1.4:
+    corruptions as augmentations make a model steadier under them)."""
+
+    def __init__(self, kinds: list[str], levels: dict[str, list[float]], p: float):
+        self.kinds, self.levels, self.p = kinds, levels, p
+
+    def __call__(self, image):
+        import torch
+
+        from .corruptions import corrupt
+
+        if not self.kinds or torch.rand(()) >= self.p:
+            return image
+        kind = self.kinds[int(torch.randint(len(self.kinds), ()))]
+        strength = self.levels[kind][int(torch.randint(len(self.levels[kind]), ()))]
+        seed = int(torch.randint(2 ** 31 - 1, ()))
+        return torch.from_numpy(corrupt(image[None].numpy(), kind, strength, seed)[0])
+
+
+class Corruptions(Augmentation):
+    """The whole image resized, a dihedral transform with probability 0.5, then with probability
+    ``p`` one of seed 003's corruptions at one of its severities (``-p corruptions.defocus=...``
+    changes a list, ``-p corruptions.kinds=defocus,noise`` the choice)."""
+
+    name = "corruptions"
+
+    defaults = {"kinds": list(SEVERITIES), "p": 0.8, "dihedral_p": 0.5,
+                **{kind: list(levels) for kind, levels in SEVERITIES.items()}}
+
+    def build(self, image_size: int) -> Callable:
+        from torchvision.transforms import v2
+
+        from .corruptions import chosen_kinds, severities
+
+        kinds = chosen_kinds(self.params["kinds"], self.name)
+        levels = {kind: severities(self.params, kind, self.name) for kind in kinds}
+        return v2.Compose([v2.Resize((image_size, image_size), antialias=True), Dihedral(self.params["dihedral_p"]),
+                           CorruptionStep(kinds, levels, float(self.params["p"])), ClampUnit()])
+
+
 class Inference(Augmentation):
     """Resize only: what encoders see when they embed."""
 
@@ -132,5 +176,5 @@ class Inference(Augmentation):
 
 @hookimpl
 def register_augmentations(register):
-    for plugin in (Strong, Sweet, Resize, SweetNoContrast, ResizeNoContrast, Inference):
+    for plugin in (Strong, Sweet, Resize, SweetNoContrast, ResizeNoContrast, Corruptions, Inference):
         register(plugin)

@@ -4,6 +4,7 @@ encoder's response to corrupted images (``encoder``)."""
 from phenorank import hookimpl
 
 from .clustering import AgglomerativeClustering, GaussianMixtureClustering, KMeansClustering
+from .drift import PlateDrift
 from .embeddings import KMeansAccuracy, LinearProbe, MeanAveragePrecision
 from .moa import NotSameCompoundAccuracy
 from .robustness import Robustness
@@ -14,5 +15,5 @@ from .scores import HoldoutRange, RankCorrelation, RankingAccuracy, ranking_accu
 def register_evaluators(register):
     for evaluator in (RankingAccuracy, RankCorrelation, HoldoutRange, LinearProbe, KMeansAccuracy,
                       MeanAveragePrecision, KMeansClustering, AgglomerativeClustering, GaussianMixtureClustering,
-                      Robustness, NotSameCompoundAccuracy):
+                      Robustness, NotSameCompoundAccuracy, PlateDrift):
         register(evaluator)
