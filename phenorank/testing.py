@@ -142,6 +142,15 @@ def _check_ranker(ranker, where: str) -> list[str]:
     x = np.vstack([early[:8] + 0.2, early[8:] + 3])  # controls barely change, the others move far
     samples = toy_samples(["control"] * 8 + ["single_dose"] * 8)
     samples.paired = early.astype(np.float32)  # what the pipeline gives rankers that ask for pairs
+    if ranker.needs_images:  # day-7 pictures; on day 10 the controls look the same, the others inverted
+        pictures = np.clip(0.5 + 0.15 * rng.normal(0, 1, (16, 3, 16, 16)), 0, 1).astype(np.float32)
+        stored = {f"early-{i}": p for i, p in enumerate(pictures)}
+        stored.update({str(i): p if n < 8 else 1 - p for n, (i, p) in enumerate(zip(samples.image_ids, pictures))})
+        samples.paired_ids = np.array([f"early-{i}" for i in range(16)], dtype=object)
+        samples.read_images = lambda ids: np.stack([stored[str(i)] for i in ids])
+        samples.encode = lambda batch: np.asarray(batch).reshape(len(batch), -1)
+        x = samples.read_images(samples.image_ids).reshape(16, -1)
+        samples.paired = pictures.reshape(16, -1)
     usable = ranker.metrics if ranker.metrics is not None else ("euclidean",)
     registry = get_registry()
     metric = registry.create("metric", "euclidean" if "euclidean" in usable else usable[0]) if usable else None

@@ -176,7 +176,24 @@ def test_predictor_scores_wells_that_change_unlike_the_reference_class():
     assert np.isnan(scores[-1]) and np.isfinite(scores[:-1]).all()
     assert np.median(scores[20:29]) > 2 * np.median(scores[:20])
     again = ranker.fit(late, s, make("metric", "cosine"), "control")  # no second training for a new metric
-    assert again.model is ranker.model
+    assert again.models is ranker.models
+    # seed 000's 3-fold cross-validation: each control is scored by the network that did not see it
+    folded = make("ranker", "predictor", epochs=300, patience=50, lr=3e-3, folds=3)
+    scores3 = folded.fit(late, s, make("metric", "euclidean"), "control").score(late, s)
+    assert len(folded.models) == 3 and sorted(folded.fold_of.values()) == sorted([0] * 7 + [1] * 7 + [2] * 6)
+    assert np.median(scores3[20:29]) > 2 * np.median(scores3[:20])
+    # a control fits a network that trained on it better: out-of-fold scores are the honest, higher ones
+    import torch
+
+    def distance_by(network: int, i: int) -> float:
+        with torch.no_grad():
+            predicted = folded.models[network](torch.as_tensor(folded.scaled(early[[i]]), dtype=torch.float32))
+        return float(folded.metric.paired_distance(predicted.numpy().astype(float), folded.scaled(late[[i]]))[0])
+
+    held = {int(k.removeprefix("id")): f for k, f in folded.fold_of.items()}
+    assert [scores3[i] for i in sorted(held)] == pytest.approx([distance_by(held[i], i) for i in sorted(held)])
+    seen = np.mean([distance_by((held[i] + 1) % 3, i) for i in held])
+    assert np.mean([scores3[i] for i in held]) > seen
 
 
 def test_pca_ranker_is_the_centred_coordinate_with_the_reference_low():

@@ -77,3 +77,45 @@ def test_an_imagenet_start_without_resnet18_weights_takes_the_packaged_efficient
     assert module.features == 1280 and linear_widths(module.projection)[0] == (1280, 128)
     out = module.heads_of(torch.rand(2, 3, 32, 32))
     assert out["backbone"].shape == (2, 1280) and out["projection"].shape == (2, 20)
+
+
+def test_linear_probe_scores_the_hold_out_images_it_never_trained_on():
+    from phenorank.registry import Samples, Subject
+
+    rng = np.random.default_rng(0)
+    conditions = np.array(["control"] * 20 + ["single_dose"] * 20 + ["exploded"] * 20 + ["screen"] * 10, dtype=object)
+    centres = {"control": 0.0, "single_dose": 3.0, "exploded": 6.0, "screen": 3.0}
+    x = np.array([[centres[c], 0.0] for c in conditions]) + rng.normal(0, 0.4, (70, 2))
+    x[65:] = [-0.2, 0.0] + rng.normal(0, 0.3, (5, 2))  # 5 of the 10 look like controls instead
+    held = np.array(["false"] * 60 + ["true"] * 10, dtype=object)
+    samples = Samples(np.arange(70).astype(str), {"condition": conditions, "holdout": held,
+                                                  "well": np.arange(70).astype(str).astype(object)})
+    result = get_registry().create("evaluator", "linear-probe").evaluate(Subject(samples, embeddings=x))
+    assert result.values["holdout_accuracy"] == 0.5 and result.values["holdout_n"] == 10
+    assert result.details["n_train"] + result.details["n_test"] == 60
+
+
+def test_image_predictor_ranks_through_the_pipeline_and_the_feature_predictor_takes_coupled_copies(invoke, tiny_plate):
+    from conftest import rows
+
+    invoke("ingest", tiny_plate, "--size", 32)
+    invoke("run", "--encoders", "raw,morphometrics", "--rankers", "image-predictor,predictor", "--metrics", "euclidean",
+           "--size", 32, "--evaluators", "ranking-accuracy", "-p", "image-predictor.epochs=3",
+           "-p", "predictor.augment=2", "-p", "predictor.epochs=30", "-p", "predictor.patience=10")
+    ranked = rows(invoke.db, "SELECT encoder, ranker, count(*) FROM comparison WHERE name = 'accuracy' "
+                             "GROUP BY ALL ORDER BY ALL")
+    assert ranked == [("morphometrics", "image-predictor", 1), ("morphometrics", "predictor", 1),
+                      ("raw", "image-predictor", 1), ("raw", "predictor", 1)]
+    # only wells with a day-7 image are scored; on raw pixels the embeddings are the images
+    scored = rows(invoke.db, "SELECT e.encoder, count(*) FROM scores s JOIN rankings r USING (ranking_id) "
+                             "JOIN embedding_sets e USING (embedding_set_id) WHERE r.ranker = 'image-predictor' "
+                             "GROUP BY ALL ORDER BY ALL")
+    assert scored == [("morphometrics", 60), ("raw", 60)]
+    invoke("run", "--encoders", "raw", "--rankers", "image-predictor", "--metrics", "euclidean", "--size", 32,
+           "--evaluators", "ranking-accuracy", "-p", "image-predictor.epochs=3", "-p", "image-predictor.compare=images")
+    same = rows(invoke.db, "SELECT count(DISTINCT round(s.score, 4)), count(*) FROM scores s JOIN rankings r "
+                           "USING (ranking_id) JOIN embedding_sets e USING (embedding_set_id) "
+                           "WHERE r.ranker = 'image-predictor' AND e.encoder = 'raw' GROUP BY s.image_id")
+    assert {n for n, _ in same} == {1} and {c for _, c in same} == {2}
+    compared = invoke("compare", "--rows", "encoder,ranker", "--columns", "reference")
+    assert "image-predictor" in compared.output

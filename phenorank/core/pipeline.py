@@ -124,6 +124,11 @@ def rank(store: Store, embedding_set: EmbeddingSet, ranker: Ranker, metric: Metr
         return ranking, False
     if ranker.needs_pairs:
         samples.paired = store.paired_embeddings(embedding_set.embedding_set_id, ids)
+    if ranker.needs_images:
+        if embedding_set.source_id:
+            raise PipelineError(f"ranker {ranker.name!r} works on images; {embedding_set.level} is an aggregate")
+        samples.paired_ids = store.paired_image_ids(ids)
+        samples.read_images, samples.encode = _image_access(store, embedding_set)
     fit_on = ~held
     ranker.fit(vectors[fit_on], samples.subset(fit_on), metric, reference)
     scores = np.asarray(ranker.score(vectors, samples), dtype=np.float64)
@@ -173,8 +178,9 @@ def evaluate(store: Store, evaluator: Evaluator, run_id: str, ranking: Ranking |
     return result
 
 
-def _image_access(store: Store, es: EmbeddingSet, ids: np.ndarray):
-    """The set's preprocessed images by row, and its encoder's head applied to new images."""
+def _image_access(store: Store, es: EmbeddingSet, ids: np.ndarray | None = None):
+    """Reading the set's preprocessed images (float, [0, 1]), and its encoder's head applied to
+    new images. With ``ids``, images are asked for by row of ``ids``; without, by image id."""
     from ..registry.manager import get_registry
     from .training import load_trained
 
@@ -183,11 +189,14 @@ def _image_access(store: Store, es: EmbeddingSet, ids: np.ndarray):
     model = store.model(params["model"]) if params.get("model") else None
     encoder = load_trained(store, registry, model) if model else registry.create("encoder", es.encoder, params)
 
+    def by_id(wanted) -> np.ndarray:
+        return np.concatenate([batch for _, batch in store.iter_crops([str(i) for i in wanted], es.preprocess_key,
+                                                                       1024)])
+
     def images(rows: np.ndarray) -> np.ndarray:
-        wanted = [str(i) for i in ids[np.asarray(rows)]]
-        return np.concatenate([batch for _, batch in store.iter_crops(wanted, es.preprocess_key, 1024)])
+        return by_id(ids[np.asarray(rows)])
 
     def encode(batch: np.ndarray) -> np.ndarray:
         return np.asarray(encoder.embed(batch)[es.head], dtype=np.float32)
 
-    return images, encode
+    return (images if ids is not None else by_id), encode

@@ -233,6 +233,10 @@ ALTER TABLE rejects ADD COLUMN plate VARCHAR;
 ALTER TABLE rejects ADD COLUMN well VARCHAR;
 ALTER TABLE rejects ADD COLUMN day INTEGER;
 """),
+    (11, "the reconstruction autoencoder's new name: cae is reconstruction-cae (seed 000's cae predicts day 10)", """
+UPDATE models SET encoder = 'reconstruction-cae' WHERE encoder = 'cae';
+UPDATE embedding_sets SET encoder = 'reconstruction-cae' WHERE encoder = 'cae';
+"""),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -438,6 +438,17 @@ class Store(ObjectTables, ProfileTables, AnalysisTables, ComparisonQueries):
             out[table.column("position").to_numpy()] = flat.reshape(table.num_rows, -1)
         return out
 
+    def paired_image_ids(self, late_ids: Sequence[str]) -> np.ndarray:
+        """For each given (late-day) image, the id of the same well's image on the day before it
+        in ``pairs``; "" where there is none."""
+        wanted = pa.table({"image_id": pa.array(list(late_ids), pa.string()),  # noqa: F841
+                           "position": pa.array(np.arange(len(late_ids)))})
+        table = self.con.sql("SELECT w.position, p.early_image_id FROM wanted w "
+                             "JOIN pairs p ON p.late_image_id = w.image_id").to_arrow_table()
+        out = np.full(len(late_ids), "", dtype=object)
+        out[table.column("position").to_numpy()] = table.column("early_image_id").to_pylist()
+        return out
+
     # -- trained models --------------------------------------------------------------------
     def write_model(self, record: dict) -> None:
         model_table = pa.table({k: [_json(v) if isinstance(v, (dict, list)) else v]  # noqa: F841

@@ -122,6 +122,42 @@ class ResizeNoContrast(PresetAugmentation):
     defaults = {**PresetAugmentation.defaults, "crop": False, "contrast": 0.0}
 
 
+def coupled_copies(early, late, copies: int, seed: int = 0, brightness: float = 0.2,
+                   blur_sigma: tuple[float, float] = (0.1, 2.0), blur_p: float = 0.5, sharpness: float = 2.0,
+                   sharpness_p: float = 0.5):
+    """Seed 000 section 9.1's augmentation of day-7 / day-10 pairs: each pair gets ``copies``
+    extra versions, each with its own dihedral transform (never the same one twice for a pair,
+    so at most 7) and its own brightness / blur / sharpness draw, applied alike to both images of
+    the pair (the change from day 7 to day 10 stays what it was). No crop and no contrast, as
+    the document says. ``early``, ``late``: float tensors (N, C, S, S) in [0, 1]. Returns the
+    originals followed by the copies, as two tensors."""
+    import torch
+    from torchvision.transforms.v2 import functional as F
+
+    if copies > len(Dihedral.CHOICES):
+        raise ValueError(f"at most {len(Dihedral.CHOICES)} coupled copies (one per dihedral transform), got {copies}")
+    generator = torch.Generator().manual_seed(seed)
+    out_early, out_late = [early], [late]
+    for index in range(len(early)):
+        choices = torch.randperm(len(Dihedral.CHOICES), generator=generator)[:copies]
+        for choice in choices:
+            factor = 1 + brightness * (2 * float(torch.rand((), generator=generator)) - 1)
+            sigma = blur_sigma[0] + (blur_sigma[1] - blur_sigma[0]) * float(torch.rand((), generator=generator))
+            blurred = float(torch.rand((), generator=generator)) < blur_p
+            sharpened = float(torch.rand((), generator=generator)) < sharpness_p
+            pair = []
+            for image in (early[index], late[index]):
+                image = F.adjust_brightness(Dihedral.apply(image, Dihedral.CHOICES[int(choice)]), factor)
+                if blurred:
+                    image = F.gaussian_blur(image, [5, 5], [sigma, sigma])
+                if sharpened:
+                    image = F.adjust_sharpness(image, sharpness)
+                pair.append(image.clamp(0.0, 1.0))
+            out_early.append(pair[0][None])
+            out_late.append(pair[1][None])
+    return torch.cat(out_early), torch.cat(out_late)
+
+
 class CorruptionStep:
     """With probability ``p`` one of ``kinds`` at a random severity of its list (seed 003 4.1.4:
     corruptions as augmentations make a model steadier under them)."""

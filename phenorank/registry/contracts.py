@@ -11,7 +11,7 @@ Arrays are NumPy arrays. An encoder built on torch converts its outputs with ``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Literal
+from typing import Any, Callable, ClassVar, Literal, Sequence
 
 import numpy as np
 
@@ -72,6 +72,12 @@ class Samples:
     # For rankers that ask for pairs: each image's embedding on the well's earlier day, one row
     # per image (NaN where the well has no earlier image).
     paired: np.ndarray | None = None
+    # For rankers that ask for images: the id of each image's earlier-day image ("" where none),
+    # the preprocessed images (N, C, S, S) in [0, 1] of given ids, and the embedding set's
+    # encoder head applied to new images.
+    paired_ids: np.ndarray | None = None
+    read_images: Callable[[Sequence[str]], np.ndarray] | None = None
+    encode: Callable[[np.ndarray], np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -97,7 +103,8 @@ class Samples:
 
     def subset(self, mask: np.ndarray) -> "Samples":
         return Samples(self.image_ids[mask], {k: v[mask] for k, v in self.columns.items()},
-                       None if self.paired is None else self.paired[mask])
+                       None if self.paired is None else self.paired[mask],
+                       None if self.paired_ids is None else self.paired_ids[mask], self.read_images, self.encode)
 
 
 class Loader(Plugin):
@@ -262,12 +269,15 @@ class Ranker(Plugin):
     ``metrics`` names the metrics the ranker can work with: None = any; an empty tuple = the
     ranker uses none (it gets ``metric=None`` and is run once, not once per metric).
     ``needs_pairs``: ``samples.paired`` holds each image's embedding from the well's earlier day.
+    ``needs_images``: ``samples.paired_ids``, ``samples.read_images`` and ``samples.encode`` are
+    given (a ranker that works on the images themselves, e.g. predicts the later image).
     ``partial``: the ranker may leave some images unscored (NaN), e.g. those without a pair.
     """
 
     family = "ranker"
     metrics: ClassVar[tuple[str, ...] | None] = None
     needs_pairs: ClassVar[bool] = False
+    needs_images: ClassVar[bool] = False
     partial: ClassVar[bool] = False
 
     def takes(self, metric_name: str) -> bool:

@@ -4,7 +4,7 @@ when they embed or train."""
 from phenorank import hookimpl
 
 from .baselines import CellCount, RandomInit
-from .cae import ConvAutoencoder
+from .cae import ReconstructionAutoencoder
 from .efficientnet import ImageNetEfficientNetLite0
 from .imagenet import ImageNetResNet18, ImageNetResNet50
 from .morphometrics import MorphometricsEncoder
@@ -15,5 +15,5 @@ from .ssl import BYOL, SimCLR
 @hookimpl
 def register_encoders(register):
     for encoder in (RawPixelsEncoder, MorphometricsEncoder, ImageNetResNet18, ImageNetResNet50,
-                    ImageNetEfficientNetLite0, SimCLR, BYOL, ConvAutoencoder, CellCount, RandomInit):
+                    ImageNetEfficientNetLite0, SimCLR, BYOL, ReconstructionAutoencoder, CellCount, RandomInit):
         register(encoder)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from phenorank.core.statistics import (GroupResampler, bootstrap_interval, contingency, kmeans, matched_accuracy,
-                                       well_keys)
+from phenorank.core.statistics import (GroupResampler, bootstrap_interval, contingency, holdout_mask, kmeans,
+                                       matched_accuracy, well_keys)
 from phenorank.registry import Evaluation, Evaluator, PluginError, Subject
 
 from ..classifier import SOLVERS, Standardizer, fit_logistic, train_linear
@@ -25,12 +25,17 @@ class LinearProbe(Evaluator):
 
     Values: train and test accuracy; with ``adam`` also the best test accuracy over the epochs and
     the first epoch reaching it (the seed's "test epoch"). The interval bootstraps the test wells.
+
+    Hold-out images (true in the ``holdout`` column: seed 000's 22 screen images that look like
+    single dose, table 8.4) never train or test the probe; ``holdout_accuracy`` is the share of
+    them it calls ``holdout_class``.
     """
 
     name = "linear-probe"
     needs = "embeddings"
     defaults = {**SELECTION, "solver": "lbfgs", "C": 1.0, "epochs": 250, "batch_size": 8, "lr": 5e-4,
-                "min_steps": 3000, "test_fraction": 0.2, "seed": 0, "bootstrap": 1000}
+                "min_steps": 3000, "test_fraction": 0.2, "seed": 0, "bootstrap": 1000,
+                "holdout": "holdout", "holdout_class": "single_dose"}
 
     def evaluate(self, subject: Subject) -> Evaluation:
         from sklearn.model_selection import train_test_split
@@ -39,6 +44,8 @@ class LinearProbe(Evaluator):
         seed = int(self.params["seed"])
         rng = np.random.default_rng(seed)
         index, codes = class_indices(subject.samples, self.params["label"], classes, self.params["where"])
+        held = holdout_mask(subject.samples, self.params["holdout"])
+        index, codes = index[~held[index]], codes[~held[index]]
         keep = balanced(codes, self.params["balance"], rng)
         index, codes = index[keep], codes[keep]
         wells = well_keys(subject.samples)[index]
@@ -70,6 +77,13 @@ class LinearProbe(Evaluator):
             best_train = max(model.history, key=lambda h: (h["train_accuracy"], -h["epoch"]))
             values.update(best_test_accuracy=best["test_accuracy"], best_test_epoch=best["epoch"],
                           best_train_epoch=best_train["epoch"])
+        if held.any():
+            expected = str(self.params["holdout_class"])
+            if expected not in classes:
+                raise PluginError(f"linear-probe: holdout_class {expected!r} is not one of the classes {classes}")
+            called = model.logits(scale(np.asarray(subject.embeddings[held], dtype=np.float64))).argmax(axis=1)
+            values.update(holdout_accuracy=float((called == classes.index(expected)).mean()),
+                          holdout_n=float(held.sum()))
         interval = bootstrap_interval(lambda ix: correct[ix].mean(), wells[~train], int(self.params["bootstrap"]),
                                       seed, strata=codes[~train])
         return Evaluation(

@@ -58,27 +58,40 @@ class PredictorRanker(Ranker):
 
     Seed 000's set-up: features min-max scaled per feature (fitted on the training pairs, both
     days), 12 linear layers 512 -> 8 -> 512 (6 layers 20 -> 4 -> 20 for inputs under 64-d), MSE,
-    Adam lr 1e-4, batch 32, at most 2000 epochs with early stopping (patience 500, min delta 1e-4)
-    on a 20% validation split; the best validation state is kept. Images without an early-day
-    image of the same well get no score.
+    Adam lr 1e-4, batch 32, at most 2000 epochs with early stopping (patience 500, min delta
+    1e-4); the best validation state is kept. Images without an early-day image of the same well
+    get no score.
+
+    ``folds=3`` is the document's 3-fold cross-validation: three networks, each stopped early on
+    the third of the pairs it did not train on; a reference well is scored by the network that
+    never saw it, every other well by the mean of the three predictions. ``folds=1`` trains one
+    network with ``validation`` (20%) of the pairs held out for early stopping.
+
+    ``augment``: coupled copies per pair (seed 000: a flip / rotation and a brightness / blur /
+    sharpness draw applied alike to the day-7 and day-10 image), embedded with the set's encoder
+    and added to the training pairs (each copy stays in its pair's fold).
 
     Embeddings wider than ``reduce_above`` (raw pixels: 27 648 values) are first projected onto
     their principal components, fitted on the training pairs (at most ``reduce_above``, at most
     2 x pairs - 1), and compared there: the seed never fed pixels to this network (it used a
-    convolutional autoencoder on images), and a 27 648-wide first layer trained on a few dozen
-    pairs takes minutes per fit to learn nothing.
+    convolutional autoencoder on images: ``image-predictor``), and a 27 648-wide first layer
+    trained on a few dozen pairs takes minutes per fit to learn nothing.
     """
 
     name = "predictor"
     needs_pairs = True
     partial = True
     defaults = {"label": "condition", "epochs": 2000, "patience": 500, "min_delta": 1e-4, "batch_size": 32,
-                "lr": 1e-4, "validation": 0.2, "layers": "auto", "bottleneck": "auto", "max_width": 512,
-                "reduce_above": 512, "seed": 0}
+                "lr": 1e-4, "folds": 1, "validation": 0.2, "augment": 0, "layers": "auto", "bottleneck": "auto",
+                "max_width": 512, "reduce_above": 512, "seed": 0}
 
     def __init__(self, **params):
         super().__init__(**params)
         self._fitted: dict[str, tuple] = {}
+
+    @property
+    def needs_images(self) -> bool:  # the coupled copies are embedded from the images
+        return int(self.params["augment"]) > 0
 
     def fit(self, embeddings, samples, metric, reference):
         from phenorank.core.threads import torch_threads
@@ -87,80 +100,113 @@ class PredictorRanker(Ranker):
             return self._fit(embeddings, samples, metric, reference)
 
     def _fit(self, embeddings, samples, metric, reference):
-        import torch
-
         if samples.paired is None:
             raise PluginError("predictor needs day-to-day pairs; the pipeline gives them (see table `pairs`)")
         has_pair = np.isfinite(samples.paired).all(axis=1)
         rows = np.flatnonzero(reference_mask(samples, self.params["label"], reference) & has_pair)
-        if len(rows) < 4:
-            raise PluginError(f"predictor: {len(rows)} {reference!r} wells have both days; at least 4 are needed")
+        folds = int(self.params["folds"])
+        if len(rows) < max(4, 2 * folds):
+            raise PluginError(f"predictor: {len(rows)} {reference!r} wells have both days; at least "
+                              f"{max(4, 2 * folds)} are needed")
         early = np.asarray(samples.paired[rows], dtype=np.float64)
         late = np.asarray(embeddings[rows], dtype=np.float64)
         self.metric = metric
         # The fit does not depend on the metric: a grid over eight metrics trains once.
         key = fit_key(early, late)
         if key in self._fitted:
-            self.reducer, self.low, self.span, self.model, self.history = self._fitted[key]
+            self.reducer, self.low, self.span, self.models, self.fold_of, self.history = self._fitted[key]
             return self
+        origin = np.arange(len(rows))
+        copies = int(self.params["augment"])
+        if copies:
+            from ..augmentations import coupled_copies
+
+            import torch
+
+            pair_ids = samples.paired_ids[rows].astype(str), samples.image_ids[rows].astype(str)
+            more_early, more_late = coupled_copies(*(torch.from_numpy(samples.read_images(ids)) for ids in pair_ids),
+                                                   copies, int(self.params["seed"]))
+            early = np.concatenate([early, samples.encode(more_early[len(rows):].numpy())])
+            late = np.concatenate([late, samples.encode(more_late[len(rows):].numpy())])
+            origin = np.concatenate([origin, np.repeat(np.arange(len(rows)), copies)])
+        self.reduce_and_scale(early, late, len(rows))
+        x, y = self.scaled(early), self.scaled(late)
         seed = int(self.params["seed"])
+        order = np.random.default_rng(seed).permutation(len(rows))
+        if folds == 1:
+            n_val = max(1, int(round(len(rows) * float(self.params["validation"]))))
+            held = [order[:n_val]]
+        else:
+            held = np.array_split(order, folds)
+        self.models, self.history, self.fold_of = [], [], {}
+        for fold, val_pairs in enumerate(held):
+            val = np.isin(origin, val_pairs) & (np.arange(len(origin)) < len(rows))  # originals judge
+            train = ~np.isin(origin, val_pairs)
+            model, history = self.train_one(x[train], y[train], x[val], y[val], seed + fold)
+            self.models.append(model)
+            self.history.append(history)
+            if folds > 1:
+                self.fold_of.update({str(samples.image_ids[rows[i]]): fold for i in val_pairs})
+        self._fitted[key] = (self.reducer, self.low, self.span, self.models, self.fold_of, self.history)
+        return self
+
+    def reduce_and_scale(self, early: np.ndarray, late: np.ndarray, n_pairs: int) -> None:
         self.reducer = None
         if early.shape[1] > int(self.params["reduce_above"]):
             from sklearn.decomposition import PCA
 
-            components = min(int(self.params["reduce_above"]), 2 * len(rows) - 1)
-            self.reducer = PCA(components, random_state=seed).fit(np.concatenate([early, late]))
-            early, late = self.reducer.transform(early), self.reducer.transform(late)
-        both = np.concatenate([early, late])
+            components = min(int(self.params["reduce_above"]), 2 * n_pairs - 1)
+            self.reducer = PCA(components, random_state=int(self.params["seed"])).fit(np.concatenate([early, late]))
+        both = np.concatenate([early, late]) if self.reducer is None else \
+            self.reducer.transform(np.concatenate([early, late]))
         self.low = both.min(axis=0)
         self.span = np.where(np.ptp(both, axis=0) > 0, np.ptp(both, axis=0), 1.0)
-        dim = early.shape[1]
+
+    def train_one(self, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, seed: int):
+        """One network, stopped early on (x_val, y_val); its best state and validation losses."""
+        import torch
+
+        dim = x.shape[1]
         layers = (12 if dim >= 64 else 6) if self.params["layers"] == "auto" else int(self.params["layers"])
         bottleneck = (8 if dim >= 64 else max(2, dim // 5)) if self.params["bottleneck"] == "auto" \
             else int(self.params["bottleneck"])
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-        self.model = build_predictor(layer_widths(dim, layers, bottleneck, int(self.params["max_width"])))
-        x = torch.as_tensor(self.minmax(early), dtype=torch.float32)
-        y = torch.as_tensor(self.minmax(late), dtype=torch.float32)
-        n_val = max(1, int(round(len(rows) * float(self.params["validation"]))))
-        order = torch.randperm(len(rows), generator=generator)
-        val, train = order[:n_val], order[n_val:]
+        model = build_predictor(layer_widths(dim, layers, bottleneck, int(self.params["max_width"])))
+        x, y = (torch.as_tensor(a, dtype=torch.float32) for a in (x, y))
+        x_val, y_val = (torch.as_tensor(a, dtype=torch.float32) for a in (x_val, y_val))
         # foreach: one fused update over all parameters, not a Python loop per tensor per step
-        optimizer = torch.optim.Adam(self.model.parameters(), lr=float(self.params["lr"]), foreach=True)
+        optimizer = torch.optim.Adam(model.parameters(), lr=float(self.params["lr"]), foreach=True)
         loss_fn = torch.nn.MSELoss()
-        best, best_state, waited = float("inf"), None, 0
-        self.history = []
+        best, best_state, waited, history = float("inf"), None, 0, []
         # the layers whose behaviour differs in training (BatchNorm, Dropout): flipping their flag is
         # what model.train() / eval() do, without walking every module twice per epoch
-        switching = [m for m in self.model.modules() if isinstance(m, (torch.nn.modules.batchnorm._BatchNorm,
-                                                                       torch.nn.Dropout))]
-        for epoch in range(int(self.params["epochs"])):
+        switching = [m for m in model.modules() if isinstance(m, (torch.nn.modules.batchnorm._BatchNorm,
+                                                                  torch.nn.Dropout))]
+        for _ in range(int(self.params["epochs"])):
             for module in switching:
                 module.training = True
-            for batch in batches(len(train), int(self.params["batch_size"]), generator):
+            for batch in batches(len(x), int(self.params["batch_size"]), generator):
                 if len(batch) < 2:
                     continue
                 optimizer.zero_grad()
-                loss = loss_fn(self.model(x[train[batch]]), y[train[batch]])
+                loss = loss_fn(model(x[batch]), y[batch])
                 loss.backward()
                 optimizer.step()
             for module in switching:
                 module.training = False
             with torch.no_grad():
-                val_loss = float(loss_fn(self.model(x[val]), y[val]))
-            self.history.append(val_loss)
+                val_loss = float(loss_fn(model(x_val), y_val))
+            history.append(val_loss)
             if val_loss < best - float(self.params["min_delta"]):
                 best, waited = val_loss, 0
-                best_state = {k: v.clone() for k, v in self.model.state_dict().items()}
+                best_state = {k: v.clone() for k, v in model.state_dict().items()}
             else:
                 waited += 1
                 if waited >= int(self.params["patience"]):
                     break
-        self.model.load_state_dict(best_state)
-        self.model.eval()
-        self._fitted[key] = (self.reducer, self.low, self.span, self.model, self.history)
-        return self
+        model.load_state_dict(best_state)
+        return model.eval(), history
 
     def minmax(self, x: np.ndarray) -> np.ndarray:
         return (x - self.low) / self.span
@@ -178,8 +224,12 @@ class PredictorRanker(Ranker):
         rows = np.flatnonzero(np.isfinite(samples.paired).all(axis=1))
         for start in range(0, len(rows), 4096):
             chunk = rows[start:start + 4096]
+            inputs = torch.as_tensor(self.scaled(samples.paired[chunk]), dtype=torch.float32)
             with torch.no_grad():
-                predicted = self.model(torch.as_tensor(self.scaled(samples.paired[chunk]), dtype=torch.float32))
-            scores[chunk] = self.metric.paired_distance(predicted.numpy().astype(np.float64),
-                                                        self.scaled(embeddings[chunk]))
+                each = np.stack([model(inputs).numpy() for model in self.models])
+            predicted = each.mean(axis=0)
+            # a reference well the cross-validation held out is scored by the network that never saw it
+            own = np.array([self.fold_of.get(str(i), -1) for i in samples.image_ids[chunk]])
+            predicted[own >= 0] = each[own[own >= 0], np.flatnonzero(own >= 0)]
+            scores[chunk] = self.metric.paired_distance(predicted.astype(np.float64), self.scaled(embeddings[chunk]))
         return scores
