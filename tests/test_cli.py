@@ -100,11 +100,13 @@ def test_demo_runs_end_to_end_twice_with_the_same_rows(tmp_path, monkeypatch):
     assert first.exit_code == 0, first.output
     assert "SYNTHETIC" in first.output and "Ranking accuracy" in first.output
     rows_after_first = counts("phenorank.duckdb")
-    # 2 encoders x 3 references x (8 centroid + 1 softmax + 8 predictor + 3 pca + 4 umap) rankings,
-    # each with 6 values (accuracy; spearman, p; outside, fraction, n), and per encoder 9 values
-    # of embedding evaluators (linear probe 2: train and test accuracy, k-means 4, mAP 3).
-    assert rows_after_first["rankings"] == 2 * 3 * 24
-    assert rows_after_first["evaluations"] == 2 * 3 * 24 * 6 + 2 * 9
+    # 2 encoders x 3 references x (8 centroid + 8 image-predictor + 1 softmax + 8 predictor + 3 pca
+    # + 4 umap) rankings,
+    # each with 6 values (accuracy; spearman, p; outside, fraction, n), and per encoder 11 values
+    # of embedding evaluators (linear probe 4: train, test and hold-out accuracy, hold-out n;
+    # k-means 4, mAP 3).
+    assert rows_after_first["rankings"] == 2 * 3 * 32
+    assert rows_after_first["evaluations"] == 2 * 3 * 32 * 6 + 2 * 11
     page = (tmp_path / "phenorank-demo" / "report.html").read_text()
     # strips x 3, projection, heatmap, treatments, growth curves (day 7 -> day 10 wells), and the
     # thumbnails: top, bottom, one per treatment group

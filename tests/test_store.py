@@ -63,3 +63,22 @@ def test_a_version_1_store_is_migrated_and_its_images_kept(tmp_path, tiny_plate)
                         PreprocessParams(size=32))
         counts = store.table_counts()
     assert report.ingested == 120 and counts["images"] == 120 and counts["pairs"] == 60  # the old id is replaced
+
+
+def test_a_version_10_store_finds_its_cae_models_under_their_new_name(tmp_path):
+    from phenorank.core.schema import MIGRATIONS
+
+    path = tmp_path / "v10.duckdb"
+    con = duckdb.connect(str(path))  # a store of phenorank before the rename: schema 10
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMPTZ)")
+    for version, name, sql in MIGRATIONS[:10]:
+        con.execute(sql)
+        con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [version, name])
+    con.execute("INSERT INTO models (model_id, encoder) VALUES ('m1', 'cae'), ('m2', 'simclr')")
+    con.execute("INSERT INTO embedding_sets (embedding_set_id, encoder, head) VALUES ('e1', 'cae', 'pooled')")
+    con.close()
+    with open_store(path) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+        assert store.query("SELECT model_id, encoder FROM models ORDER BY 1")[1] == [
+            ("m1", "reconstruction-cae"), ("m2", "simclr")]
+        assert store.query("SELECT encoder FROM embedding_sets")[1] == [("reconstruction-cae",)]

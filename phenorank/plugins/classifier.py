@@ -29,6 +29,13 @@ class Standardizer:
         std = x.std(axis=0)
         return cls(x.mean(axis=0), np.where(std > 0, std, 1.0))
 
+    @classmethod
+    def choose(cls, x: np.ndarray, standardize) -> "Standardizer":
+        """The fitted z-score, or with ``standardize`` false the identity: the seed's raw features."""
+        if str(standardize).lower() in ("false", "0", "no"):
+            return cls(np.zeros(x.shape[1]), np.ones(x.shape[1]))
+        return cls.fit(x)
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.mean) / self.scale).astype(np.float32)
 

@@ -18,10 +18,10 @@ SELECTION = {"classes": ["control", "single_dose", "exploded"], "label": "condit
 class LinearProbe(Evaluator):
     """Seed 000 section 8.1: one linear layer on frozen embeddings, trained to tell the classes
     apart on an 80/20 split of wells stratified by class; features standardized on the training
-    wells. ``solver=lbfgs`` (default): multinomial logistic regression fitted by scikit-learn to
-    convergence (penalty 1/``C``). ``solver=adam``: the seed's loop, cross entropy, Adam lr 5e-4,
-    batch 8, 250 epochs, MultiStepLR x0.1 at 60% and 80%, at least ``min_steps`` optimizer steps
-    (small plates, see ``train_linear``).
+    wells (``standardize=false``: the raw features, as the seed). ``solver=lbfgs`` (default):
+    multinomial logistic regression fitted by scikit-learn to convergence (penalty 1/``C``).
+    ``solver=adam``: the seed's loop, cross entropy, Adam lr 5e-4, batch 8, 250 epochs, MultiStepLR
+    x0.1 at 60% and 80%, at least ``min_steps`` optimizer steps (small plates, see ``train_linear``).
 
     Values: train and test accuracy; with ``adam`` also the best test accuracy over the epochs and
     the first epoch reaching it (the seed's "test epoch"). The interval bootstraps the test wells.
@@ -34,7 +34,7 @@ class LinearProbe(Evaluator):
     name = "linear-probe"
     needs = "embeddings"
     defaults = {**SELECTION, "solver": "lbfgs", "C": 1.0, "epochs": 250, "batch_size": 8, "lr": 5e-4,
-                "min_steps": 3000, "test_fraction": 0.2, "seed": 0, "bootstrap": 1000,
+                "min_steps": 3000, "test_fraction": 0.2, "seed": 0, "bootstrap": 1000, "standardize": True,
                 "holdout": "holdout", "holdout_class": "single_dose"}
 
     def evaluate(self, subject: Subject) -> Evaluation:
@@ -59,7 +59,7 @@ class LinearProbe(Evaluator):
             raise PluginError(f"linear-probe: cannot split {len(names)} wells: {exc}") from None
         train = np.isin(wells, train_wells)
         x = np.asarray(subject.embeddings[index], dtype=np.float64)
-        scale = Standardizer.fit(x[train])
+        scale = Standardizer.choose(x[train], self.params["standardize"])
         solver = str(self.params["solver"])
         if solver not in SOLVERS:
             raise PluginError(f"linear-probe: solver must be one of {', '.join(SOLVERS)}, not {solver!r}")

@@ -21,14 +21,15 @@ class SoftmaxRanker(Ranker):
     ``solver=adam`` runs the seed's loop with its best settings: 750 epochs, batch 16, Adam lr 5e-4,
     MultiStepLR x0.1 at 60% / 80%, and at least ``min_steps`` optimizer steps (small plates).
     ``balance`` draws the larger class down to the smaller one's size (the seed's table 9.10:
-    class imbalance cost most of the accuracy). The metric is not used.
+    class imbalance cost most of the accuracy). ``standardize=false`` feeds the raw features, as the
+    seed did. The metric is not used.
     """
 
     name = "softmax"
     metrics = ()
     defaults = {"towards": "auto", "classes": ["control", "single_dose", "exploded"], "label": "condition",
                 "solver": "lbfgs", "C": 1.0, "epochs": 750, "batch_size": 16, "lr": 5e-4, "min_steps": 3000, "balance": True,
-                "seed": 0}
+                "standardize": True, "seed": 0}
 
     def towards(self, reference: str) -> str:
         if self.params["towards"] != "auto":
@@ -53,7 +54,7 @@ class SoftmaxRanker(Ranker):
         rows = np.concatenate([first, second])
         x = np.asarray(embeddings[rows], dtype=np.float64)
         y = np.concatenate([np.zeros(len(first), int), np.ones(len(second), int)])
-        self.scale = Standardizer.fit(x)
+        self.scale = Standardizer.choose(x, self.params["standardize"])
         solver = str(self.params["solver"])
         if solver not in SOLVERS:
             raise PluginError(f"softmax: solver must be one of {', '.join(SOLVERS)}, not {solver!r}")
