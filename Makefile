@@ -7,6 +7,9 @@ STAMP := $(VENV)/.phenorank-installed
 # The real scratch-assay sample comes from ndev-sampledata, installed without its dependencies
 # (bioio and napari readers, which phenorank does not use: it reads the TIFF itself).
 SAMPLE_DATA := ndev-sampledata==0.0.3
+# CellProfiler's radial power spectrum, the reference the focus-slope test compares against; without
+# its dependencies, whose pins (pillow<12) the test does not need.
+REFERENCES := centrosome==1.3.4
 
 .PHONY: demo demo-cells demo-scratch demo-profiles demo-potency test install clean
 
@@ -16,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	$(BIN)/python -m pip install --quiet --no-deps '$(SAMPLE_DATA)'
+	$(BIN)/python -m pip install --quiet --no-deps '$(SAMPLE_DATA)' '$(REFERENCES)'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -222,6 +222,21 @@ def test_clustering_evaluators_on_the_aggregates(invoke, cell_store):
     assert "clustering" in result.output
 
 
+def test_choosing_k_and_the_dendrogram_of_samples_land_in_the_store_and_the_report(invoke, cell_store, tmp_path):
+    invoke("--db", cell_store, "evaluate", "--evaluator", "choose-k,clustering-agglomerative", "--level", "sample:median",
+           "-p", "choose-k.k_max=5")
+    ks = rows(cell_store, "SELECT group_key, name, value FROM group_results WHERE evaluator = 'choose-k' "
+                          "AND name = 'k' ORDER BY value")
+    assert [r[0] for r in ks] == ["k=2", "k=3", "k=4", "k=5"]  # 6 samples: k up to 5
+    chosen = dict(rows(cell_store, "SELECT name, value FROM comparison WHERE evaluator = 'choose-k'"))
+    assert 2 <= chosen["elbow_k"] <= 5 and 2 <= chosen["silhouette_k"] <= 5 and chosen["n_classes"] == 3
+    invoke("--db", cell_store, "report", "--out", tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    start = page.index(">How many clusters?</h2>")
+    assert page[start:].count("<img") >= 2 and "Hierarchical clustering" in page[start:]
+    assert 'alt="raw/' in page and "ward clustering of 6 items" in page
+
+
 # -- clustering scores ---------------------------------------------------------------------------
 def test_clustering_scores_on_a_hand_made_case():
     space = np.array([[0.0], [1.0], [10.0], [11.0]])
@@ -323,6 +338,7 @@ def test_cells_demo_runs_end_to_end_and_prints_the_table(invoke, tmp_path, monke
     assert ari == 12 * 3
     assert Path(tmp_path / "phenorank-cells" / "round").is_dir()
     page = (tmp_path / "phenorank-cells" / "report.html").read_text()
-    # 3 projections, robustness curves, the trained model's history,
-    assert "Robustness to corruptions" in page and page.count("<img") == 4 + 1 + 4
+    # the image-quality histograms, 3 projections, robustness curves, the trained model's history,
+    # the dendrograms of the two aggregate levels (agglomerative clustering judged them),
+    assert "Robustness to corruptions" in page and page.count("<img") == 1 + 4 + 1 + 4 + 2
     assert page.count('alt="segmentation ') == 4  # and segmentation overlays: one per class, then the fullest

@@ -108,9 +108,9 @@ def test_demo_runs_end_to_end_twice_with_the_same_rows(tmp_path, monkeypatch):
     assert rows_after_first["rankings"] == 2 * 3 * 32
     assert rows_after_first["evaluations"] == 2 * 3 * 32 * 6 + 2 * 11
     page = (tmp_path / "phenorank-demo" / "report.html").read_text()
-    # strips x 3, projection, heatmap, treatments, growth curves (day 7 -> day 10 wells), and the
-    # thumbnails: top, bottom, one per treatment group
-    assert page.count("data:image/png;base64,") == 10 and "Treatments ranked" in page and "Growth curves" in page
+    # image-quality histograms, strips x 3, projection, heatmap, treatments, growth curves (day 7 ->
+    # day 10 wells), and the thumbnails: top, bottom, one per treatment group
+    assert page.count("data:image/png;base64,") == 11 and "Image quality" in page and "Treatments ranked" in page and "Growth curves" in page
     assert "The images behind the scores" in page
     # The figures the README quotes from the demo (the deterministic ones: no trained model in them).
     accuracy = {(e, r, m, ref): round(v, 4) for e, r, m, ref, v in rows(
@@ -217,9 +217,10 @@ def test_grid_of_new_rankers_holdout_pairs_pivot_and_report(invoke, tiny_plate, 
     assert "| fraction_outside |" in wide.replace(" | ", " | ") or "fraction_outside" in wide
     invoke("report", "--out", tmp_path / "r.html")
     page = (tmp_path / "r.html").read_text()
-    # the five ranking figures, the plate heatmap, growth curves (day 7 -> 10), three thumbnail
-    # sheets; `run`'s QC of the rankings as a table (its heatmap is the ranking's own)
-    assert page.count("<img") == 10 and "Plate heatmap" in page and "Growth curves" in page
+    # the image-quality histograms, the five ranking figures, the plate heatmap, growth curves
+    # (day 7 -> 10), three thumbnail sheets; `run`'s QC of the rankings as a table (its heatmap is
+    # the ranking's own)
+    assert page.count("<img") == 11 and "Plate heatmap" in page and "Growth curves" in page
     assert "Plate QC on" in page
 
 

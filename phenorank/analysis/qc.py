@@ -1,7 +1,8 @@
 """Plate QC: can this plate be trusted? Per plate, between the negative control and a positive
 control class: Z'-factor (Zhang et al. 1999) and SSMD (Zhang 2007); the control's coefficient of
 variation; the edge effect (outer-ring controls vs inner ones); per image a focus score (variance
-of the Laplacian) and an outlier flag (robust z of the readout within its class)."""
+of the Laplacian) and an outlier flag (robust z of the readout within its class). And without a
+readout, seed 001's artifact flags from the statistics ingest stored per image and layer."""
 
 from __future__ import annotations
 
@@ -33,10 +34,6 @@ def focus_score(image: np.ndarray) -> float:
     return float(laplace(gray).var())
 
 
-def robust_z(values: np.ndarray) -> np.ndarray:
-    median = np.median(values)
-    mad = 1.4826 * np.median(np.abs(values - median))
-    return (values - median) / mad if mad > 0 else np.zeros_like(values, dtype=np.float64)
 
 
 def plate_qc(values: np.ndarray, samples, control: str = "control", positive: str | None = None,
@@ -108,3 +105,84 @@ def image_flags(values: np.ndarray, samples, focus: np.ndarray | None = None, ou
              "blurred": bool(focus is not None and focus_z[i] < blur_z),
              "outlier": bool(abs(readout_z[i]) > outlier_z), "readout_z": float(readout_z[i])}
             for i in range(len(values))]
+
+
+def robust_z(values: np.ndarray) -> np.ndarray:
+    finite = np.isfinite(values)
+    if finite.sum() < 3:
+        return np.zeros(len(values))
+    median = np.median(values[finite])
+    mad = 1.4826 * np.median(np.abs(values[finite] - median))
+    return np.where(finite, (values - median) / mad, 0.0) if mad > 0 else np.zeros(len(values))
+
+
+IMAGE_LIMITS = {"blur_z": -3.0, "max_percent_maximal": 1.0, "intensity_z": 5.0, "min_intensity_change": 0.2}
+
+
+def artifact_flags(rows: list[dict], limits: dict | None = None, by: tuple[str, ...] = ("plate",)) -> list[dict]:
+    """Per image, from its layers' statistics (rows with image_id, plate, layer, the ``by``
+    columns and the names of ``image_quality.STATISTICS``), compared within its group of ``by``
+    (seed 001: the plate, as it read one histogram per plate and channel):
+
+    - ``blurred``: the focus slope of the image's sharpest layer has a robust z below ``blur_z``
+      (a focal stack has blurred layers by design; a blurred acquisition has no sharp one);
+    - ``saturated``: more than ``max_percent_maximal`` percent of a layer's pixels at its maximum;
+    - ``intensity_outlier``: a layer's median or 99 % quantile with |robust z| above
+      ``intensity_z`` among the same layer of the plate's images and more than
+      ``min_intensity_change`` (a fraction) away from their median: bright-field backgrounds
+      vary so little that a 3 % change is already many robust SDs, and is no artifact.
+
+    A limit of None is not checked. ``reasons`` names each flag with its layer and value. The
+    focus slope also follows the content (a shrunken spheroid has fewer edges): ``by=("plate",
+    "condition")`` compares like with like where treatments change the picture."""
+    limits = {**IMAGE_LIMITS, **(limits or {})}
+    if not rows:
+        return []
+    value = lambda row, name: np.nan if row[name] is None else float(row[name])  # noqa: E731
+    images: dict[str, dict] = {}
+    for row in rows:
+        image = images.setdefault(row["image_id"], {"image_id": row["image_id"], "plate": str(row["plate"]),
+                                                    "blurred": False, "saturated": False,
+                                                    "intensity_outlier": False, "reasons": [], "layers": []})
+        image["layers"].append(row)
+    order = list(images.values())
+    group_of = lambda row: "|".join(str(row.get(column)) for column in by)  # noqa: E731
+    plates = np.array([group_of(image["layers"][0]) for image in order], dtype=object)
+    sharpest = np.array([np.nanmax([value(r, "focus_slope") for r in image["layers"]])
+                         if np.isfinite([value(r, "focus_slope") for r in image["layers"]]).any() else np.nan
+                         for image in order])
+    focus_z = np.zeros(len(order))
+    for plate in set(plates):
+        focus_z[plates == plate] = robust_z(sharpest[plates == plate])
+    layer_plates = np.array([group_of(r) for r in rows], dtype=object)
+    layers = np.array([int(r["layer"]) for r in rows])
+    intensity = {name: np.array([value(r, name) for r in rows]) for name in ("median", "q99")}
+    intensity_z = {name: np.zeros(len(rows)) for name in intensity}
+    intensity_change = {name: np.zeros(len(rows)) for name in intensity}
+    for plate, layer in set(zip(layer_plates, layers)):
+        group = (layer_plates == plate) & (layers == layer)
+        for name in intensity:
+            intensity_z[name][group] = robust_z(intensity[name][group])
+            typical = np.nanmedian(intensity[name][group])
+            intensity_change[name][group] = np.abs(intensity[name][group] / typical - 1) if typical else np.inf
+    for k, image in enumerate(order):
+        if limits["blur_z"] is not None and focus_z[k] < limits["blur_z"]:
+            image["blurred"] = True
+            image["reasons"].append(f"sharpest layer's focus slope {sharpest[k]:.2f} (z {focus_z[k]:.1f})")
+    for i, row in enumerate(rows):
+        image, where = images[row["image_id"]], f"layer {row['layer']}"
+        percent = value(row, "percent_maximal")
+        if limits["max_percent_maximal"] is not None and percent > limits["max_percent_maximal"]:
+            image["saturated"] = True
+            image["reasons"].append(f"{where}: {percent:.1f}% of pixels at the maximum")
+        if limits["intensity_z"] is not None:
+            for name in intensity:
+                if (abs(intensity_z[name][i]) > limits["intensity_z"]
+                        and intensity_change[name][i] > (limits["min_intensity_change"] or 0)):
+                    image["intensity_outlier"] = True
+                    image["reasons"].append(f"{where}: {name} {intensity[name][i]:.4g} (z {intensity_z[name][i]:.1f})")
+    for image in order:
+        del image["layers"]
+        image["flagged"] = image["blurred"] or image["saturated"] or image["intensity_outlier"]
+        image["reasons"] = "; ".join(image["reasons"])
+    return order

@@ -10,7 +10,7 @@ from ..core.store import Store
 from ..registry.code import source_hash
 from .dose_response import fit_treatments
 from .hits import call_hits
-from .qc import DEFAULT_LIMITS, focus_score, image_flags, plate_qc
+from .qc import DEFAULT_LIMITS, IMAGE_LIMITS, artifact_flags, focus_score, image_flags, plate_qc
 from .readouts import Readout, load_readout, only_plates
 
 
@@ -99,3 +99,17 @@ def focus_scores(store: Store, data: Readout) -> np.ndarray | None:
     for ids, images in store.iter_crops([str(i) for i in data.ids], key, 256):
         scores.update({i: focus_score(image) for i, image in zip(ids, images)})
     return np.array([scores[str(i)] for i in data.ids])
+
+
+def image_artifacts(store: Store, run_id: str, limits: dict | None = None, plates: list[str] | None = None,
+                    by: tuple[str, ...] = ("plate", "condition")) -> tuple[list[dict], list[dict], int]:
+    """Seed 001's artifact flags from the statistics ingest stored (``image_stats``), written to
+    ``image_flags`` (the ``qc_flagged`` / ``qc_reasons`` columns of every later evaluator's
+    samples). Returns (layer statistics, flags, images without statistics)."""
+    limits = {**IMAGE_LIMITS, **(limits or {})}
+    rows = store.image_statistics(plates or ())
+    flags = artifact_flags(rows, limits, tuple(by))
+    if flags:
+        store.write_image_flags(flags, {"limits": limits, "plates": list(plates or []), "by": list(by)},
+                                _code("phenorank.analysis.qc"), run_id)
+    return rows, flags, store.images_without_statistics()

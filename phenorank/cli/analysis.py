@@ -1,6 +1,7 @@
 """Commands that read results as a screening biologist does: ``potency`` (dose-response fits),
 ``hits`` (treatments against the control at a controlled FDR) and ``qc`` (can this plate be
-trusted). Each takes a readout: a ranking's scores or a named feature (morphometrics/area)."""
+trusted). Each takes a readout: a ranking's scores or a named feature (morphometrics/area).
+``qc-images`` needs none: it flags image artifacts from the statistics stored at ingest."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import click
 
 from ..analysis import stored
 from ..analysis.dose_response import STATUS_OK
-from ..analysis.qc import DEFAULT_LIMITS
+from ..analysis.qc import DEFAULT_LIMITS, IMAGE_LIMITS
 from .common import err, format_option, friendly_errors, recorded_run, resolve_day, show, split
 
 readout_option = click.option(
@@ -189,4 +190,58 @@ def show_qc(data, plate_rows: list[dict], flags: list[dict], fmt: str = "table")
             err.print(f"[yellow]plate {p['plate']} fails QC: {p['reasons']}[/]")
 
 
-COMMANDS = [potency, hits, qc]
+BY_CHOICES = ("plate", "plate,condition", "plate,day", "plate,treatment")
+
+
+@click.command("qc-images")
+@click.option("--blur-z", default=IMAGE_LIMITS["blur_z"], show_default=True, type=LIMIT,
+              help="An image whose focus slope lies this many robust SDs below its plate's (same layer) is blurred.")
+@click.option("--max-saturated", default=IMAGE_LIMITS["max_percent_maximal"], show_default=True, type=LIMIT,
+              help="An image with more than this percent of a layer's pixels at its maximum is saturated.")
+@click.option("--intensity-z", default=IMAGE_LIMITS["intensity_z"], show_default=True, type=LIMIT,
+              help="An image whose median or 99% quantile is this many robust SDs from its plate's is an outlier.")
+@click.option("--min-change", default=IMAGE_LIMITS["min_intensity_change"], show_default=True, type=LIMIT,
+              help="... and is at least this fraction away from the plate's median (0.2 = 20%).")
+@click.option("--by", default="plate,condition", show_default=True, type=click.Choice(BY_CHOICES),
+              help="Compare each image with the images of its plate and condition (a treatment that changes the "
+                   "picture is no artifact: it moves intensity and focus slope too), or of its whole plate as seed "
+                   "001 did, or of its plate and day / treatment.")
+@plates_option
+@format_option
+@click.pass_context
+@friendly_errors
+def qc_images(ctx, blur_z, max_saturated, intensity_z, min_change, by, plates, fmt) -> None:
+    """Flag out-of-focus, saturated and intensity-outlier images (seed 001's artifact checks)
+    from the statistics ingest stored per image and layer (table `image_stats`: focus as the slope
+    of the log-log power spectrum, percent of pixels at the maximum, intensity quantiles). Each
+    image is compared with the images of its plate and condition, layer by layer. The flags go to table
+    `image_flags` and reach every evaluator's samples as the columns `qc_flagged` and
+    `qc_reasons`, so `-p linear-probe.where=qc_flagged!=true` leaves flagged images out.
+
+    \b
+    Example:
+        phenorank qc-images --max-saturated 0.5
+    """
+    limits = {"blur_z": blur_z, "max_percent_maximal": max_saturated, "intensity_z": intensity_z,
+              "min_intensity_change": min_change}
+    with recorded_run(ctx, "qc-images", {"limits": limits, "plates": split(plates), "by": by}) as (store, run_id):
+        rows, flags, missing = stored.image_artifacts(store, run_id, limits, split(plates), tuple(by.split(",")))
+    if missing:
+        err.print(f"[yellow]{missing} image(s) have no statistics (stored before phenorank kept them): "
+                  "run the same `phenorank ingest` again to add them[/]")
+    if not rows:
+        raise click.ClickException("no image statistics stored: ingest images first")
+    flagged = [f for f in flags if f["flagged"]]
+    paths = {r["image_id"]: r["path"] for r in rows}
+    show(["file", "plate", "blurred", "saturated", "intensity outlier", "why"],
+         [(paths[f["image_id"]], f["plate"], _yes(f["blurred"]), _yes(f["saturated"]), _yes(f["intensity_outlier"]),
+           f["reasons"]) for f in flagged], fmt, title=f"Images flagged: {len(flagged)} of {len(flags)}")
+    err.print(f"{len(flagged)} of {len(flags)} images flagged (table image_flags; column qc_flagged in evaluators' "
+              "`where`); the histograms per plate and layer are in `phenorank report`")
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else ""
+
+
+COMMANDS = [potency, hits, qc, qc_images]

@@ -26,8 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..registry.code import source_hash
 from ..registry.contracts import Loader
 from .files import is_file, open_binary, stamp
+from .image_quality import WINDOW, layer_statistics
 from .manifest import ManifestEntry, split_location, split_region
 from .preprocess import PreprocessError, PreprocessParams, preprocess_stack
 from .store import Store
@@ -152,7 +154,7 @@ def process_file(task: tuple[str, str], loader: Loader, params: PreprocessParams
         stack = read_image(location, loader)
         crop = preprocess_stack(stack, params)
         return {
-            "status": "new", "image_id": image_id,
+            "status": "new", "image_id": image_id, "stats": layer_statistics(stack, WINDOW),
             "shape": {"n_layers": stack.shape[0], "height": stack.shape[1], "width": stack.shape[2],
                       "dtype": str(stack.dtype.newbyteorder("="))},
             "crop": {"image_id": image_id, "preprocess_key": params.key, "size": params.size,
@@ -218,7 +220,9 @@ def ingest(entries: list[ManifestEntry], loader: Loader, store: Store, run_id: s
     results come back in file order and only this process writes."""
     report = IngestReport()
     records = store.image_records(params.key)
-    cached_ids = frozenset(image_id for image_id, record in records.items() if record["has_crop"])
+    # an image stored before phenorank kept artifact statistics is read once more to add them
+    cached_ids = frozenset(image_id for image_id, record in records.items()
+                           if record["has_crop"] and record["has_stats"])
     tasks = [(entry.location, entry.source) for entry in entries]
     store.write_crop_set(params.key, "image", {**params.__dict__, "loader": loader.name,
                                                "loader_params": loader.params}, run_id)
@@ -240,13 +244,15 @@ def _collect(entries: list[ManifestEntry], results: Iterator[dict], records: dic
     with the files rejected before (unopenable ones)."""
     images: list[dict] = []
     crops: list[dict] = []
+    stats: list[dict] = []
     seen: dict[str, str] = {}
+    code = source_hash(("phenorank.core.image_quality",))
 
     def flush(last: bool = False) -> None:
         fresh = not any(i["image_id"] in known or i["path"] in known for i in images)
-        store.write_images(images, crops, run_id, rejects, fresh=fresh, pairs=last)
+        store.write_images(images, crops, run_id, rejects, fresh=fresh, pairs=last, stats=stats)
         report.rejected.extend(reject[:2] for reject in rejects)
-        for pending in (images, crops, rejects):
+        for pending in (images, crops, rejects, stats):
             pending.clear()
 
     for entry, result in zip(entries, results):
@@ -268,6 +274,8 @@ def _collect(entries: list[ManifestEntry], results: Iterator[dict], records: dic
             seen[image_id] = path
             images.append({**metadata, "image_id": image_id, **result["shape"]})
             crops.append(result["crop"])
+            stats.extend({**row, "image_id": image_id, "spectrum_window": WINDOW, "code": code}
+                         for row in result.get("stats", ()))
             report.ingested += 1
             side = result["crop"]["crop_side"]
             if side < result["crop"]["size"]:

@@ -158,7 +158,11 @@ def evaluate(store: Store, evaluator: Evaluator, run_id: str, ranking: Ranking |
             raise PipelineError(f"evaluator {evaluator.name!r} re-embeds images; {embedding_set.level} is an "
                                 "aggregate, evaluate the embedding set it was made from")
         subject_kind, subject_id = "embedding_set", embedding_set.embedding_set_id
-    params_hash = digest(identity(evaluator), day if subject_kind == "embedding_set" else None)
+    key, stored_params = [identity(evaluator), day if subject_kind == "embedding_set" else None], evaluator.params
+    if "qc_" in str(evaluator.params.get("where", "")):  # new flags from qc-images select other images
+        key.append(store.image_flags_digest())
+        stored_params = {**evaluator.params, "image_flags": key[-1][:12]}  # tells the two results apart
+    params_hash = digest(*key)
     if not force and store.has_evaluation(subject_id, evaluator.name, params_hash):
         return None
     if subject_kind == "ranking":
@@ -172,7 +176,7 @@ def evaluate(store: Store, evaluator: Evaluator, run_id: str, ranking: Ranking |
     result = evaluator.evaluate(subject)
     if isinstance(result, dict):
         result = Evaluation(values=result)
-    store.write_evaluation(subject_kind, subject_id, evaluator.name, evaluator.params, params_hash,
+    store.write_evaluation(subject_kind, subject_id, evaluator.name, stored_params, params_hash,
                            {k: float(v) for k, v in result.values.items()}, result.details, run_id,
                            result.intervals, code_of(evaluator), result.groups)
     return result

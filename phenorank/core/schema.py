@@ -237,6 +237,15 @@ ALTER TABLE rejects ADD COLUMN day INTEGER;
 UPDATE models SET encoder = 'reconstruction-cae' WHERE encoder = 'cae';
 UPDATE embedding_sets SET encoder = 'reconstruction-cae' WHERE encoder = 'cae';
 """),
+    (12, "image artifact statistics per layer at ingest, and the image flags drawn from them (seed 001's QC)", """
+CREATE TABLE image_stats (
+    image_id VARCHAR, layer INTEGER, focus_slope DOUBLE, percent_maximal DOUBLE, mean DOUBLE, sd DOUBLE,
+    median DOUBLE, q01 DOUBLE, q25 DOUBLE, q75 DOUBLE, q99 DOUBLE, total DOUBLE, spectrum_window INTEGER,
+    code VARCHAR);
+CREATE TABLE image_flags (
+    image_id VARCHAR, plate VARCHAR, blurred BOOLEAN, saturated BOOLEAN, intensity_outlier BOOLEAN,
+    flagged BOOLEAN, reasons VARCHAR, params JSON, code VARCHAR, run_id VARCHAR, created_at TIMESTAMPTZ);
+"""),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -29,6 +29,7 @@ from .store_comparison import ComparisonQueries
 from .store_objects import ObjectTables, as_column as _as_column
 from .store_analysis import AnalysisTables
 from .store_profiles import ProfileTables
+from .store_quality import QualityTables
 
 DEFAULT_PATH = "phenorank.duckdb"
 
@@ -81,7 +82,7 @@ class Ranking:
     metric_code: str = ""
 
 
-class Store(ObjectTables, ProfileTables, AnalysisTables, ComparisonQueries):
+class Store(ObjectTables, ProfileTables, AnalysisTables, QualityTables, ComparisonQueries):
     """A phenorank DuckDB file. Open with :func:`open_store`."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection | Connection, path: str, read_only: bool):
@@ -170,10 +171,12 @@ class Store(ObjectTables, ProfileTables, AnalysisTables, ComparisonQueries):
     # -- images, crops, rejects --------------------------------------------------------------
     def image_records(self, preprocess_key: str) -> dict[str, dict]:
         """Every stored image: its metadata (as ``ManifestEntry.metadata()`` gives it), its shape
-        fields, and whether its crop for these preprocessing parameters exists."""
+        fields, and whether its crop for these preprocessing parameters (``has_crop``) and its
+        artifact statistics (``has_stats``) exist."""
         result = self.con.execute(
             f"SELECT i.image_id, {', '.join(f'i.{_quoted(c)}' for c in METADATA_COLUMNS)}, "
-            f"i.extra, {', '.join(f'i.{c}' for c in SHAPE_COLUMNS)}, c.image_id IS NOT NULL AS has_crop "
+            f"i.extra, {', '.join(f'i.{c}' for c in SHAPE_COLUMNS)}, "
+            "i.image_id IN (SELECT image_id FROM image_stats) AS has_stats, c.image_id IS NOT NULL AS has_crop "
             "FROM images i LEFT JOIN crops c ON c.image_id = i.image_id AND c.preprocess_key = ?",
             [preprocess_key]).fetchall()
         records = {}
@@ -182,17 +185,18 @@ class Store(ObjectTables, ProfileTables, AnalysisTables, ComparisonQueries):
             metadata = dict(zip(METADATA_COLUMNS, row[1:1 + n_meta]))
             metadata["extra"] = json.loads(row[1 + n_meta] or "{}")
             shape = dict(zip(SHAPE_COLUMNS, row[2 + n_meta:2 + n_meta + len(SHAPE_COLUMNS)]))
-            records[row[0]] = {"metadata": metadata, "shape": shape, "has_crop": row[-1]}
+            records[row[0]] = {"metadata": metadata, "shape": shape, "has_crop": row[-1], "has_stats": row[-2]}
         return records
 
     def rejected_paths(self) -> set[str]:
         return {r[0] for r in self.con.execute("SELECT path FROM rejects").fetchall()}
 
     def write_images(self, images: list[dict], crops: list[dict], run_id: str,
-                     rejects: Sequence[tuple[str, str]] = (), fresh: bool = False, pairs: bool = False) -> None:
-        """Insert or replace image metadata, their preprocessed crops and rejected files (path,
-        reason[, place: a dict with the plate, well and day the file's metadata gave]), all in one
-        transaction.
+                     rejects: Sequence[tuple[str, str]] = (), fresh: bool = False, pairs: bool = False,
+                     stats: Sequence[dict] = ()) -> None:
+        """Insert or replace image metadata, their preprocessed crops, their layers' artifact
+        statistics (``stats``) and rejected files (path, reason[, place: a dict with the plate,
+        well and day the file's metadata gave]), all in one transaction.
 
         A stored row with the same image id, or (for images) the same path, is replaced: an image
         stored earlier under that path with other content means the file changed. A path that is
@@ -201,7 +205,7 @@ class Store(ObjectTables, ProfileTables, AnalysisTables, ComparisonQueries):
         ``pairs`` table in the same transaction (one commit, not two, at the end of an ingest).
         """
         self.forget_samples()
-        if not (images or crops or rejects or pairs):
+        if not (images or crops or rejects or pairs or stats):
             return
         now = _now()
         image_table = pa.table({  # noqa: F841  (tables are read by name in the SQL below)
@@ -226,8 +230,9 @@ class Store(ObjectTables, ProfileTables, AnalysisTables, ComparisonQueries):
         with self.transaction():
             if images:
                 if not fresh:
-                    self.con.execute("DELETE FROM crops WHERE image_id IN (SELECT i.image_id FROM images i "
-                                     "JOIN image_table t ON i.path = t.path AND i.image_id <> t.image_id)")
+                    for table in ("crops", "image_stats", "image_flags"):  # the file changed: its old content goes
+                        self.con.execute(f"DELETE FROM {table} WHERE image_id IN (SELECT i.image_id FROM images i "
+                                         "JOIN image_table t ON i.path = t.path AND i.image_id <> t.image_id)")
                     self.con.execute("DELETE FROM images WHERE image_id IN (SELECT image_id FROM image_table) "
                                      "OR path IN (SELECT path FROM image_table)")
                     self.con.execute("DELETE FROM rejects WHERE path IN (SELECT path FROM image_table)")
@@ -237,6 +242,7 @@ class Store(ObjectTables, ProfileTables, AnalysisTables, ComparisonQueries):
                     self.con.execute("DELETE FROM crops WHERE (image_id, preprocess_key) IN "
                                      "(SELECT (image_id, preprocess_key) FROM crop_table)")
                 self.con.execute("INSERT INTO crops BY NAME SELECT * FROM crop_table")
+            self._write_image_stats(list(stats))
             if rejects:
                 self.con.execute("DELETE FROM rejects WHERE path IN (SELECT path FROM reject_table)")
                 self.con.execute("INSERT INTO rejects BY NAME SELECT * FROM reject_table")
@@ -300,6 +306,7 @@ class Store(ObjectTables, ProfileTables, AnalysisTables, ComparisonQueries):
         extras = [json.loads(e or "{}") for e in table.column("extra").to_pylist()]
         for key in sorted({k for e in extras for k in e} - set(columns)):  # measured fields win
             columns[key] = _as_column([e.get(key) for e in extras])
+        columns.update(self.flag_columns(wanted))
         ids = table.column("image_id").to_numpy(zero_copy_only=False)
         return Samples(ids, columns)
 
@@ -574,7 +581,7 @@ class Store(ObjectTables, ProfileTables, AnalysisTables, ComparisonQueries):
     def table_counts(self) -> dict[str, int]:
         tables = ("images", "crops", "rejects", "pairs", "objects", "groups", "profiles", "runs", "models",
                   "embedding_sets", "embeddings", "rankings", "scores", "evaluations", "evaluation_groups", "dose_response",
-                  "hits", "plate_qc", "image_qc")
+                  "hits", "plate_qc", "image_qc", "image_stats", "image_flags")
         return {t: self._one(f"SELECT count(*) FROM {t}")[0] for t in tables}
 
 

@@ -168,6 +168,30 @@ ORDER BY {', '.join(rows)}"""
             curves.setdefault(label, {}).setdefault(kind, []).append(value)
         return curves
 
+    def group_curves(self, evaluator: str) -> list[dict]:
+        """Per embedding set and parameters of ``evaluator``: one dict with ``label``, ``groups``
+        {group_key: {name: value}} and the evaluation's own ``values`` {name: value}."""
+        rows = self.con.execute(
+            "SELECT embedding_set_id, params_hash, encoder || '/' || head || ' ' || level || "
+            "CASE WHEN transforms <> 'none' THEN ' ' || transforms ELSE '' END, group_key, name, value "
+            "FROM group_results WHERE evaluator = ? ORDER BY 1, 2, 4, 5", [evaluator]).fetchall()
+        curves: dict[tuple, dict] = {}
+        for set_id, params_hash, label, group, name, value in rows:
+            entry = curves.setdefault((set_id, params_hash), {"embedding_set_id": set_id, "label": label, "groups": {},
+                                                              "values": {}})
+            entry["groups"].setdefault(group, {})[name] = value
+        for set_id, params_hash, name, value in self.con.execute(
+                "SELECT subject_id, params_hash, name, value FROM evaluations WHERE evaluator = ?", [evaluator]).fetchall():
+            if (set_id, params_hash) in curves:
+                curves[(set_id, params_hash)]["values"][name] = value
+        return list(curves.values())
+
+    def evaluated_sets(self, evaluator: str) -> list[str]:
+        """The embedding sets ``evaluator`` has judged, newest first."""
+        return [r[0] for r in self.con.execute(
+            "SELECT subject_id FROM evaluations WHERE evaluator = ? AND subject_kind = 'embedding_set' "
+            "GROUP BY subject_id ORDER BY max(created_at) DESC", [evaluator]).fetchall()]
+
     def ranked_methods(self) -> list[dict]:
         """Rankings with their description and main measures, best first.
 

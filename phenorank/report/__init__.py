@@ -13,7 +13,9 @@ from ..core.statistics import group_means, holdout_mask
 from ..core.store import Store, StoreError
 from . import plate_map, plots
 from .analysis import analysis_sections
+from .exploration import exploration_sections
 from .places import time_lapse_sections
+from .quality import quality_sections
 from .segmentation import segmentation_sections
 from .training import training_sections
 from .page import figure as _img, render, table as _table
@@ -70,11 +72,13 @@ def build_report(store: Store, out: str | Path, top: int = 3, projection: str = 
     if not methods and not judged and not store.potency_summary()[1]:
         raise StoreError(f"{store.path} holds no evaluations yet: run `phenorank run` (or `phenorank demo`)")
     sections = _profile_sections(store)
+    sections += quality_sections(store)
     sections += analysis_sections(store)
     sections += segmentation_sections(store)
     if methods:
         sections += _ranking_sections(store, methods, top, projection, holdout)
     sections += _embedding_sections(store, judged, top, projection, with_figures=not methods)
+    sections += exploration_sections(store)
     sections += training_sections(store)
     command = command or " ".join(["phenorank", *sys.argv[1:]])
     out = Path(out)

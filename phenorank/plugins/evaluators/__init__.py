@@ -3,6 +3,7 @@ encoder's response to corrupted images (``encoder``)."""
 
 from phenorank import hookimpl
 
+from .choose_k import ChooseK
 from .clustering import AgglomerativeClustering, GaussianMixtureClustering, KMeansClustering
 from .drift import PlateDrift
 from .embeddings import KMeansAccuracy, LinearProbe, MeanAveragePrecision
@@ -15,5 +16,5 @@ from .scores import HoldoutRange, RankCorrelation, RankingAccuracy, ranking_accu
 def register_evaluators(register):
     for evaluator in (RankingAccuracy, RankCorrelation, HoldoutRange, LinearProbe, KMeansAccuracy,
                       MeanAveragePrecision, KMeansClustering, AgglomerativeClustering, GaussianMixtureClustering,
-                      Robustness, NotSameCompoundAccuracy, PlateDrift):
+                      Robustness, NotSameCompoundAccuracy, PlateDrift, ChooseK):
         register(evaluator)

@@ -2,8 +2,8 @@
 known classes, without being told them?
 
 Three clusterings share one scoring: k-means, agglomerative (ward / average / complete / single
-linkage, euclidean or cosine) and a Gaussian mixture, each optionally after a PCA or UMAP
-reduction. k defaults to the number of classes. Scores (scikit-learn): adjusted Rand index,
+linkage, euclidean or cosine) and a Gaussian mixture, each optionally after a PCA, UMAP, t-SNE
+or kernel-PCA (Nystroem) reduction. k defaults to the number of classes. Scores (scikit-learn): adjusted Rand index,
 normalised mutual information, homogeneity / completeness / V-measure (seed 001), silhouette and
 Davies-Bouldin of the clusters in the clustered space, and the accuracy after the Hungarian
 matching of clusters to classes.
@@ -44,6 +44,34 @@ def clustering_scores(classes: np.ndarray, clusters: np.ndarray, space: np.ndarr
     return {k: float(v) for k, v in scores.items()}
 
 
+def tsne(x: np.ndarray, components: int, seed: int, metric: str) -> np.ndarray:
+    """t-SNE (scikit-learn, Barnes-Hut: at most 3 dimensions), perplexity 30 or less on few items."""
+    from sklearn.manifold import TSNE
+
+    return TSNE(n_components=min(components, 3), perplexity=min(30.0, (len(x) - 1) / 3), metric=metric,
+                init="pca" if metric == "euclidean" else "random", random_state=seed).fit_transform(x)
+
+
+def kernel_pca(x: np.ndarray, components: int, seed: int, metric: str) -> np.ndarray:
+    """Kernel PCA with a Gaussian kernel, approximated by Nystroem features (at most 300 landmark
+    items, so it scales linearly) followed by a PCA; the bandwidth is the median distance between
+    items (1 / gamma = 2 median^2). Cosine: on unit-length rows."""
+    from sklearn.decomposition import PCA
+    from sklearn.kernel_approximation import Nystroem
+    from sklearn.metrics import pairwise_distances
+
+    points = unit_rows(x) if metric == "cosine" else x
+    rng = np.random.default_rng(seed)
+    sample = points[rng.choice(len(points), min(len(points), 500), replace=False)]
+    median = float(np.median(pairwise_distances(sample)[np.triu_indices(len(sample), 1)])) or 1.0
+    features = Nystroem(gamma=1.0 / (2 * median ** 2), n_components=min(300, len(points)),
+                        random_state=seed).fit_transform(points)
+    return PCA(min(components, *features.shape), random_state=seed).fit_transform(features)
+
+
+REDUCTIONS = {"tsne": tsne, "kernel-pca": kernel_pca}
+
+
 class ClusteringEvaluator(Evaluator):
     needs = "embeddings"
     defaults = COMMON
@@ -64,8 +92,10 @@ class ClusteringEvaluator(Evaluator):
 
             x = umap.UMAP(n_components=min(components, len(x) - 2), n_neighbors=min(15, len(x) - 1),
                           metric=self.params["metric"], random_state=seed).fit_transform(x)
+        elif reduce in REDUCTIONS:
+            x = REDUCTIONS[reduce](x, components, seed, self.params["metric"])
         elif reduce != "none":
-            raise PluginError(f"{self.name}: reduce must be none, pca or umap, got {reduce!r}")
+            raise PluginError(f"{self.name}: reduce must be none, pca, umap, {', '.join(REDUCTIONS)}; got {reduce!r}")
         return x
 
     def evaluate(self, subject: Subject) -> Evaluation:
