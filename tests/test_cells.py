@@ -237,6 +237,17 @@ def test_choosing_k_and_the_dendrogram_of_samples_land_in_the_store_and_the_repo
     assert 'alt="raw/' in page and "ward clustering of 6 items" in page
 
 
+def test_grouped_svm_and_classification_report_on_the_cells(invoke, cell_store):
+    invoke("--db", cell_store, "evaluate", "--evaluator", "svm,classification", "--level", "object",
+           "-p", "svm.folds=3", "-p", "classification.folds=3")
+    found = dict(rows(cell_store, "SELECT evaluator || ':' || name, value FROM comparison "
+                                  "WHERE evaluator IN ('svm', 'classification')"))
+    assert found["svm:n_groups"] == found["classification:n_groups"] == 6  # grouped by sample, not by cell
+    assert all(0 <= found[f"{e}:{m}"] <= 1 for e in ("svm", "classification") for m in ("accuracy", "f1", "auc"))
+    per_class = rows(cell_store, "SELECT DISTINCT group_key FROM group_results WHERE evaluator = 'svm'")
+    assert sorted(r[0] for r in per_class) == ["elongated", "enlarged", "round"]
+
+
 # -- clustering scores ---------------------------------------------------------------------------
 def test_clustering_scores_on_a_hand_made_case():
     space = np.array([[0.0], [1.0], [10.0], [11.0]])

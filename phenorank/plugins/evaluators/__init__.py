@@ -4,6 +4,7 @@ encoder's response to corrupted images (``encoder``)."""
 from phenorank import hookimpl
 
 from .choose_k import ChooseK
+from .classification import ClassificationReport, SVMProbe
 from .clustering import AgglomerativeClustering, GaussianMixtureClustering, KMeansClustering
 from .drift import PlateDrift
 from .embeddings import KMeansAccuracy, LinearProbe, MeanAveragePrecision
@@ -16,5 +17,5 @@ from .scores import HoldoutRange, RankCorrelation, RankingAccuracy, ranking_accu
 def register_evaluators(register):
     for evaluator in (RankingAccuracy, RankCorrelation, HoldoutRange, LinearProbe, KMeansAccuracy,
                       MeanAveragePrecision, KMeansClustering, AgglomerativeClustering, GaussianMixtureClustering,
-                      Robustness, NotSameCompoundAccuracy, PlateDrift, ChooseK):
+                      Robustness, NotSameCompoundAccuracy, PlateDrift, ChooseK, SVMProbe, ClassificationReport):
         register(evaluator)
