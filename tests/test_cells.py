@@ -333,6 +333,7 @@ def test_group_views_pair_different_images_of_one_group():
     partners = {i: {int(dataset[i][1][0, 0, 0]) for _ in range(10)} for i in range(5)}
     assert partners == {0: {1}, 1: {0}, 2: {3}, 3: {2}, 4: {4}}
     assert all(int(dataset[i][0][0, 0, 0]) == i for i in range(5))
+    assert [dataset[i][2] for i in range(5)] == [0, 0, 1, 1, 2]  # the group, so the loss spares its members
 
 
 # -- the demo ------------------------------------------------------------------------------------

@@ -96,3 +96,27 @@ def test_grouped_folds_do_not_reward_memorising_the_samples():
     assert np.mean(leaky == y) > 0.9  # items of a sample on both sides: the sample, not the class, is learned
     grouped = get_registry().create("evaluator", "svm", {"bootstrap": 0}).evaluate(Subject(samples, embeddings=x))
     assert grouped.values["accuracy"] < 0.6  # chance is 1/3
+
+
+def test_multi_view_simclr_keeps_other_items_of_the_sample_out_of_the_negatives():
+    import torch
+    from lightly.loss import NTXentLoss
+
+    from phenorank.plugins.encoders.training import group_nt_xent
+
+    torch.manual_seed(0)
+    z0, z1 = torch.randn(6, 5), torch.randn(6, 5)
+    # every item its own sample: exactly lightly's NT-Xent
+    assert float(group_nt_xent(z0, z1, torch.arange(6), 0.5)) == pytest.approx(float(NTXentLoss(0.5)(z0, z1)), rel=1e-6)
+    # items 0 and 1 of one sample: for view 0 the candidates are its partner (6) and the views of
+    # items 2..5 in both sets, never item 1's views
+    groups = torch.tensor([0, 0, 1, 2, 3, 4])
+    z = torch.nn.functional.normalize(torch.cat([z0, z1]), dim=1)
+    similarity = (z @ z.T / 0.5).numpy()
+    losses = []
+    for i in range(12):
+        partner = (i + 6) % 12
+        same = {j for j in range(12) if groups[j % 6] == groups[i % 6]} - {partner}
+        candidates = [j for j in range(12) if j not in same]
+        losses.append(-similarity[i, partner] + np.log(np.sum(np.exp(similarity[i, candidates]))))
+    assert float(group_nt_xent(z0, z1, groups, 0.5)) == pytest.approx(np.mean(losses), rel=1e-5)

@@ -201,7 +201,11 @@ class SimCLR(TrainableEncoder):
                 self.loss = NTXentLoss(temperature=p["temperature"])
 
             def pair_loss(self, batch):
-                z0, z1 = (self.heads_of(view)["projection"] for view in batch)
+                from .training import group_nt_xent
+
+                z0, z1 = (self.heads_of(view)["projection"] for view in batch[:2])
+                if len(batch) > 2:  # multi-view positives: other items of a group are no negatives
+                    return group_nt_xent(z0, z1, batch[2], float(p["temperature"])), z0, z1
                 return self.loss(z0, z1), z0, z1
 
         return SimCLRModule(self.name)
@@ -246,7 +250,7 @@ class BYOL(TrainableEncoder):
                 update_momentum(self.projection, self.projection_momentum, m=momentum)
 
             def pair_loss(self, batch):
-                x0, x1 = batch
+                x0, x1 = batch[:2]  # BYOL has no negatives: a group number, when given, changes nothing
                 z0, z1 = self.heads_of(x0)["projection"], self.heads_of(x1)["projection"]
                 loss = 0.5 * (self.loss(self.prediction(z0), self.target(x1))
                               + self.loss(self.prediction(z1), self.target(x0)))

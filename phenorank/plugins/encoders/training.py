@@ -41,7 +41,8 @@ class GroupViews(TwoViews):
     """Multi-view positives (seed 002): the second view is an augmentation of another image of
     the same group (another field of view of the sample); an image alone in its group is paired
     with itself. The partner is drawn afresh each time, from a generator seeded per item and
-    epoch-call, so a seeded run repeats."""
+    epoch-call, so a seeded run repeats. Each item also carries its group's number, so a
+    contrastive loss can keep other items of the same group out of its negatives."""
 
     def __init__(self, images: torch.Tensor, augmentation: Callable, groups):
         super().__init__(images, augmentation)
@@ -56,7 +57,7 @@ class GroupViews(TwoViews):
         rng = np.random.default_rng((int(torch.initial_seed()) % (2 ** 32), index, int(self.calls[index])))
         self.calls[index] += 1
         partner = int(rng.choice(others)) if len(others) else index
-        return self.augmentation(self.image(index)), self.augmentation(self.image(partner))
+        return self.augmentation(self.image(index)), self.augmentation(self.image(partner)), int(self.codes[index])
 
 
 class OneView(TwoViews):
@@ -85,6 +86,22 @@ class Standardize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
+
+
+def group_nt_xent(z0: torch.Tensor, z1: torch.Tensor, groups: torch.Tensor, temperature: float) -> torch.Tensor:
+    """NT-Xent (SimCLR) where views of other items of the same group are neither positive nor
+    negative: they leave the denominator. Two fields of one sample pushed apart as negatives would
+    undo the multi-view positives (seed 002: negatives only from other samples). With every item
+    in a group of its own this is lightly's ``NTXentLoss`` (tested)."""
+    z = nn.functional.normalize(torch.cat([z0, z1]), dim=1)
+    n = len(z0)
+    logits = z @ z.T / temperature
+    codes = torch.cat([groups, groups])
+    partner = torch.arange(2 * n, device=z.device).roll(n)
+    excluded = codes[:, None] == codes[None, :]
+    excluded[torch.arange(2 * n), partner] = False
+    logits = logits.masked_fill(excluded, float("-inf"))
+    return nn.functional.cross_entropy(logits, partner)
 
 
 def pair_diagnostics(z0: torch.Tensor, z1: torch.Tensor) -> dict[str, float]:
