@@ -226,6 +226,15 @@ def _check_segmenter(segmenter, where: str) -> list[str]:
     return ["segment"]
 
 
+def _check_preprocessor(step, where: str) -> list[str]:
+    stacks = [image * 60000 for image in toy_images(3, 64)]  # 16-bit scale, as a file would give
+    state = step.fit(iter(stacks), 65535.0) if step.fitted else None
+    out = step.apply(stacks[0].astype(np.float32), 65535.0, state)
+    _require(out.ndim == 3 and out.shape[0] == 3 and np.isfinite(out).all(),
+             f"{where}: apply must return a finite (layers, height, width) stack with every layer")
+    return ["fit", "apply"] if step.fitted else ["apply"]
+
+
 def _check_augmentation(augmentation, where: str) -> list[str]:
     import torch
 
@@ -237,4 +246,4 @@ def _check_augmentation(augmentation, where: str) -> list[str]:
 
 CHECKS = {"encoder": _check_encoder, "metric": _check_metric, "ranker": _check_ranker, "evaluator": _check_evaluator,
           "transform": _check_transform, "loader": _check_loader, "segmenter": _check_segmenter,
-          "augmentation": _check_augmentation}
+          "augmentation": _check_augmentation, "preprocessor": _check_preprocessor}

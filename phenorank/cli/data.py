@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -25,6 +26,18 @@ from .results import print_top_treatments
 
 # What the plate demo judges: the rankings, and the embeddings' class separation (seed 000).
 PLATE_EVALUATORS = ("ranking-accuracy", "rank-correlation", "holdout-range", "linear-probe", "kmeans-accuracy", "map")
+
+
+def fit_preprocessing(steps, entries, loader):
+    """Fit the chain's fitted steps (illumination per plate) in a first pass over the files."""
+    from ..core.ingest import read_image
+    from ..core.preprocess_chain import fit_chain
+
+    fitted = [s.name for s in steps if s.fitted]
+    if not fitted:
+        return fit_chain(steps, entries, lambda location: read_image(location, loader))
+    with progress_bar(f"fit {', '.join(fitted)}", len(entries) * len(fitted)) as advance:
+        return fit_chain(steps, entries, lambda location: read_image(location, loader), advance)
 
 
 def default_workers() -> int:
@@ -85,6 +98,10 @@ FOLDER_OR_URL, FILE_OR_URL = _PathOrURL(folder=True), _PathOrURL(folder=False)
 @click.option("--allow-outside", is_flag=True,
               help="Let manifest paths point outside IMAGE_DIR (../other, /data/...); refused by default.")
 @click.option("--loader", default="tiff-stack", show_default=True, help="Loader plugin that reads the files.")
+@click.option("--preprocess", "preprocessors", metavar="STEP,STEP",
+              help="Preprocessor plugins applied in order to every channel at full resolution before the crop, e.g. "
+                   "illumination,outliers,rolling-ball,tv (seed 001); their settings with -p STEP.KEY=VALUE. "
+                   "Each chain is its own crop set: embed and run choose it with --crops.")
 @click.option("--dry-run", is_flag=True,
               help="Show how each file name parses (the fields from --pattern, --folders or the manifest, and the "
                    "files that match nothing) and stop: nothing is read or stored.")
@@ -94,8 +111,8 @@ FOLDER_OR_URL, FILE_OR_URL = _PathOrURL(folder=True), _PathOrURL(folder=False)
 @friendly_errors
 def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, folders: bool, channel_order: str | None,
            default_condition: str | None, layout: Path | None, plate_format: str, exclude_edge: bool, workers: int,
-           cluster: str | None, max_layers: int, max_pixels: int, allow_outside: bool, loader: str, dry_run: bool, size: int,
-           params: tuple[str, ...]) -> None:
+           cluster: str | None, max_layers: int, max_pixels: int, allow_outside: bool, loader: str,
+           preprocessors: str | None, dry_run: bool, size: int, params: tuple[str, ...]) -> None:
     """Read image stacks, crop around the object, and store crops and metadata.
 
     The images are described by a manifest CSV (paths relative to IMAGE_DIR), by a file-name
@@ -116,11 +133,13 @@ def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, fol
             -p tiff-tiles.channels=0,1 -p tiff-tiles.masks=nuclei=2 -p tiff-tiles.tile=128 -p tiff-tiles.stride=64
     """
     overrides = parse_params(params)
-    unused = sorted(set(overrides) - {loader})
+    steps = split(preprocessors)
+    unused = sorted(set(overrides) - {loader, *steps})
     if unused:
-        raise click.BadParameter(f"ingest takes parameters of its loader {loader!r} only, not of {', '.join(unused)}",
-                                 param_hint="--param")
+        raise click.BadParameter(f"ingest takes parameters of its loader {loader!r} and its --preprocess steps only, "
+                                 f"not of {', '.join(unused)}", param_hint="--param")
     plugin = get_registry().create("loader", loader, overrides.get(loader, {}))
+    chain_steps = [get_registry().create("preprocessor", name, overrides.get(name, {})) for name in steps]
     plugin.max_pixels = max_pixels
     if layout and not pattern:
         raise click.UsageError("--layout goes with --pattern (a manifest already holds every field)")
@@ -157,6 +176,7 @@ def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, fol
     if order and plugin.axis != "channels":
         raise click.UsageError(f"--channels needs a channel loader (tiff-channels, image-file); {loader} reads focal layers")
     params = PreprocessParams(size=size, max_layers=max_layers, stack=plugin.axis, channel_order=order)
+    chain = None
     if type(plugin).expand is not Loader.expand:  # a loader that finds several images per file: say so as it reads
         with progress_bar(f"find images in files ({loader})", len(entries)) as advance:
             entries, unopened = expand_entries(entries, plugin, advance)
@@ -165,11 +185,15 @@ def ingest(ctx, image_dir: Path, manifest: Path | None, pattern: str | None, fol
     run_params = {"image_dir": str(image_dir), "manifest": str(manifest) if manifest else None,
                   "pattern": pattern, "condition": default_condition, "folders": folders, "channels": channel_order, "layout": str(layout) if layout else None, "plate_format": plate_format,
                   "exclude_edge": exclude_edge, "loader": loader, "loader_params": plugin.params, "size": size,
-                  "max_layers": max_layers}
+                  "max_layers": max_layers, "preprocess": [{"name": s.name, "params": s.params} for s in chain_steps]}
     with recorded_run(ctx, "ingest", run_params) as (store, run_id), cluster_executor(cluster, loader=plugin) as remote:
+        if chain_steps:
+            chain = fit_preprocessing(chain_steps, entries, plugin)
+            params = dataclasses.replace(params, chain=chain.key)
+            err.print(f"preprocessing {' -> '.join(s.name for s in chain_steps)}: crop set {params.key}")
         where = f"{remote.workers} Dask worker(s)" if remote else f"{workers} worker{'s' * (workers > 1)}"
         with progress_bar(f"ingest ({where})", len(entries)) as advance:
-            report = run_ingest(entries, plugin, store, run_id, params, workers, advance, unopened, remote)
+            report = run_ingest(entries, plugin, store, run_id, params, workers, advance, unopened, remote, chain)
     plate_images = any(e.well for e in entries)
     err.print(f"ingested {report.ingested}, unchanged {report.cached}, metadata updated {report.updated}, "
               f"rejected {len(report.rejected)} of {len(entries) + len(unopened)} images into {ctx.obj['db']}" +

@@ -32,6 +32,7 @@ from .files import is_file, open_binary, stamp
 from .image_quality import WINDOW, layer_statistics
 from .manifest import ManifestEntry, split_location, split_region
 from .preprocess import PreprocessError, PreprocessParams, preprocess_stack
+from .preprocess_chain import group_of
 from .store import Store
 
 WRITE_EVERY = 64  # files per transaction: what a kill -9 can cost, about a second of work
@@ -138,10 +139,11 @@ def read_image(location: str, loader: Loader) -> np.ndarray:
 
 
 # -- the per-file work, run by worker threads ----------------------------------------------------
-def process_file(task: tuple[str, str], loader: Loader, params: PreprocessParams,
-                 cached_ids: frozenset[str]) -> dict:
-    """Hash, and unless its crop is stored already, read and preprocess one file."""
-    location, source = task
+def process_file(task: tuple[str, ...], loader: Loader, params: PreprocessParams,
+                 cached_ids: frozenset[str], chain=None) -> dict:
+    """Hash, and unless its crop is stored already, read and preprocess one file (through the
+    preprocessor ``chain`` first, with the states of the task's group, its plate)."""
+    location, source, *group = task
     try:
         paths, region = split_location(location)
         base = paths[0]
@@ -152,7 +154,7 @@ def process_file(task: tuple[str, str], loader: Loader, params: PreprocessParams
         if image_id in cached_ids:
             return {"status": "cached", "image_id": image_id}
         stack = read_image(location, loader)
-        crop = preprocess_stack(stack, params)
+        crop = preprocess_stack(chain.apply(stack, group[0] if group else "") if chain else stack, params)
         return {
             "status": "new", "image_id": image_id, "stats": layer_statistics(stack, WINDOW),
             "shape": {"n_layers": stack.shape[0], "height": stack.shape[1], "width": stack.shape[2],
@@ -213,20 +215,25 @@ def process_in_order(tasks: Iterable[tuple[str, str]], work: Callable[[tuple[str
 def ingest(entries: list[ManifestEntry], loader: Loader, store: Store, run_id: str,
            params: PreprocessParams = PreprocessParams(), workers: int = 1,
            advance: Callable[[int], None] = lambda n=1: None,
-           rejected: list[tuple[str, str]] = (), executor: Executor | None = None) -> IngestReport:
+           rejected: list[tuple[str, str]] = (), executor: Executor | None = None, chain=None) -> IngestReport:
     """Ingest entries as ``expand_entries`` gave them; ``rejected`` holds the files it could not
     open, stored in ``rejects`` with the others. ``executor``: where the per-file work runs
     (default: ``workers`` threads here; a Dask cluster through ``phenorank.distributed``); the
-    results come back in file order and only this process writes."""
+    results come back in file order and only this process writes. ``chain``: a fitted
+    :class:`~phenorank.core.preprocess_chain.Chain` applied before the crop (its key must be
+    ``params.chain``)."""
     report = IngestReport()
     records = store.image_records(params.key)
     # an image stored before phenorank kept artifact statistics is read once more to add them
     cached_ids = frozenset(image_id for image_id, record in records.items()
                            if record["has_crop"] and record["has_stats"])
-    tasks = [(entry.location, entry.source) for entry in entries]
-    store.write_crop_set(params.key, "image", {**params.__dict__, "loader": loader.name,
-                                               "loader_params": loader.params}, run_id)
-    work = functools.partial(process_file, loader=loader, params=params, cached_ids=cached_ids)
+    if chain is not None and chain.key != params.chain:
+        raise ValueError("the preprocessing chain's key is not the one in the preprocessing parameters")
+    column = chain.group_by if chain is not None else "plate"
+    tasks = [(entry.location, entry.source, group_of(entry, column)) for entry in entries]
+    store.write_crop_set(params.key, "image", {**params.__dict__, "loader": loader.name, "loader_params": loader.params,
+                                               **({"preprocess": chain.describe()} if chain else {})}, run_id)
+    work = functools.partial(process_file, loader=loader, params=params, cached_ids=cached_ids, chain=chain)
     known = set(records) | {r["metadata"]["path"] for r in records.values()} | store.rejected_paths()
     with store.threads(1):  # the workers keep the cores busy; DuckDB's small writes need no more
         results = (executor(tasks, work, lambda task, reason: {"status": "error", "reason": reason}) if executor

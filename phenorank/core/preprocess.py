@@ -55,6 +55,7 @@ class PreprocessParams:
     max_layers: int = DEFAULT_MAX_LAYERS  # not in the key: it only decides what is refused
     stack: str = "layers"  # what the loader's first axis holds: focal "layers" or fluorescence "channels"
     channel_order: tuple[int, ...] | None = None  # channels mode: which channels, in RGB order
+    chain: str = ""  # the key of the preprocessor chain applied before the crop (none: "")
 
     @property
     def key(self) -> str:
@@ -62,6 +63,8 @@ class PreprocessParams:
                   "version": PREPROCESS_VERSION}
         if self.stack != "layers":  # spheroid keys stay what they were before channel images existed
             fields.update(stack=self.stack, channel_order=self.channel_order)
+        if self.chain:  # likewise, keys without a chain stay what they were
+            fields.update(chain=self.chain)
         payload = json.dumps(fields, sort_keys=True)
         return hashlib.blake2b(payload.encode(), digest_size=6).hexdigest()
 

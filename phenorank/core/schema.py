@@ -68,6 +68,13 @@ _COMPARISON_VIEW_7 = _COMPARISON_VIEW_6.replace(
     "s.head, s.level, r.ranker", "s.head, s.level, coalesce(s.transforms, 'none') AS transforms, r.ranker").replace(
     "s.head, s.level, NULL, NULL, NULL, NULL,", "s.head, s.level, coalesce(s.transforms, 'none'), NULL, NULL, NULL, NULL,")
 
+# Embedding sets of one encoder made from two preprocessings of the same files (a preprocessor
+# chain at ingest) say which crop set they came from.
+_COMPARISON_VIEW_8 = _COMPARISON_VIEW_7.replace(
+    "r.ranker_code, r.metric_code, e.code AS evaluator_code",
+    "r.ranker_code, r.metric_code, e.code AS evaluator_code, s.preprocess_key AS crop_set").replace(
+    "s.code, NULL, NULL, e.code", "s.code, NULL, NULL, e.code, s.preprocess_key")
+
 # Per-group results (a treatment's mAP and q-value) with the method that produced them.
 _GROUP_RESULTS_VIEW = """
 CREATE OR REPLACE VIEW group_results AS
@@ -246,6 +253,8 @@ CREATE TABLE image_flags (
     image_id VARCHAR, plate VARCHAR, blurred BOOLEAN, saturated BOOLEAN, intensity_outlier BOOLEAN,
     flagged BOOLEAN, reasons VARCHAR, params JSON, code VARCHAR, run_id VARCHAR, created_at TIMESTAMPTZ);
 """),
+    (13, "the comparison names each embedding set's crop set (two preprocessings of one image set)", """
+""" + _COMPARISON_VIEW_8),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

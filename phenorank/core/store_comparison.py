@@ -15,11 +15,13 @@ from typing import Sequence
 from .store_access import StoreError
 
 # The dimensions a method is described by (columns of the comparison view).
-DIMENSIONS = ("encoder", "augmentation", "model", "head", "level", "transforms", "ranker", "metric", "reference", "day", "evaluator")
+DIMENSIONS = ("encoder", "augmentation", "model", "head", "level", "transforms", "crop_set", "ranker", "metric", "reference",
+              "day", "evaluator")
 
 # What else can tell two results of one cell apart, in the order they are tried; each becomes a
 # column (named as here) only when it does.
-METHOD_VARIANTS = ("encoder_params", "ranker_params", "metric_params", "encoder_code", "ranker_code", "metric_code")
+METHOD_VARIANTS = ("crop_set", "encoder_params", "ranker_params", "metric_params", "encoder_code", "ranker_code",
+                   "metric_code")
 MEASURE_VARIANTS = ("evaluator_params", "evaluator_code")
 
 
@@ -82,7 +84,7 @@ class ComparisonQueries:
             dims.remove("transforms")  # a column of 'none' only says nothing
         measure_keys = ["evaluator", "name"]
         measure_extra = self._separate(
-            source, [*map(_text, dims), "encoder_params", "ranker_params", "metric_params", "encoder_code",
+            source, [*map(_text, dims), "crop_set", "encoder_params", "ranker_params", "metric_params", "encoder_code",
                      "ranker_code", "metric_code", *measure_keys], MEASURE_VARIANTS)
         measure_label = ("CASE WHEN count(DISTINCT evaluator) OVER (PARTITION BY name) > 1 "
                          "THEN evaluator || ':' || name ELSE name END")

@@ -10,6 +10,7 @@ from .contracts import (
     Metric,
     Plugin,
     PluginError,
+    Preprocessor,
     Ranker,
     Samples,
     Segmenter,
@@ -22,6 +23,6 @@ from .manager import PluginInfo, Registry, get_registry, reset_registry
 
 __all__ = [
     "FAMILIES", "Augmentation", "Encoder", "Evaluation", "Evaluator", "Loader", "Metric", "Plugin",
-    "PluginError", "PluginInfo", "Ranker", "Registry", "Samples", "Segmenter", "Subject", "TrainConfig", "Transform", "get_registry",
+    "PluginError", "PluginInfo", "Preprocessor", "Ranker", "Registry", "Samples", "Segmenter", "Subject", "TrainConfig", "Transform", "get_registry",
     "hookimpl", "reset_registry",
 ]

@@ -15,7 +15,8 @@ from typing import Any, Callable, ClassVar, Literal, Sequence
 
 import numpy as np
 
-FAMILIES = ("loader", "segmenter", "encoder", "augmentation", "metric", "transform", "ranker", "evaluator")
+FAMILIES = ("loader", "preprocessor", "segmenter", "encoder", "augmentation", "metric", "transform", "ranker",
+            "evaluator")
 
 
 class PluginError(ValueError):
@@ -136,6 +137,30 @@ class Loader(Plugin):
         other fields are extra metadata, and the manifest's own fields of the same name win.
         """
         return [(path, {})]
+
+
+class Preprocessor(Plugin):
+    """One step of image preprocessing, applied to every channel (or focal layer) of a file at
+    full resolution, before the crop (illumination correction, outlier removal, background
+    subtraction, denoising, contrast, centre crop). A chain of steps is part of the crop set's
+    key, so two preprocessings of the same files are two crop sets of one store.
+
+    ``apply(stack, full_scale, state)``: a float32 (L, H, W) stack on the file's scale
+    (``full_scale``: 65535 for 16-bit, 255 for 8-bit, 1 for float files) -> the same kind of
+    stack; values are clipped to [0, full_scale] afterwards. Steps with ``fitted = True`` first
+    learn a state from the stacks of one group (``fit_by``, e.g. ``plate``): ``fit(stacks,
+    full_scale)`` gets them all and returns arrays (stored with the crop set; their digest enters
+    its key)."""
+
+    family = "preprocessor"
+    fitted: ClassVar[bool] = False
+    fit_by: ClassVar[str] = "plate"
+
+    def fit(self, stacks: list[np.ndarray], full_scale: float) -> np.ndarray:
+        raise NotImplementedError
+
+    def apply(self, stack: np.ndarray, full_scale: float, state: np.ndarray | None = None) -> np.ndarray:
+        raise NotImplementedError
 
 
 class Segmenter(Plugin):
@@ -357,6 +382,7 @@ class Evaluator(Plugin):
 
 BASES: dict[str, type[Plugin]] = {
     "loader": Loader,
+    "preprocessor": Preprocessor,
     "segmenter": Segmenter,
     "encoder": Encoder,
     "augmentation": Augmentation,

@@ -24,6 +24,11 @@ def register_loaders(register):
 
 
 @hookspec
+def register_preprocessors(register):
+    """Register preprocessor classes: steps applied to each file's channels before the crop."""
+
+
+@hookspec
 def register_segmenters(register):
     """Register segmenter classes: they find the objects (cells, nuclei) of an image."""
 
