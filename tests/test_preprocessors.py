@@ -127,3 +127,21 @@ def test_a_chain_through_ingest_is_its_own_crop_set(invoke, tmp_path):
     assert "crop_set" in table.splitlines()[0] and sets[0][0] in table and sets[1][0] in table
     bad = invoke("ingest", folder, "--preprocess", "no-such-step", ok=False)
     assert bad.exit_code != 0 and "no-such-step" in bad.output
+
+
+def test_objects_segment_the_preprocessed_images_of_a_preprocessed_crop_set(invoke, tmp_path):
+    from phenorank.core.synthetic_cells import CellSpec, generate_cells
+
+    generate_cells(tmp_path / "cells", CellSpec(samples_per_class=1, fields=2, side=96, cells_per_field=4, seed=2))
+    common = ["--folders", "--pattern", "{sample}_f{field}.tif", "--loader", "tiff-channels", "--size", "32"]
+    invoke("ingest", tmp_path / "cells", *common, "--preprocess", "zscore")
+    result = invoke("objects", "--size", "32", "--side", "40", "-p", "watershed.channel=0")
+    assert "was preprocessed (zscore)" in result.output
+    keys = rows(invoke.db, "SELECT preprocess_key, params->>'images' FROM crop_sets WHERE kind = 'object'")
+    image_key = rows(invoke.db, "SELECT preprocess_key FROM crop_sets WHERE kind = 'image'")[0][0]
+    assert keys[0][1] == image_key
+    # a z-scored image puts its mean at half scale: the crops' background sits near 0.5, where the
+    # raw fluorescence background is near 0
+    pixels = rows(invoke.db, f"SELECT pixels FROM crops WHERE preprocess_key = '{keys[0][0]}'")
+    values = np.concatenate([np.frombuffer(p, "<u2") for (p,) in pixels]) / 65535
+    assert 0.4 < np.median(values) < 0.6, np.median(values)

@@ -70,9 +70,11 @@ def objects(ctx, segmenter, side, min_area, area_quantiles, mask_outside, normal
                   registry.create("loader", stored.get("loader", "tiff-channels"), stored.get("loader_params", {})))
         pending = len(store.images_to_segment(image_key, objects_key(image_key, plugin, crop)))
         try:
+            chain = image_chain(store, image_key, stored, reader) if stored.get("preprocess") and pending else None
             with cluster_executor(cluster, loader=reader, segmenter=plugin) as remote, \
                     progress_bar(f"objects ({segmenter})", pending) as advance:
-                key, report = find_objects(store, image_key, reader, plugin, crop, run_id, workers, advance, remote)
+                key, report = find_objects(store, image_key, reader, plugin, crop, run_id, workers, advance, remote,
+                                           chain)
         except ObjectsError as exc:
             raise click.ClickException(str(exc)) from None
         counts = list(store.object_counts(key).values())
@@ -80,6 +82,33 @@ def objects(ctx, segmenter, side, min_area, area_quantiles, mask_outside, normal
               f"{report.filtered} left out by area; {sum(counts)} objects in {len(counts)} images in crop set {key}")
     if report.problems:
         show(["file", "reason"], report.problems, title="Images that could not be segmented (also in `rejects`)")
+
+
+def image_chain(store, image_key: str, stored: dict, reader):
+    """The preprocessing chain the image crop set was made with, refitted on its files."""
+    from ..core.preprocess_chain import Chain
+    from .data import fit_preprocessing
+
+    steps = [get_registry().create("preprocessor", s["name"], s["params"]) for s in stored["preprocess"]]
+    records = store.image_records(image_key)
+    entries = [_Entry(r["metadata"]) for r in records.values() if r["has_crop"]]
+    err.print(f"image crop set {image_key} was preprocessed ({' -> '.join(s.name for s in steps)}): the same steps "
+              "are applied before segmenting")
+    chain = fit_preprocessing(steps, entries, reader) if any(s.fitted for s in steps) else Chain(steps)
+    if chain.key != stored.get("chain"):
+        raise ObjectsError(f"the preprocessing of crop set {image_key} cannot be reproduced (the files or the "
+                           "steps' code changed since `phenorank ingest`): ingest again")
+    return chain
+
+
+class _Entry:
+    """A stored image as the preprocessing fit reads it: its location and metadata."""
+
+    def __init__(self, metadata: dict):
+        self._metadata, self.location = metadata, metadata["path"]
+
+    def metadata(self) -> dict:
+        return self._metadata
 
 
 @click.command()

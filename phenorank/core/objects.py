@@ -104,10 +104,13 @@ def object_crops(image: np.ndarray, labels: np.ndarray, params: CropParams) -> l
 
 
 def segment_file(task: tuple[str, str], loader: Loader, segmenter: Segmenter, image_params: dict,
-                 params: CropParams) -> dict:
+                 params: CropParams, chain=None, groups: dict[str, str] | None = None) -> dict:
     image_id, location = task
     try:
-        image = channels_of(read_image(location, loader), image_params)
+        stack = read_image(location, loader)
+        if chain is not None:  # the image crop set's preprocessing, as ingest applied it
+            stack = chain.apply(stack, (groups or {}).get(image_id, ""))
+        image = channels_of(stack, image_params)
         labels = np.asarray(segmenter.segment(image))
         if labels.shape != image.shape[1:]:
             raise ObjectsError(f"segmenter {segmenter.name!r} returned labels of shape {labels.shape} "
@@ -120,9 +123,11 @@ def segment_file(task: tuple[str, str], loader: Loader, segmenter: Segmenter, im
 
 def find_objects(store: Store, image_key: str, loader: Loader, segmenter: Segmenter, params: CropParams,
                  run_id: str, workers: int = 1, advance: Callable[[int], None] = lambda n=1: None,
-                 executor: Executor | None = None) -> tuple[str, ObjectsReport]:
+                 executor: Executor | None = None, chain=None) -> tuple[str, ObjectsReport]:
     """Segment every image of the image crop set ``image_key`` not yet segmented with these
-    settings; returns the object crop set's key and what happened. ``executor``: as for ingest."""
+    settings; returns the object crop set's key and what happened. ``executor``: as for ingest.
+    ``chain``: the image crop set's preprocessing (refitted: its key must be the set's), applied
+    to each file before it is segmented and cropped."""
     image_sets = {s["preprocess_key"]: s for s in store.crop_sets("image")}
     if image_key not in image_sets:
         raise ObjectsError(f"no image crop set {image_key}: run `phenorank ingest` first")
@@ -130,12 +135,21 @@ def find_objects(store: Store, image_key: str, loader: Loader, segmenter: Segmen
     if image_params.get("stack", "layers") != "channels":
         raise ObjectsError("objects are found in channel images (ingested with a channels loader such as "
                            "--loader tiff-channels or image-file); these images were ingested as focal layers")
+    if (image_params.get("chain") or "") != (chain.key if chain is not None else ""):
+        raise ObjectsError(f"image crop set {image_key} was preprocessed ({', '.join(p['name'] for p in image_params.get('preprocess', []))}) "
+                           "and the chain given does not reproduce it: were the files changed since `phenorank ingest`?"
+                           if image_params.get("chain") else f"image crop set {image_key} was not preprocessed")
     key = objects_key(image_key, segmenter, params)
     store.write_crop_set(key, "object", {**asdict(params), "segmenter": segmenter.name,
                                          "segmenter_params": segmenter.params, "images": image_key}, run_id)
     todo = store.images_to_segment(image_key, key)
     report = ObjectsReport(cached=len(store.object_counts(key)))
-    work = functools.partial(segment_file, loader=loader, segmenter=segmenter, image_params=image_params, params=params)
+    groups = None
+    if chain is not None and todo:
+        ids = [image_id for image_id, _ in todo]
+        groups = dict(zip(ids, (str(v) if v is not None else "" for v in store.load_samples(ids)[chain.group_by])))
+    work = functools.partial(segment_file, loader=loader, segmenter=segmenter, image_params=image_params, params=params,
+                             chain=chain, groups=groups)
     results = []
     outcomes = (executor(todo, work, lambda task, reason: {"status": "error", "image_id": task[0], "path": task[1],
                                                            "reason": reason})
