@@ -125,6 +125,10 @@ def test_a_chain_through_ingest_is_its_own_crop_set(invoke, tmp_path):
     invoke("evaluate", "--evaluator", "clustering-kmeans", "--level", "image", "-p", "clustering-kmeans.k=2")
     table = invoke("compare", "--format", "csv").stdout
     assert "crop_set" in table.splitlines()[0] and sets[0][0] in table and sets[1][0] in table
+    invoke("report", "--out", tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    start = page.index(">Preprocessing: before and after</h2>")
+    assert page[start:].count("<img") >= 1 and "illumination -&gt; median" in page[start:]
     bad = invoke("ingest", folder, "--preprocess", "no-such-step", ok=False)
     assert bad.exit_code != 0 and "no-such-step" in bad.output
 

@@ -15,7 +15,7 @@ from . import plate_map, plots
 from .analysis import analysis_sections
 from .exploration import exploration_sections
 from .places import time_lapse_sections
-from .quality import quality_sections
+from .quality import preprocessing_sections, quality_sections
 from .segmentation import segmentation_sections
 from .training import training_sections
 from .page import figure as _img, render, table as _table
@@ -73,6 +73,7 @@ def build_report(store: Store, out: str | Path, top: int = 3, projection: str = 
         raise StoreError(f"{store.path} holds no evaluations yet: run `phenorank run` (or `phenorank demo`)")
     sections = _profile_sections(store)
     sections += quality_sections(store)
+    sections += preprocessing_sections(store)
     sections += analysis_sections(store)
     sections += segmentation_sections(store)
     if methods:

@@ -1,6 +1,7 @@
 """Image quality: seed 001's histograms of every image's focus and intensity, per layer (channel
 or focal plane) with one colour per plate, the flagged images marked beneath, and the list of
-flagged files with the reason."""
+flagged files with the reason; and each preprocessed crop set's images before and after its
+preprocessing."""
 
 from __future__ import annotations
 
@@ -86,3 +87,52 @@ def quality_sections(store) -> list[str]:
                         "yes" if f["saturated"] else "", "yes" if f["intensity_outlier"] else "", f["reasons"])
                        for f in flags.values() if f["flagged"]], limit=30)
     return [part]
+
+
+def before_after_figure(before: np.ndarray, after: np.ndarray, names: list[str], title: str) -> bytes:
+    """Two rows of the same crops, plain and preprocessed, each stretched to its own 1-99 % range
+    (a z-score or a background subtraction moves the levels; the picture is what is compared)."""
+    plt = plots._pyplot()
+    fig, axes = plt.subplots(2, len(names), figsize=(1.7 * len(names) + 0.8, 3.7), squeeze=False)
+    for j, name in enumerate(names):
+        pair = [np.asarray(x[j], np.float64).mean(axis=0) for x in (before, after)]
+        for i, (gray, row) in enumerate(zip(pair, ("before", "after"))):
+            low, high = np.percentile(gray, [1, 99])
+            ax = axes[i][j]
+            ax.imshow(np.clip((gray - low) / (high - low or 1), 0, 1), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(row, fontsize=8)
+            if i == 0:
+                ax.set_title(name, fontsize=6)
+    fig.suptitle(title, fontsize=9, x=0.01, ha="left")
+    fig.tight_layout()
+    return plots._png(fig)
+
+
+def preprocessing_sections(store, shown: int = 5) -> list[str]:
+    sets = store.crop_sets("image")
+    figures = []
+    for chained in (s for s in sets if s["params"].get("chain")):
+        size = chained["params"].get("size")
+        plain = next((s for s in sets if not s["params"].get("chain") and s["params"].get("size") == size
+                      and s["params"].get("stack") == chained["params"].get("stack")), None)
+        if plain is None:
+            continue
+        common = sorted(set(store.crop_ids(chained["preprocess_key"])) & set(store.crop_ids(plain["preprocess_key"])))
+        ids = common[:: max(1, len(common) // shown)][:shown]
+        if not ids:
+            continue
+        before = np.concatenate([images for _, images in store.iter_crops(ids, plain["preprocess_key"])])
+        after = np.concatenate([images for _, images in store.iter_crops(ids, chained["preprocess_key"])])
+        paths = store.load_samples(ids)["path"].astype(str)
+        steps = " -> ".join(p["name"] for p in chained["params"].get("preprocess", []))
+        title = f"crop set {chained['preprocess_key']}: {steps} (before: crop set {plain['preprocess_key']})"
+        figures.append(figure(before_after_figure(before, after, [p.rsplit('/', 1)[-1] for p in paths], title),
+                              title))
+    if not figures:
+        return []
+    return ["<h2>Preprocessing: before and after</h2><p class=note>The same images as crops of the plain crop set "
+            "(top) and of the preprocessed one (bottom), each on its own gray scale: what the chain of "
+            "<code>ingest --preprocess</code> changed.</p>" + "".join(figures)]
