@@ -195,13 +195,14 @@ BY_CHOICES = ("plate", "plate,condition", "plate,day", "plate,treatment")
 
 @click.command("qc-images")
 @click.option("--blur-z", default=IMAGE_LIMITS["blur_z"], show_default=True, type=LIMIT,
-              help="An image whose focus slope lies this many robust SDs below its plate's (same layer) is blurred.")
+              help="An image whose sharpest layer's focus slope lies this many robust SDs below its group's is blurred.")
 @click.option("--max-saturated", default=IMAGE_LIMITS["max_percent_maximal"], show_default=True, type=LIMIT,
               help="An image with more than this percent of a layer's pixels at its maximum is saturated.")
 @click.option("--intensity-z", default=IMAGE_LIMITS["intensity_z"], show_default=True, type=LIMIT,
-              help="An image whose median or 99% quantile is this many robust SDs from its plate's is an outlier.")
+              help="An image whose median or 99% quantile (of a layer) is this many robust SDs from its group's is an "
+                   "outlier ...")
 @click.option("--min-change", default=IMAGE_LIMITS["min_intensity_change"], show_default=True, type=LIMIT,
-              help="... and is at least this fraction away from the plate's median (0.2 = 20%).")
+              help="... and at least this fraction away from the group's median (0.2 = 20%).")
 @click.option("--by", default="plate,condition", show_default=True, type=click.Choice(BY_CHOICES),
               help="Compare each image with the images of its plate and condition (a treatment that changes the "
                    "picture is no artifact: it moves intensity and focus slope too), or of its whole plate as seed "
