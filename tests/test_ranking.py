@@ -336,3 +336,24 @@ def test_stratified_draws_at_once_keep_each_stratum_and_resample_it_uniformly():
     assert counts == pytest.approx(np.ones(30), abs=0.05)
     again = np.stack(resampler.draws(np.random.default_rng(7), 4000))
     assert (again == draws).all()
+
+
+@pytest.mark.parametrize("name", ["pca", "umap"])
+def test_a_projection_is_fitted_once_per_embedding_set_and_metric_not_per_reference(name):
+    from phenorank.registry import Samples, get_registry
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 1, (15, 5)), rng.normal(4, 1, (15, 5))])
+    samples = Samples(np.arange(30).astype(str), {"condition": np.repeat(["control", "exploded"], 15).astype(object)})
+    registry = get_registry()
+    ranker, metric = registry.create("ranker", name), registry.create("metric", "euclidean")
+    fits = []
+    original = type(ranker).project_fit
+    ranker.project_fit = lambda data: fits.append(1) or original(ranker, data)
+    low = ranker.fit(x, samples, metric, "control").score(x, samples)
+    high = ranker.fit(x, samples, metric, "exploded").score(x, samples)
+    assert len(fits) == 1
+    assert np.allclose(low, -high)  # one projection, oriented the other way
+    assert low[15:].mean() > low[:15].mean()
+    ranker.fit(x[:20], samples.subset(np.arange(20)), metric, "control")
+    assert len(fits) == 2  # other items: fitted anew

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 
 import numpy as np
@@ -32,9 +33,24 @@ class _ProjectionRanker(Ranker):
     def project(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def _model(self):
+        raise NotImplementedError
+
+    def _restore(self, model) -> None:
+        raise NotImplementedError
+
     def fit(self, embeddings, samples, metric, reference):
         self.metric_name = metric.name
-        coordinate = self.project_fit(geometry(embeddings, metric.name))
+        x = geometry(embeddings, metric.name)
+        # The projection does not depend on the reference, only its orientation does: a grid
+        # fits it once per embedding set and metric, not once per reference class.
+        key = (metric.name, hashlib.blake2b(np.ascontiguousarray(x).tobytes(), digest_size=16).hexdigest())
+        cache = self.__dict__.setdefault("_fits", {})
+        if key not in cache:
+            cache.clear()  # the last fit only: a grid goes through one embedding set at a time
+            cache[key] = (self.project_fit(x), self._model())
+        coordinate, model = cache[key]
+        self._restore(model)
         mask = reference_mask(samples, self.params["label"], reference)
         if mask.all():
             raise PluginError(f"{self.name}: every image is of the reference class; nothing to orient against")
@@ -62,6 +78,12 @@ class PCARanker(_ProjectionRanker):
 
         self.pca = PCA(n_components=1, random_state=int(self.params["seed"])).fit(x)
         return self.pca.transform(x)[:, 0]
+
+    def _model(self):
+        return self.pca
+
+    def _restore(self, model):
+        self.pca = model
 
     def project(self, x):
         out = np.empty(len(x))
@@ -103,6 +125,12 @@ class UMAPRanker(_ProjectionRanker):
             self.umap = umap.UMAP(n_components=1, n_neighbors=neighbours, min_dist=float(self.params["min_dist"]),
                                   metric=self.UMAP_METRIC[self.metric_name], random_state=int(self.params["seed"]))
             return self.umap.fit_transform(x)[:, 0]
+
+    def _model(self):
+        return self.umap
+
+    def _restore(self, model):
+        self.umap = model
 
     def score(self, embeddings, samples=None):
         if samples is None:
