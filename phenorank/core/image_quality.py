@@ -9,8 +9,8 @@ full-resolution source at ingest, before any crop or resize:
 - intensity: median, standard deviation, quantiles 1 / 25 / 75 / 99 % and the total, which seed
   001 plotted as histograms per channel and plate to find outliers.
 
-Integer images take their quantiles from one histogram (exact, and one pass); float images from
-``numpy.quantile``. The spectrum is taken on the central ``window`` square: its cost grows with
+Integer images take their quantiles from one histogram (one pass); float images from
+``numpy.quantile``; layers over two megapixels from a quarter of their pixels. The spectrum is taken on the central ``window`` square: its cost grows with
 the area, and a 512-px square at full resolution keeps every frequency the slope is fitted on.
 """
 
@@ -64,8 +64,17 @@ def centre(layer: np.ndarray, window: int | None) -> np.ndarray:
     return layer[top:top + window, left:left + window]
 
 
+SAMPLE_ABOVE = 2 ** 21  # pixels: larger layers are summarised from every 2nd pixel of every 2nd row
+
+
 def intensity_statistics(layer: np.ndarray) -> dict[str, float]:
-    """Percent at the maximum, mean, sd, median, quantiles and total of one layer."""
+    """Percent at the maximum, mean, sd, median, quantiles and total of one layer. A layer over
+    two megapixels (2054 px) is summarised from a quarter of its pixels, every 2nd of every 2nd
+    row: a million values pin a quantile to within a thousandth of its rank at a third of the
+    cost; the total is then the sample's mean times the pixel count."""
+    full_size = layer.size
+    if layer.size > SAMPLE_ABOVE:
+        layer = layer[::2, ::2]
     if layer.dtype.kind in "ub" and layer.dtype.itemsize <= 2:
         counts = np.bincount(np.ascontiguousarray(layer).ravel(), minlength=2 ** (8 * layer.dtype.itemsize))
         levels = np.flatnonzero(counts)
@@ -85,7 +94,7 @@ def intensity_statistics(layer: np.ndarray) -> dict[str, float]:
 
         at_max = counts[-1] / n
         median, q01, q25, q75, q99 = (quantile(q) for q in (0.5, 0.01, 0.25, 0.75, 0.99))
-        total = float(counts @ values)
+        total = mean * full_size
     else:
         flat = np.asarray(layer, np.float64).ravel()
         flat = flat[np.isfinite(flat)]
@@ -94,7 +103,7 @@ def intensity_statistics(layer: np.ndarray) -> dict[str, float]:
         mean, variance = float(flat.mean()), float(flat.var())
         median, q01, q25, q75, q99 = (float(v) for v in np.quantile(flat, [0.5, 0.01, 0.25, 0.75, 0.99]))
         at_max = float(np.mean(flat == flat.max()))
-        total = float(flat.sum())
+        total = mean * full_size
     return {"percent_maximal": 100.0 * float(at_max), "mean": mean, "sd": float(np.sqrt(variance)),
             "median": median, "q01": q01, "q25": q25, "q75": q75, "q99": q99, "total": total}
 
