@@ -141,6 +141,8 @@ def test_objects_segment_the_preprocessed_images_of_a_preprocessed_crop_set(invo
     invoke("ingest", tmp_path / "cells", *common, "--preprocess", "zscore")
     result = invoke("objects", "--size", "32", "--side", "40", "-p", "watershed.channel=0")
     assert "was preprocessed (zscore)" in result.output
+    again = invoke("objects", "--size", "32", "--side", "40", "-p", "watershed.channel=0")
+    assert "segmented 0 image(s) now" in again.output  # nothing left to read: no chain needed
     keys = rows(invoke.db, "SELECT preprocess_key, params->>'images' FROM crop_sets WHERE kind = 'object'")
     image_key = rows(invoke.db, "SELECT preprocess_key FROM crop_sets WHERE kind = 'image'")[0][0]
     assert keys[0][1] == image_key

@@ -85,8 +85,8 @@ def objects(ctx, segmenter, side, min_area, area_quantiles, mask_outside, normal
 
 
 def image_chain(store, image_key: str, stored: dict, reader):
-    """The preprocessing chain the image crop set was made with, refitted on its files."""
-    from ..core.preprocess_chain import Chain
+    """The preprocessing chain the image crop set was made with, refitted on its files
+    (``find_objects`` refuses it when that does not reproduce the set's key)."""
     from .data import fit_preprocessing
 
     steps = [get_registry().create("preprocessor", s["name"], s["params"]) for s in stored["preprocess"]]
@@ -94,11 +94,7 @@ def image_chain(store, image_key: str, stored: dict, reader):
     entries = [_Entry(r["metadata"]) for r in records.values() if r["has_crop"]]
     err.print(f"image crop set {image_key} was preprocessed ({' -> '.join(s.name for s in steps)}): the same steps "
               "are applied before segmenting")
-    chain = fit_preprocessing(steps, entries, reader) if any(s.fitted for s in steps) else Chain(steps)
-    if chain.key != stored.get("chain"):
-        raise ObjectsError(f"the preprocessing of crop set {image_key} cannot be reproduced (the files or the "
-                           "steps' code changed since `phenorank ingest`): ingest again")
-    return chain
+    return fit_preprocessing(steps, entries, reader)
 
 
 class _Entry:

@@ -121,6 +121,18 @@ def segment_file(task: tuple[str, str], loader: Loader, segmenter: Segmenter, im
         return {"status": "error", "image_id": image_id, "path": location, "reason": reason}
 
 
+def _check_chain(image_key: str, image_params: dict, chain) -> None:
+    """The images are read again: through the same preprocessing as their crop set, or not at all."""
+    stored = image_params.get("chain") or ""
+    if stored == (chain.key if chain is not None else ""):
+        return
+    if not stored:
+        raise ObjectsError(f"image crop set {image_key} was not preprocessed")
+    steps = " -> ".join(p["name"] for p in image_params.get("preprocess", []))
+    raise ObjectsError(f"the preprocessing of crop set {image_key} ({steps}) cannot be reproduced (the files or the "
+                       "steps' code changed since `phenorank ingest`): ingest again")
+
+
 def find_objects(store: Store, image_key: str, loader: Loader, segmenter: Segmenter, params: CropParams,
                  run_id: str, workers: int = 1, advance: Callable[[int], None] = lambda n=1: None,
                  executor: Executor | None = None, chain=None) -> tuple[str, ObjectsReport]:
@@ -135,14 +147,12 @@ def find_objects(store: Store, image_key: str, loader: Loader, segmenter: Segmen
     if image_params.get("stack", "layers") != "channels":
         raise ObjectsError("objects are found in channel images (ingested with a channels loader such as "
                            "--loader tiff-channels or image-file); these images were ingested as focal layers")
-    if (image_params.get("chain") or "") != (chain.key if chain is not None else ""):
-        raise ObjectsError(f"image crop set {image_key} was preprocessed ({', '.join(p['name'] for p in image_params.get('preprocess', []))}) "
-                           "and the chain given does not reproduce it: were the files changed since `phenorank ingest`?"
-                           if image_params.get("chain") else f"image crop set {image_key} was not preprocessed")
     key = objects_key(image_key, segmenter, params)
     store.write_crop_set(key, "object", {**asdict(params), "segmenter": segmenter.name,
                                          "segmenter_params": segmenter.params, "images": image_key}, run_id)
     todo = store.images_to_segment(image_key, key)
+    if todo:  # the chain matters only for images still to be read
+        _check_chain(image_key, image_params, chain)
     report = ObjectsReport(cached=len(store.object_counts(key)))
     groups = None
     if chain is not None and todo:
