@@ -18,17 +18,13 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from ..registry.contracts import Preprocessor
-from .preprocess import PreprocessError
+from .preprocess import PreprocessError, unit_scale
 
 
-def full_scale(dtype: np.dtype) -> float:
-    if dtype == np.uint16:
-        return 65535.0
-    if dtype == np.uint8:
-        return 255.0
-    if dtype.kind == "f":
-        return 1.0
-    raise PreprocessError(f"preprocessing needs uint8, uint16 or float images in [0, 1], not {dtype}")
+def full_scale(stack: np.ndarray) -> float:
+    """The stack's full scale (65535, 255 or 1), refusing what the crop refuses (other types,
+    floats outside [0, 1], NaN) with its reason: ``unit_scale`` maps that scale onto 16 bits."""
+    return 65535.0 / unit_scale(stack)
 
 
 @dataclass
@@ -38,7 +34,7 @@ class Chain:
 
     def run(self, stack: np.ndarray, group: str, upto: int | None = None) -> np.ndarray:
         """The stack through the steps (the first ``upto``), as float32 on the file's scale."""
-        scale = full_scale(stack.dtype)
+        scale = full_scale(stack)
         x = np.asarray(stack, np.float32)
         for index, step in enumerate(self.steps[:upto]):
             state = self.states.get((index, group)) if step.fitted else None
@@ -97,7 +93,7 @@ def fit_chain(steps: Sequence[Preprocessor], entries: list, read: Callable[[str]
             first = next(stacks, None)
             if first is None:
                 continue
-            scale = full_scale(first.dtype)
+            scale = full_scale(first)
             prepared = (chain.run(s, group, upto=index) for s in itertools.chain([first], stacks))
             chain.states[(index, group)] = np.asarray(step.fit(prepared, scale), np.float32)
     return chain
