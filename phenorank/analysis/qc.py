@@ -34,6 +34,14 @@ def focus_score(image: np.ndarray) -> float:
     return float(laplace(gray).var())
 
 
+def robust_z(values: np.ndarray) -> np.ndarray:
+    """(x - median) / (1.4826 MAD); NaN (an image without a focus slope) is left out and scores 0."""
+    finite = np.isfinite(values)
+    if not finite.any():
+        return np.zeros(len(values))
+    median = np.median(values[finite])
+    mad = 1.4826 * np.median(np.abs(values[finite] - median))
+    return np.where(finite, (values - median) / mad, 0.0) if mad > 0 else np.zeros(len(values))
 
 
 def plate_qc(values: np.ndarray, samples, control: str = "control", positive: str | None = None,
@@ -107,15 +115,6 @@ def image_flags(values: np.ndarray, samples, focus: np.ndarray | None = None, ou
             for i in range(len(values))]
 
 
-def robust_z(values: np.ndarray) -> np.ndarray:
-    finite = np.isfinite(values)
-    if finite.sum() < 3:
-        return np.zeros(len(values))
-    median = np.median(values[finite])
-    mad = 1.4826 * np.median(np.abs(values[finite] - median))
-    return np.where(finite, (values - median) / mad, 0.0) if mad > 0 else np.zeros(len(values))
-
-
 IMAGE_LIMITS = {"blur_z": -3.0, "max_percent_maximal": 1.0, "intensity_z": 5.0, "min_intensity_change": 0.2}
 
 
@@ -148,9 +147,8 @@ def artifact_flags(rows: list[dict], limits: dict | None = None, by: tuple[str, 
     order = list(images.values())
     group_of = lambda row: "|".join(str(row.get(column)) for column in by)  # noqa: E731
     plates = np.array([group_of(image["layers"][0]) for image in order], dtype=object)
-    sharpest = np.array([np.nanmax([value(r, "focus_slope") for r in image["layers"]])
-                         if np.isfinite([value(r, "focus_slope") for r in image["layers"]]).any() else np.nan
-                         for image in order])
+    slopes = [np.array([value(r, "focus_slope") for r in image["layers"]]) for image in order]
+    sharpest = np.array([s[np.isfinite(s)].max() if np.isfinite(s).any() else np.nan for s in slopes])
     focus_z = np.zeros(len(order))
     for plate in set(plates):
         focus_z[plates == plate] = robust_z(sharpest[plates == plate])

@@ -10,8 +10,9 @@ full-resolution source at ingest, before any crop or resize:
   001 plotted as histograms per channel and plate to find outliers.
 
 Integer images take their quantiles from one histogram (one pass); float images from
-``numpy.quantile``; layers over two megapixels from a quarter of their pixels. The spectrum is taken on the central ``window`` square: its cost grows with
-the area, and a 512-px square at full resolution keeps every frequency the slope is fitted on.
+``numpy.quantile``; layers over two megapixels from a quarter of their pixels. The spectrum is
+taken on the central ``window`` square: its cost grows with the area, and a 512-px square at full
+resolution keeps every frequency the slope is fitted on.
 """
 
 from __future__ import annotations
