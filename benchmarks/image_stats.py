@@ -21,13 +21,10 @@ from phenorank.core.preprocess import PreprocessParams, preprocess_stack
 from phenorank.core.synthetic_plate import focal_stack
 
 
-def timed(function, rounds: int) -> float:
-    best = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        function()
-        best.append(time.perf_counter() - started)
-    return float(np.median(best))
+def timed(function) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -43,8 +40,8 @@ def main() -> None:
         stack = focal_stack(rng, image, layers)
         crop, stats = [], []
         for _ in range(args.rounds):  # alternated, so a slow moment of the machine hits both
-            crop.append(timed(lambda: preprocess_stack(stack, PreprocessParams()), 1))
-            stats.append(timed(lambda: layer_statistics(stack), 1))
+            crop.append(timed(lambda: preprocess_stack(stack, PreprocessParams())))
+            stats.append(timed(lambda: layer_statistics(stack)))
         c, s = float(np.median(crop)), float(np.median(stats))
         print(f"{layers} layer(s) of {args.side} px: crop {c * 1000:7.1f} ms, statistics {s * 1000:7.1f} ms, "
               f"statistics / crop {s / c:.2f}")

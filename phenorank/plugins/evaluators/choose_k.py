@@ -10,7 +10,6 @@ from phenorank.core.statistics import unit_rows
 from phenorank.registry import Evaluation, PluginError, Subject
 
 from .clustering import COMMON, ClusteringEvaluator
-from .selection import as_list, class_indices
 
 
 def elbow(ks: np.ndarray, inertia: np.ndarray) -> int:
@@ -38,11 +37,8 @@ class ChooseK(ClusteringEvaluator):
         from sklearn.cluster import KMeans
         from sklearn.metrics import silhouette_score
 
-        if self.params["metric"] not in ("euclidean", "cosine"):
-            raise PluginError(f"{self.name}: metric must be euclidean or cosine, got {self.params['metric']!r}")
-        index, _ = class_indices(subject.samples, self.params["label"], as_list(self.params["classes"]),
-                                 self.params["where"])
-        n_classes = len(set(subject.samples[self.params["label"]].astype(str)[index]))
+        index, _, names = self.selected(subject)
+        n_classes = len(names)
         x = self.space(subject.embeddings[index])
         points = unit_rows(x) if self.params["metric"] == "cosine" else x
         k_min, k_max = max(2, int(self.params["k_min"])), min(int(self.params["k_max"]), len(index) - 1)

@@ -98,12 +98,17 @@ class ClusteringEvaluator(Evaluator):
             raise PluginError(f"{self.name}: reduce must be none, pca, umap, {', '.join(REDUCTIONS)}; got {reduce!r}")
         return x
 
-    def evaluate(self, subject: Subject) -> Evaluation:
+    def selected(self, subject: Subject) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """The items of the chosen classes passing ``where``: their indices, class numbers and the
+        class names (after checking the metric)."""
         if self.params["metric"] not in ("euclidean", "cosine"):
             raise PluginError(f"{self.name}: metric must be euclidean or cosine, got {self.params['metric']!r}")
         index, codes = class_indices(subject.samples, self.params["label"], as_list(self.params["classes"]),
                                      self.params["where"])
-        names = sorted(set(subject.samples[self.params["label"]].astype(str)[index]))
+        return index, codes, sorted(set(subject.samples[self.params["label"]].astype(str)[index]))
+
+    def evaluate(self, subject: Subject) -> Evaluation:
+        index, codes, names = self.selected(subject)
         k = int(self.params["k"]) or len(names)
         if len(index) <= k:
             raise PluginError(f"{self.name}: {len(index)} items for {k} clusters")
