@@ -188,11 +188,14 @@ ORDER BY {', '.join(rows)}"""
                 curves[(set_id, params_hash)]["values"][name] = value
         return list(curves.values())
 
-    def evaluated_sets(self, evaluator: str) -> list[str]:
-        """The embedding sets ``evaluator`` has judged, newest first."""
+    def evaluated_sets(self, evaluator: str, min_items: int = 0, max_items: int | None = None) -> list[str]:
+        """The embedding sets ``evaluator`` has judged, newest first; only those holding between
+        ``min_items`` and ``max_items`` vectors (counted, not loaded)."""
         return [r[0] for r in self.con.execute(
-            "SELECT subject_id FROM evaluations WHERE evaluator = ? AND subject_kind = 'embedding_set' "
-            "GROUP BY subject_id ORDER BY max(created_at) DESC", [evaluator]).fetchall()]
+            "SELECT e.subject_id FROM evaluations e JOIN (SELECT embedding_set_id, count(*) AS n FROM embeddings "
+            "GROUP BY ALL) v ON v.embedding_set_id = e.subject_id "
+            "WHERE e.evaluator = ? AND e.subject_kind = 'embedding_set' AND v.n >= ? AND v.n <= coalesce(?, v.n) "
+            "GROUP BY e.subject_id ORDER BY max(e.created_at) DESC", [evaluator, min_items, max_items]).fetchall()]
 
     def ranked_methods(self) -> list[dict]:
         """Rankings with their description and main measures, best first.

@@ -89,11 +89,11 @@ def exploration_sections(store) -> list[str]:
             "silhouette peaks at the k whose clusters are both tight and apart (seed 001 chose its k both ways).</p>"
             + figure(choose_k_figure(curves), "within-cluster sum of squares and silhouette by k"))
     trees = []
-    for set_id in store.evaluated_sets("clustering-agglomerative"):
+    for set_id in store.evaluated_sets("clustering-agglomerative", min_items=3, max_items=MAX_LEAVES):
         es = store.embedding_set(set_id)
-        ids, vectors = store.load_embeddings(set_id)
-        if es is None or not 3 <= len(ids) <= MAX_LEAVES:
+        if es is None:
             continue
+        ids, vectors = store.load_embeddings(set_id)
         samples = store.load_samples(ids)
         labels = samples["condition"].astype(str)
         names = leaf_names(samples, ids)
