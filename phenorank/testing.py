@@ -110,8 +110,9 @@ def _check_encoder(encoder: Encoder, where: str) -> list[str]:
         from .registry import get_registry
 
         view = get_registry().create("augmentation", "sweet").build(images.shape[-1])
+        labels = np.array(["a", "b"] * len(images)) if encoder.supervised else None  # a label to learn
         history = encoder.fit(np.concatenate([images] * 2), view,
-                              TrainConfig(epochs=1, batch_size=4, accelerator="cpu", devices=1))
+                              TrainConfig(epochs=1, batch_size=4, accelerator="cpu", devices=1, labels=labels))
         _require(isinstance(history, list), f"{where}: fit must return one dict of metrics per epoch")
     out = encoder.embed(images)
     _require(set(out) == set(encoder.heads), f"{where}: embed must return exactly the heads {encoder.heads}")

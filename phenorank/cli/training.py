@@ -25,7 +25,7 @@ RECIPES = {
 
 
 @click.command()
-@click.option("--encoder", default="simclr", show_default=True, help="A trainable encoder: simclr, byol, reconstruction-cae.")
+@click.option("--encoder", default="simclr", show_default=True, help="A trainable encoder: simclr, byol, reconstruction-cae, classifier (with --label).")
 @click.option("--augmentation", default="sweet", show_default=True,
               help="strong, sweet, resize, sweet-no-contrast, resize-no-contrast (seed 000 section 7.2).")
 @click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1), help="Passes over all images.")
@@ -52,13 +52,18 @@ RECIPES = {
 @click.option("--positives", metavar="COLUMN",
               help="Multi-view positives (seed 002): pair two different images with the same value in this "
                    "metadata column (e.g. sample: two fields of view) instead of two augmentations of one image.")
+@click.option("--label", metavar="COLUMN",
+              help="Supervised encoders (classifier): the metadata column to learn, e.g. condition.")
+@click.option("--split-by", default="auto", show_default=True, metavar="COLUMN",
+              help="The --validation split keeps each value of this column on one side (sample, donor, well); "
+                   "auto: donor, else sample, else well, else each object's image.")
 @size_option
 @crops_option
 @param_option
 @click.pass_context
 @friendly_errors
 def train(ctx, encoder, augmentation, epochs, batch_size, seed, accelerator, devices, strategy, num_workers,
-          resume, force, recipe, crop_size, validation, positives, size, crops, params) -> None:
+          resume, force, recipe, crop_size, validation, positives, label, split_by, size, crops, params) -> None:
     """Train an encoder on every ingested image and record the model in the store.
 
     Prints loss and seed 000's pair diagnostics per epoch (top-1 / top-5: how often a view's
@@ -83,20 +88,27 @@ def train(ctx, encoder, augmentation, epochs, batch_size, seed, accelerator, dev
         crop_size, validation = values.get("crop_size", crop_size), values.get("validation", validation)
         overrides[encoder] = {**chosen["params"].get(encoder, {}), **overrides.get(encoder, {})}
         overrides[encoder] = offline_start(encoder, overrides[encoder])
+    registry = get_registry()
+    if encoder in registry.names("encoder") and registry.get("encoder", encoder).supervised \
+            and ctx.get_parameter_source("validation") is click.core.ParameterSource.DEFAULT:
+        validation = 0.2  # seed 001 held out 20% of the samples and kept the best epoch's weights
+        err.print(f"{encoder}: 20% of the --split-by groups held out for validation "
+                  "(--validation 0 trains on all)")
     config = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, accelerator=accelerator,
                          devices=int(devices) if devices.isdigit() else devices, strategy=strategy,
                          num_workers=num_workers, resume=resume, validation=validation)
     run_params = {"encoder": encoder, "augmentation": augmentation, "size": size, "crops": crops,
-                  "crop_size": crop_size, "recipe": recipe, "positives": positives, "params": overrides,
+                  "crop_size": crop_size, "recipe": recipe, "positives": positives, "label": label,
+                  "split_by": split_by, "params": overrides,
                   **{k: v for k, v in config.__dict__.items() if k not in ("on_epoch", "on_metrics")}}
     with recorded_run(ctx, "train", run_params) as (store, run_id):
         with progress_bar(f"train {encoder} ({augmentation})", epochs) as advance:
             config.on_epoch = advance
             config.on_metrics = lambda metrics: err.print(epoch_line(metrics, epochs))
-            record, trained = run_train(store, get_registry(), encoder, overrides.get(encoder, {}), augmentation,
+            record, trained = run_train(store, registry, encoder, overrides.get(encoder, {}), augmentation,
                                         overrides.get(augmentation, {}), config,
                                         source_crops(store, crops, size, crop_size), size, run_id, force=force,
-                                        positives=positives)
+                                        positives=positives, label=label, split_by=split_by)
     history = json.loads(record["history"]) if isinstance(record["history"], str) else record["history"]
     measures = [k for k in DIAGNOSTICS if history and k in history[0]]
     show(["epoch", *measures], [(h["epoch"], *(h.get(k) for k in measures)) for h in history],
@@ -106,7 +118,7 @@ def train(ctx, encoder, augmentation, epochs, batch_size, seed, accelerator, dev
 
 
 DIAGNOSTICS = [prefix + name for prefix in ("", "val_", "inference_")
-               for name in ("loss", "top1", "top5", "mean_position")]
+               for name in ("loss", "accuracy", "mi_local", "mi_global", "prior", "top1", "top5", "mean_position")]
 
 
 def offline_start(encoder: str, params: dict) -> dict:
@@ -137,7 +149,8 @@ def source_crops(store, crops: str, size: int, crop_size: int | None) -> str:
 
 def epoch_line(metrics: dict, epochs: int) -> str:
     """One finished epoch as a log line: its loss and pair diagnostics (and held-out ones)."""
-    names = {"loss": "loss", "top1": "top-1", "top5": "top-5", "mean_position": "mean position"}
+    names = {"loss": "loss", "accuracy": "accuracy %", "mi_local": "local MI loss", "mi_global": "global MI loss",
+             "prior": "prior loss", "top1": "top-1", "top5": "top-5", "mean_position": "mean position"}
     said = [f"{prefix.replace('_', ' ')}{label} {metrics[prefix + key]:.4g}"
             for prefix in ("", "val_", "inference_") for key, label in names.items() if prefix + key in metrics]
     return f"epoch {int(metrics['epoch']) + 1}/{epochs}: " + ", ".join(said)

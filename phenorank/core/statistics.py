@@ -156,6 +156,20 @@ def well_keys(samples) -> np.ndarray:
     return np.char.add(np.char.add(plates, "/"), samples["well"].astype(str))
 
 
+def split_units(samples, column: str = "auto") -> np.ndarray:
+    """The unit a grouped split keeps on one side: ``column`` when given, else donor, else
+    sample, else the well / parent image / item (``well_keys``). Every metadata column is
+    constant over an image's objects, so cells of one image always share a unit."""
+    if column != "auto":
+        if column not in samples:
+            raise KeyError(f"group column {column!r} is not in the samples (columns: {', '.join(samples.columns)})")
+        return np.asarray(samples[column]).astype(str)
+    for name in ("donor", "sample"):
+        if name in samples and all(_present(v) for v in samples[name]):
+            return np.asarray(samples[name]).astype(str)
+    return well_keys(samples)
+
+
 def _present(value) -> bool:
     if value is None:
         return False

@@ -11,10 +11,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+
 from ..registry.contracts import Encoder, PluginError, TrainConfig
 from ..registry.manager import Registry
 from .crop_file import CropFile
 from .pipeline import PipelineError, code_of, digest, identity
+from .statistics import split_units
 from .store import Store
 
 
@@ -25,12 +28,15 @@ def models_folder(store: Store) -> Path:
 
 def train(store: Store, registry: Registry, encoder_name: str, encoder_params: dict, augmentation_name: str,
           augmentation_params: dict, config: TrainConfig, preprocess_key: str, size: int, run_id: str,
-          force: bool = False, positives: str | None = None) -> tuple[dict, bool]:
+          force: bool = False, positives: str | None = None, label: str | None = None,
+          split_by: str = "auto") -> tuple[dict, bool]:
     """Train (or find already trained) one model; returns its ``models`` record and whether it
     was trained now. The views are ``size`` pixels, cut from the crops of ``preprocess_key``
     (which may be larger: seed 000 cut its random crops from the full-resolution image).
     ``positives`` names a metadata column (e.g. ``sample``): positive pairs are then two
-    different images with the same value there (multi-view, seed 002)."""
+    different images with the same value there (multi-view, seed 002). A supervised encoder
+    learns the metadata column ``label``; ``split_by`` names the column whose values a validation
+    split keeps whole (``auto``: donor, sample, well or each object's image, ``split_units``)."""
     encoder = registry.create("encoder", encoder_name, {k: v for k, v in encoder_params.items() if k != "model"})
     if not encoder.trainable:
         trainable = [n for n in registry.names("encoder") if registry.get("encoder", n).trainable]
@@ -47,6 +53,8 @@ def train(store: Store, registry: Registry, encoder_name: str, encoder_params: d
         if any(v is None or str(v) in ("", "nan") for v in config.groups):
             raise PipelineError(f"--positives {positives}: some images have no value in that column")
         settings["positives"] = positives
+    if encoder.supervised or label:
+        _supervision(store, encoder, ids, label, split_by, positives, config, settings)
     model_id = digest("model", identity(encoder), identity(augmentation), settings, preprocess_key, digest(ids))
     known = store.model(model_id)
     if known and not force and not config.resume and Path(known["checkpoint"]).is_file():
@@ -82,8 +90,34 @@ def train(store: Store, registry: Registry, encoder_name: str, encoder_params: d
         "history": history, "device": history[-1].get("device", "") if history else "",
         "seconds": time.perf_counter() - started, "run_id": run_id,
     }
+    if config.validation:  # which groups were held out, so anyone can check nothing leaked
+        record["train_config"]["held_out"] = getattr(encoder, "held_out", [])
     store.write_model(record)
     return store.model(model_id), True
+
+
+def _supervision(store: Store, encoder: Encoder, ids: list[str], label: str | None, split_by: str,
+                 positives: str | None, config: TrainConfig, settings: dict) -> None:
+    """The labels and split units of a supervised training, into ``config`` and the model's key."""
+    if not encoder.supervised:
+        raise PluginError(f"encoder {encoder.name!r} learns no label: --label is for supervised encoders (classifier)")
+    if not label:
+        raise PluginError(f"encoder {encoder.name!r} learns a label: give --label COLUMN (e.g. condition)")
+    if positives:
+        raise PluginError(f"--positives pairs images for self-supervised encoders; {encoder.name!r} learns --label")
+    samples = store.load_samples(ids)
+    if label not in samples.columns:
+        raise PipelineError(f"--label {label}: no such column; the items have {', '.join(sorted(samples.columns))}")
+    labels = np.asarray(samples[label], dtype=object)
+    missing = [i for i, v in zip(ids, labels) if v is None or str(v) in ("", "nan")]
+    if missing:
+        raise PipelineError(f"--label {label}: {len(missing)} item(s) have no value, e.g. {missing[0]}")
+    try:
+        units = split_units(samples, split_by)
+    except KeyError as exc:
+        raise PipelineError(f"--split-by: {exc.args[0]}") from None
+    config.labels, config.split_groups = labels.astype(str), units.astype(str)
+    settings.update(label=label, split_by=split_by)
 
 
 def runnable_encoders(store: Store, registry: Registry) -> list[str]:

@@ -202,6 +202,10 @@ class TrainConfig:
     # resize-only view of side ``view_size``).
     validation: float = 0.0
     view_size: int = 0
+    # Supervised encoders: one label per image; and the units a validation split keeps whole
+    # (e.g. the sample of each cell), when they differ from ``groups``.
+    labels: np.ndarray | None = None
+    split_groups: np.ndarray | None = None
 
 
 class Encoder(Plugin):
@@ -218,6 +222,7 @@ class Encoder(Plugin):
     family = "encoder"
     heads: ClassVar[tuple[str, ...]] = ()
     trainable: ClassVar[bool] = False
+    supervised: ClassVar[bool] = False  # trained on a label (``TrainConfig.labels``)
 
     def embed(self, images: np.ndarray) -> dict[str, np.ndarray]:
         raise NotImplementedError

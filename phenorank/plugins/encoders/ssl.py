@@ -37,6 +37,9 @@ class TrainableEncoder(Encoder):
 
         return TwoViews(images, augmentation) if groups is None else GroupViews(images, augmentation, groups)
 
+    def on_split(self, train: np.ndarray, held: np.ndarray) -> None:
+        """Called with the training and held-out positions once the module is built."""
+
     def fit(self, images, augmentation: Callable, config: TrainConfig) -> list[dict[str, float]]:
         """``images``: an array (N, C, S, S) in [0, 1], or a CropFile read crop by crop."""
         import torch
@@ -51,7 +54,10 @@ class TrainableEncoder(Encoder):
         self.module = self.build_module()
         self.module.epochs = config.epochs
         self.module.standardize.fit(images)
-        train, held = validation_split(len(images), config.validation, config.seed, config.groups)
+        units = config.split_groups if config.split_groups is not None else config.groups
+        train, held = validation_split(len(images), config.validation, config.seed, units)
+        self.held_out = sorted({str(u) for u in np.asarray(units)[held]}) if units is not None else held.tolist()
+        self.on_split(train, held)
         groups = None if config.groups is None else np.asarray(config.groups)
         dataset = self.dataset(images, augmentation, groups)
         validation = {}

@@ -60,6 +60,22 @@ class GroupViews(TwoViews):
         return self.augmentation(self.image(index)), self.augmentation(self.image(partner)), int(self.codes[index])
 
 
+class LabelledViews(TwoViews):
+    """One augmented view of each image with its class number (supervised training)."""
+
+    def __init__(self, images, augmentation: Callable, codes: np.ndarray):
+        super().__init__(images, augmentation)
+        self.codes = np.asarray(codes, dtype=np.int64)
+
+    def __getitem__(self, index: int):
+        return self.augmentation(self.image(index)), int(self.codes[index])
+
+
+class CodedView(LabelledViews):
+    """One augmented view of each image with its group's number (Deep InfoMax: items of one
+    group are positives for each other, all others negatives)."""
+
+
 class OneView(TwoViews):
     def __getitem__(self, index: int):
         return self.augmentation(self.image(index))

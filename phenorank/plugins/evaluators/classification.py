@@ -13,23 +13,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from phenorank.core.statistics import bootstrap_interval, well_keys
+from phenorank.core.statistics import bootstrap_interval, split_units
 from phenorank.registry import Evaluation, Evaluator, PluginError, Subject
 
 from .selection import as_list, class_indices
 
 
 def group_keys(samples, column: str) -> np.ndarray:
-    """The unit of the split: ``column`` when given, else donor, else sample, else the well /
-    parent image / item (``well_keys``)."""
-    if column != "auto":
-        if column not in samples:
-            raise PluginError(f"group column {column!r} is not in the samples (columns: {', '.join(samples.columns)})")
-        return np.asarray(samples[column]).astype(str)
-    for name in ("donor", "sample"):
-        if name in samples and all(v is not None and str(v) not in ("", "None", "nan") for v in samples[name]):
-            return np.asarray(samples[name]).astype(str)
-    return well_keys(samples)
+    """The unit of the split (``split_units``): ``column``, or donor, sample, well, parent image."""
+    try:
+        return split_units(samples, column)
+    except KeyError as exc:
+        raise PluginError(exc.args[0]) from None
 
 
 def out_of_fold(model_factory, x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int, seed: int,
