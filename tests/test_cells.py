@@ -343,11 +343,18 @@ def test_cells_demo_runs_end_to_end_and_prints_the_table(invoke, tmp_path, monke
     result = invoke("demo", "--kind", "cells", "--epochs", "1")
     assert "Adjusted Rand index" in result.output and "robustness" in result.output
     levels = rows(invoke.db, "SELECT encoder, head, level FROM embedding_sets ORDER BY ALL")
-    assert len(levels) == 12  # raw, morphometrics, simclr backbone and projection x object, image:mean, sample:median
-    assert ("simclr", "projection", "sample:median") in levels
-    assert rows(invoke.db, "SELECT train_config->>'positives' FROM models") == [("sample",)]
+    # raw, morphometrics, simclr (2 heads), classifier (2), dim (2) x object, image:mean, sample:median
+    assert len(levels) == 24
+    assert ("simclr", "projection", "sample:median") in levels and ("dim", "global", "image:mean") in levels
+    trained = rows(invoke.db, "SELECT encoder, train_config->>'positives', train_config->>'label' FROM models ORDER BY 1")
+    assert trained == [("classifier", None, "condition"), ("dim", "sample", None), ("simclr", "sample", None)]
     ari = rows(invoke.db, "SELECT count(*) FROM comparison WHERE name = 'ari'")[0][0]
-    assert ari == 12 * 3
+    assert ari == 24 * 3
+    # seed 001's table 6.1: every embedding with k-means' five scores and the SVM per image
+    assert "table 6.1" in result.output
+    svm = rows(invoke.db, "SELECT count(*) FROM comparison WHERE evaluator = 'svm' AND name = 'accuracy' "
+                          "AND level = 'image:mean'")[0][0]
+    assert svm == 8
     assert Path(tmp_path / "phenorank-cells" / "round").is_dir()
     page = (tmp_path / "phenorank-cells" / "report.html").read_text()
     # the image-quality histograms, 3 projections, robustness curves, the trained model's history,

@@ -38,6 +38,9 @@ def out_of_fold(model_factory, x: np.ndarray, y: np.ndarray, groups: np.ndarray,
     n_groups = len(np.unique(groups))
     if n_groups < folds:
         raise PluginError(f"{n_groups} groups cannot fill {folds} folds; lower folds or choose a finer group column")
+    smallest = int(np.bincount(y)[np.unique(y)].min())
+    if smallest < folds:  # scikit-learn's own refusal names no class
+        raise PluginError(f"the smallest class has {smallest} item(s), fewer than the {folds} folds; lower folds")
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     predicted = np.empty(len(y), dtype=int)
     scores = np.zeros((len(y), int(y.max()) + 1))
