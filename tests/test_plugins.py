@@ -131,6 +131,12 @@ def test_every_registered_plugin_passes_the_contract_checks_offered_to_authors(f
         path = tmp_path / f"{name}.pt"  # frozen pretrained encoders: any weights file of the right shape
         torch.save(timm.create_model(cls.architecture, pretrained=False).state_dict(), path)
         params = {"weights": str(path)}
+    if name == "cellpose":  # the optional extra, with a model file of the user's: any Cellpose network
+        pytest.importorskip("cellpose", reason="the cellpose extra is not installed")
+        from cellpose.resnet_torch import CPnet
+
+        CPnet(nbase=[2, 32, 64, 128, 256], nout=3, sz=3).save_model(str(tmp_path / "cellpose.pth"))
+        params = {"model": str(tmp_path / "cellpose.pth")}
     done = check_plugin(cls, params)
     assert done[:2] == ["registration", "parameters"] and len(done) >= 3
 

@@ -23,7 +23,7 @@ from .profiles import selected_sets
 
 @click.command()
 @click.option("--segmenter", default="watershed", show_default=True,
-              help="Segmenter plugin that finds the objects (a Cellpose plugin, once installed, plugs in here).")
+              help="watershed, or cellpose (the extra phenorank[cellpose], with your model file: -p cellpose.model=FILE).")
 @click.option("--side", default=64, show_default=True, help="Crop side in image pixels, centred on each object.")
 @click.option("--min-area", default=20, show_default=True, help="Objects smaller than this (pixels) are left out.")
 @click.option("--area-quantiles", default="0,1", show_default=True, metavar="LOW,HIGH",
@@ -31,6 +31,13 @@ from .profiles import selected_sets
 @click.option("--mask-outside", is_flag=True, help="Zero the pixels outside each object's mask (seed 004).")
 @click.option("--normalize", type=click.Choice(["none", "minmax"]), default="none", show_default=True,
               help="minmax: scale each crop's channels to their own range (seed 004).")
+@click.option("--crop", "crop_mode", type=click.Choice(["centred", "box"]), default="centred", show_default=True,
+              help="centred: a --side square around each object; box: its bounding box made square with black "
+                   "bars, scaled to --size (seed 004).")
+@click.option("--area-by", default="", metavar="COLUMN",
+              help="Take the --area-quantiles per value of this column, e.g. condition (seed 004: per class).")
+@click.option("--max-black", default=1.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Leave out crops with a larger fraction of black pixels (seed 004: empty space segmented).")
 @click.option("--loader", help="Loader that reads the files again (default: the one that ingested them).")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
               help="Threads that segment images in parallel.")
@@ -39,8 +46,8 @@ from .profiles import selected_sets
 @param_option
 @click.pass_context
 @friendly_errors
-def objects(ctx, segmenter, side, min_area, area_quantiles, mask_outside, normalize, loader, workers, cluster,
-            size, params) -> None:
+def objects(ctx, segmenter, side, min_area, area_quantiles, mask_outside, normalize, crop_mode, area_by, max_black,
+            loader, workers, cluster, size, params) -> None:
     """Find the cells (or nuclei) in every ingested channel image and store one crop per object.
 
     The crops form a crop set of their own: embed them with `--crops objects`, then average them
@@ -51,6 +58,8 @@ def objects(ctx, segmenter, side, min_area, area_quantiles, mask_outside, normal
     Examples:
         phenorank objects -p watershed.channel=2 -p watershed.min_distance=5
         phenorank objects -p watershed.threshold=gmm --mask-outside --normalize minmax
+        phenorank objects --segmenter cellpose -p cellpose.model=cyto3 -p cellpose.nucleus_channel=2 \
+            --crop box --mask-outside --area-quantiles 0.05,0.95 --area-by condition --max-black 0.6
     """
     overrides = parse_params(params)
     registry = get_registry()
@@ -61,7 +70,7 @@ def objects(ctx, segmenter, side, min_area, area_quantiles, mask_outside, normal
         raise click.BadParameter(f"{area_quantiles!r}: give two numbers, e.g. 0.05,0.95",
                                  param_hint="--area-quantiles") from None
     crop = CropParams(side=side, size=size, min_area=min_area, area_quantiles=(low, high), mask_outside=mask_outside,
-                      normalize=normalize)
+                      normalize=normalize, crop=crop_mode, area_by=area_by, max_black=max_black)
     with recorded_run(ctx, "objects", {"segmenter": segmenter, "params": overrides, **crop.__dict__}) as (store, run_id):
         image_key = resolve_crops(store, "images", size)
         image_set = next((s for s in store.crop_sets("image") if s["preprocess_key"] == image_key), None)
@@ -79,7 +88,7 @@ def objects(ctx, segmenter, side, min_area, area_quantiles, mask_outside, normal
             raise click.ClickException(str(exc)) from None
         counts = list(store.object_counts(key).values())
     err.print(f"segmented {report.images} image(s) now ({report.cached} already): {report.objects} objects kept, "
-              f"{report.filtered} left out by area; {sum(counts)} objects in {len(counts)} images in crop set {key}")
+              f"{report.filtered} left out by area or black pixels; {sum(counts)} objects in {len(counts)} images in crop set {key}")
     if report.problems:
         show(["file", "reason"], report.problems, title="Images that could not be segmented (also in `rejects`)")
 

@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..registry.contracts import Loader, Segmenter
+from ..registry.contracts import Loader, PluginError, Segmenter
 from .ingest import WRITE_EVERY, Executor, process_in_order, read_image
 from .preprocess import PreprocessError, PreprocessParams, area_resize, select_channels, unit_scale
 from .store import Store
@@ -41,6 +41,11 @@ class CropParams:
     # all objects found in this run (a later run over new images uses its own quantiles)
     mask_outside: bool = False  # zero the pixels outside the object's own mask (seed 004)
     normalize: str = "none"  # "minmax": each crop's channels scaled to their own range (seed 004)
+    # "box" (seed 004): the object's bounding box, black bars added to its shorter side to make a
+    # square, scaled to ``size``; "centred": a ``side`` square around the centroid
+    crop: str = "centred"
+    area_by: str = ""  # a metadata column (e.g. condition): area quantiles per value (seed 004: per class)
+    max_black: float = 1.0  # leave out crops with a larger fraction of black pixels (seed 004)
 
 
 @dataclass
@@ -75,31 +80,61 @@ def channels_of(stack: np.ndarray, image_params: dict) -> np.ndarray:
 
 def object_crops(image: np.ndarray, labels: np.ndarray, params: CropParams) -> list[tuple[dict, np.ndarray]]:
     """(object record, uint16 crop (C, size, size)) for each labelled object of at least
-    ``min_area`` pixels, in label order."""
+    ``min_area`` pixels, in label order. The record's ``black`` is the fraction of the crop's
+    pixels that are black in every channel (outside the mask, bars, beyond the image)."""
     from skimage.measure import regionprops
 
-    half = params.side // 2
-    padded = np.pad(image, ((0, 0), (half, half), (half, half)))
-    padded_labels = np.pad(labels, half)
     out = []
     for region in regionprops(labels):
         if region.area < params.min_area:
             continue
-        cy, cx = (int(round(v)) for v in region.centroid)
-        y0, x0 = cy - half + half, cx - half + half  # in padded coordinates
-        crop = padded[:, y0:y0 + params.side, x0:x0 + params.side].copy()
-        if params.mask_outside:
-            crop *= padded_labels[y0:y0 + params.side, x0:x0 + params.side] == region.label
+        crop, (crop_y, crop_x, side) = _box_crop(image, labels, region, params) if params.crop == "box" \
+            else _centred_crop(image, labels, region, params)
+        black = float((crop == 0).all(axis=0).mean())
         if params.normalize == "minmax":
             lo = crop.min(axis=(1, 2), keepdims=True)
             span = crop.max(axis=(1, 2), keepdims=True) - lo
             crop = np.divide(crop - lo, span, out=np.zeros_like(crop), where=span > 0)
-        pixels = np.stack([area_resize(np.ascontiguousarray(c), params.size) if params.side != params.size else c
+        pixels = np.stack([area_resize(np.ascontiguousarray(c), params.size) if side != params.size else c
                            for c in crop])
         minr, minc, maxr, maxc = region.bbox
         record = {"label": int(region.label), "x": int(minc), "y": int(minr), "width": int(maxc - minc),
-                  "height": int(maxr - minr), "area": int(region.area), "crop_x": cx - half, "crop_y": cy - half}
+                  "height": int(maxr - minr), "area": int(region.area), "crop_x": crop_x, "crop_y": crop_y,
+                  "crop_side": side, "black": black}
         out.append((record, np.clip(np.rint(pixels * 65535), 0, 65535).astype(np.uint16)))
+    return out
+
+
+def _centred_crop(image, labels, region, params: CropParams):
+    """A ``side`` square centred on the object, zeros beyond the image."""
+    half = params.side // 2
+    cy, cx = (int(round(v)) for v in region.centroid)
+    crop = _window(image, cy - half, cx - half, params.side)
+    if params.mask_outside:
+        crop *= _window(labels[None], cy - half, cx - half, params.side)[0] == region.label
+    return crop, (cy - half, cx - half, params.side)
+
+
+def _box_crop(image, labels, region, params: CropParams):
+    """Seed 004: the bounding box, centred in a black square as wide as its longer side."""
+    minr, minc, maxr, maxc = region.bbox
+    side = max(maxr - minr, maxc - minc)
+    y0, x0 = minr - (side - (maxr - minr)) // 2, minc - (side - (maxc - minc)) // 2
+    box = np.zeros((image.shape[0], side, side), image.dtype)
+    inner = image[:, minr:maxr, minc:maxc]
+    if params.mask_outside:
+        inner = inner * (labels[minr:maxr, minc:maxc] == region.label)
+    box[:, minr - y0:maxr - y0, minc - x0:maxc - x0] = inner
+    return box, (y0, x0, side)
+
+
+def _window(image: np.ndarray, y0: int, x0: int, side: int) -> np.ndarray:
+    """image[:, y0:y0 + side, x0:x0 + side], zeros where it reaches beyond the image."""
+    out = np.zeros((image.shape[0], side, side), image.dtype)
+    ys, xs = max(y0, 0), max(x0, 0)
+    ye, xe = min(y0 + side, image.shape[1]), min(x0 + side, image.shape[2])
+    if ye > ys and xe > xs:
+        out[:, ys - y0:ye - y0, xs - x0:xe - x0] = image[:, ys:ye, xs:xe]
     return out
 
 
@@ -170,7 +205,17 @@ def find_objects(store: Store, image_key: str, loader: Loader, segmenter: Segmen
         else:
             results.append(result)
         advance(1)
-    keep = _area_filter([o["area"] for r in results for o, _ in r["objects"]], params.area_quantiles)
+    objects = [(r["image_id"], o) for r in results for o, _ in r["objects"]]
+    classes = None
+    if params.area_by and objects:
+        ids = sorted({image_id for image_id, _ in objects})
+        try:
+            values = dict(zip(ids, store.load_samples(ids)[params.area_by]))
+        except PluginError as exc:
+            raise ObjectsError(f"--area-by {params.area_by}: {exc}") from None
+        classes = [str(values[image_id]) for image_id, _ in objects]
+    keep = _area_filter([o["area"] for _, o in objects], params.area_quantiles, classes)
+    keep &= np.array([o["black"] <= params.max_black for _, o in objects], dtype=bool)
     batch_segmented, batch_objects, batch_crops = [], [], []
     position = 0
     for result in results:
@@ -181,7 +226,8 @@ def find_objects(store: Store, image_key: str, loader: Loader, segmenter: Segmen
                 batch_objects.append({"object_id": object_id, "image_id": result["image_id"], "preprocess_key": key,
                                       **{k: record[k] for k in ("label", "x", "y", "width", "height", "area")}})
                 batch_crops.append({"image_id": object_id, "preprocess_key": key, "size": params.size,
-                                    "crop_x": record["crop_x"], "crop_y": record["crop_y"], "crop_side": params.side,
+                                    "crop_x": record["crop_x"], "crop_y": record["crop_y"],
+                                    "crop_side": record["crop_side"],
                                     "layers_used": [], "pixels": pixels.astype("<u2").tobytes()})
                 kept += 1
             else:
@@ -199,10 +245,16 @@ def find_objects(store: Store, image_key: str, loader: Loader, segmenter: Segmen
     return key, report
 
 
-def _area_filter(areas: list[int], quantiles: tuple[float, float]) -> np.ndarray:
-    """True for objects whose area lies within the given quantiles of all areas of this batch."""
+def _area_filter(areas: list[int], quantiles: tuple[float, float], classes: list[str] | None = None) -> np.ndarray:
+    """True for objects whose area lies within the given quantiles of the areas of this batch;
+    with ``classes``, of the areas of their own class (seed 004 cut 5% per class)."""
     areas = np.asarray(areas, dtype=np.float64)
+    keep = np.ones(len(areas), dtype=bool)
     if len(areas) == 0 or tuple(quantiles) == (0.0, 1.0):
-        return np.ones(len(areas), dtype=bool)
-    lo, hi = np.quantile(areas, quantiles)
-    return (areas >= lo) & (areas <= hi)
+        return keep
+    labels = np.asarray(classes if classes is not None else [""] * len(areas))
+    for value in np.unique(labels):
+        members = labels == value
+        lo, hi = np.quantile(areas[members], quantiles)
+        keep[members] = (areas[members] >= lo) & (areas[members] <= hi)
+    return keep

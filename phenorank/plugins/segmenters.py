@@ -93,4 +93,7 @@ class WatershedSegmenter(Segmenter):
 
 @hookimpl
 def register_segmenters(register):
+    from .cellpose_segmenter import CellposeSegmenter  # imports Cellpose itself only when it segments
+
     register(WatershedSegmenter)
+    register(CellposeSegmenter)
