@@ -78,7 +78,7 @@ def test_cellpose_says_what_is_missing(monkeypatch, tmp_path):
     with pytest.raises(PluginError, match=r"phenorank\[cellpose\]"):
         segmenter.segment(np.zeros((3, 32, 32), np.float32))
     monkeypatch.undo()
-    pytest.importorskip("cellpose", reason="the cellpose extra is not installed")
+    pytest.importorskip("cellpose.models", reason="the cellpose extra is not installed")
     with pytest.raises(PluginError, match="does not exist"):
         segmenter.segment(np.zeros((3, 32, 32), np.float32))
     with pytest.raises(PluginError, match="never downloads"):
@@ -86,7 +86,7 @@ def test_cellpose_says_what_is_missing(monkeypatch, tmp_path):
 
 
 def test_cellpose_runs_the_users_model_on_cytoplasm_and_nucleus(tmp_path):
-    pytest.importorskip("cellpose", reason="the cellpose extra is not installed")
+    pytest.importorskip("cellpose.models", reason="the cellpose extra is not installed")
     from cellpose.resnet_torch import CPnet
 
     CPnet(nbase=[2, 32, 64, 128, 256], nout=3, sz=3).save_model(str(tmp_path / "model.pth"))

@@ -132,7 +132,7 @@ def test_every_registered_plugin_passes_the_contract_checks_offered_to_authors(f
         torch.save(timm.create_model(cls.architecture, pretrained=False).state_dict(), path)
         params = {"weights": str(path)}
     if name == "cellpose":  # the optional extra, with a model file of the user's: any Cellpose network
-        pytest.importorskip("cellpose", reason="the cellpose extra is not installed")
+        pytest.importorskip("cellpose.models", reason="the cellpose extra is not installed")
         from cellpose.resnet_torch import CPnet
 
         CPnet(nbase=[2, 32, 64, 128, 256], nout=3, sz=3).save_model(str(tmp_path / "cellpose.pth"))
