@@ -10,6 +10,7 @@ plus the process's peak RSS for the whole picture. Targets (issue 5):
 
     .venv/bin/python benchmarks/rank.py            # all sizes (about 5 minutes on 2 cores)
     .venv/bin/python benchmarks/rank.py --quick    # 1k and 10k only
+    .venv/bin/python benchmarks/rank.py --quick --evaluators   # the evaluators only
 """
 
 from __future__ import annotations
@@ -97,6 +98,12 @@ def main() -> None:
         print(json.dumps(case(kind, name, n)))
         return
     sizes = (1_000, 10_000) if "--quick" in sys.argv else (1_000, 10_000, 100_000)
+    if "--evaluators" not in sys.argv:
+        rankers(sizes)
+    evaluators(sizes)
+
+
+def rankers(sizes) -> None:
     print(f"centroid ranker, {DIM}-d embeddings (seconds; peak MB allocated above the loaded data)")
     print(f"{'metric':10} " + " ".join(f"{n:>22,}" for n in sizes) + "   t(10x N)/t   vs baseline time/mem at max N")
     for metric in METRICS:
@@ -112,6 +119,9 @@ def main() -> None:
                  f"{r['peak_mb_above_data'] / max(b['peak_mb_above_data'], 1):.2f}x" if "seconds" in b else b["error"][:30])
         print(f"{metric:10} " + " ".join(f"{c:>22}" for c in cells) + f"   {growth:10.1f}   {ratio}"
               f"   (process peak RSS at max N: {peaks[-1]:.0f} MB)")
+
+
+def evaluators(sizes) -> None:
     print("\nevaluators (k-means: 10 restarts x 2 geometries, 20 bootstraps; linear probe: 3 epochs; map: null 1000)")
     for evaluator in ("ranking-accuracy", "rank-correlation", "kmeans-accuracy", "linear-probe", "map"):
         cells = []

@@ -121,6 +121,36 @@ def test_kmeans_accuracy_balanced_subset_and_filters():
         make("evaluator", "kmeans-accuracy", where="condition=control").evaluate(Subject(s, embeddings=x))
 
 
+def test_matched_accuracies_equal_the_hungarian_matching_table_by_table():
+    from phenorank.core.statistics import matched_accuracies, matched_accuracy
+
+    rng = np.random.default_rng(0)
+    for k in (2, 3, 5, 8):  # 8: past the permutations, one Hungarian matching per table
+        tables = rng.integers(0, 20, size=(30, k, k)).astype(float)
+        expected = [matched_accuracy(t) for t in tables]
+        assert matched_accuracies(tables) == pytest.approx(expected)
+    assert np.isnan(matched_accuracies(np.zeros((1, 3, 3)))[0])
+
+
+def test_the_vectorized_kmeans_bootstrap_is_the_loop_over_the_same_draws():
+    from phenorank.core.statistics import contingency, matched_accuracy
+
+    rng = np.random.default_rng(3)
+    codes = np.repeat([0, 1, 2], 40)
+    wells = np.repeat(np.arange(60), 2)  # two images per well
+    runs = [(np.arange(120), rng.integers(0, 3, 120)), (np.sort(rng.choice(120, 90, replace=False)),
+                                                        rng.integers(0, 3, 90))]
+    evaluator = make("evaluator", "kmeans-accuracy", bootstrap=50)
+    low, high = evaluator._bootstrap(runs, codes, wells, 3, seed=4, block=16)
+    draws = GroupResampler(wells, strata=codes).draws(np.random.default_rng(5), 50)
+    means = []
+    for draw in draws:
+        weight = np.bincount(draw, minlength=120).astype(float)
+        means.append(np.mean([matched_accuracy(contingency(codes[keep], labels, 3, 3, weight[keep]))
+                              for keep, labels in runs]))
+    assert (low, high) == pytest.approx(tuple(np.nanpercentile(means, [2.5, 97.5])))
+
+
 # -- bootstrap --------------------------------------------------------------------------------
 def test_bootstrap_draws_whole_wells_within_strata():
     wells = np.array(["a", "a", "b", "b", "c", "d"])

@@ -65,6 +65,24 @@ def matched_accuracy(table: np.ndarray) -> float:
     return float(table[rows, cols].sum() / total) if total else float("nan")
 
 
+def matched_accuracies(tables: np.ndarray) -> np.ndarray:
+    """``matched_accuracy`` of a stack of square (..., k, k) tables at once: for k <= 7 the best
+    of all k! matchings of clusters to classes, vectorized (what the Hungarian algorithm finds,
+    one table at a time); above that, one table at a time."""
+    import itertools
+
+    tables = np.asarray(tables, dtype=np.float64)
+    k = tables.shape[-1]
+    total = tables.sum(axis=(-2, -1))
+    if k > 7:
+        flat = tables.reshape(-1, k, k)
+        return np.array([matched_accuracy(t) for t in flat]).reshape(tables.shape[:-2])
+    perms = np.array(list(itertools.permutations(range(k))))  # (k!, k): class i -> cluster perm[i]
+    agreement = tables[..., np.arange(k), perms].sum(axis=-1).max(axis=-1)  # (..., k!, k) -> (...)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, agreement / total, np.nan)
+
+
 class GroupResampler:
     """Draws bootstrap samples of whole groups (wells) with replacement, within each stratum when
     given so that every class keeps its number of wells. The grouping is worked out once and a

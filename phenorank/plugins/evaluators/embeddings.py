@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from phenorank.core.statistics import (GroupResampler, bootstrap_interval, contingency, holdout_mask, kmeans,
-                                       matched_accuracy, well_keys)
+                                       matched_accuracies, matched_accuracy, well_keys)
 from phenorank.registry import Evaluation, Evaluator, PluginError, Subject
 
 from ..classifier import SOLVERS, Standardizer, fit_logistic, train_linear
@@ -85,7 +85,7 @@ class LinearProbe(Evaluator):
             values.update(holdout_accuracy=float((called == classes.index(expected)).mean()),
                           holdout_n=float(held.sum()))
         interval = bootstrap_interval(lambda ix: correct[ix].mean(), wells[~train], int(self.params["bootstrap"]),
-                                      seed, strata=codes[~train])
+                                      seed, strata=codes[~train], batch=lambda ix: correct[ix].mean(axis=1))
         return Evaluation(
             values=values,
             details={"classes": classes, "n_train": int(train.sum()), "n_test": int((~train).sum()),
@@ -148,18 +148,27 @@ class KMeansAccuracy(Evaluator):
                 intervals[f"{geometry}_mean"] = interval
         return Evaluation(values=values, details=details, intervals=intervals)
 
-    def _bootstrap(self, runs, codes, wells, k, seed):
+    def _bootstrap(self, runs, codes, wells, k, seed, block: int = 64):
+        """Each draw's mean over restarts of the matched accuracy, every restart's clusters kept
+        fixed. Vectorized: a draw is a vector of item multiplicities, each restart's weighted
+        contingency tables for a block of draws are one matrix product, and the matching is
+        scored over all draws at once (``matched_accuracies``)."""
         n_resamples = int(self.params["bootstrap"])
         if n_resamples <= 0:
             return None
-        rng = np.random.default_rng(seed + 1)
-        resampler = GroupResampler(wells, strata=codes)
+        draws = GroupResampler(wells, strata=codes).draws(np.random.default_rng(seed + 1), n_resamples)
         means = []
-        for _ in range(n_resamples):
-            weight = np.bincount(resampler.draw(rng), minlength=len(codes)).astype(float)
-            means.append(np.mean([matched_accuracy(contingency(codes[keep], labels, k, k, weight[keep]))
-                                  for keep, labels in runs]))
-        low, high = np.nanpercentile(means, [2.5, 97.5])
+        for start in range(0, len(draws), block):  # memory: block x items multiplicities
+            weight = np.stack([np.bincount(d, minlength=len(codes)) for d in draws[start:start + block]]).astype(float)
+            total = np.zeros(len(weight))
+            for keep, labels in runs:
+                cells = np.zeros((len(keep), k * k))
+                cells[np.arange(len(keep)), codes[keep] * k + labels] = 1
+                every = len(keep) == len(codes)  # balance none: all items, in order; no copy
+                tables = ((weight if every else weight[:, keep]) @ cells).reshape(-1, k, k)
+                total += matched_accuracies(tables)
+            means.append(total / len(runs))
+        low, high = np.nanpercentile(np.concatenate(means), [2.5, 97.5])
         return float(low), float(high)
 
 
