@@ -342,6 +342,20 @@ def test_batched_bootstrap_intervals_equal_the_resample_by_resample_ones():
         assert batched.intervals[key] == pytest.approx(loop, abs=1e-12), name
 
 
+def test_a_bootstrap_drawn_in_small_blocks_gives_the_interval_of_one_block():
+    from phenorank.core.statistics import bootstrap_interval
+
+    rng = np.random.default_rng(2)
+    values, wells = rng.normal(size=300), np.arange(300).astype(str)
+    whole = bootstrap_interval(lambda ix: values[ix].mean(), wells, 200, seed=3, batch=lambda m: values[m].mean(axis=1))
+    blocks = bootstrap_interval(lambda ix: values[ix].mean(), wells, 200, seed=3, batch=lambda m: values[m].mean(axis=1),
+                                block_items=7 * 300)  # 7 resamples at a time
+    assert blocks == pytest.approx(whole, abs=1e-15)
+    grouped = np.repeat(np.arange(100), 3).astype(str)  # whole wells, resample by resample, in blocks too
+    assert bootstrap_interval(lambda ix: values[ix].mean(), grouped, 100, seed=3, block_items=900) == pytest.approx(
+        bootstrap_interval(lambda ix: values[ix].mean(), grouped, 100, seed=3))
+
+
 def test_many_draws_at_once_are_the_same_draws_as_one_by_one():
     from phenorank.core.statistics import GroupResampler
 
