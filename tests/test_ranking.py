@@ -401,3 +401,31 @@ def test_a_projection_is_fitted_once_per_embedding_set_and_metric_not_per_refere
     assert low[15:].mean() > low[:15].mean()
     ranker.fit(x[:20], samples.subset(np.arange(20)), metric, "control")
     assert len(fits) == 2  # other items: fitted anew
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "correlation", "abs_cosine", "euclidean"])
+def test_blocked_activity_average_precision_is_copairs_own(similarity):
+    import logging
+
+    import pandas as pd
+    from copairs.map import average_precision
+
+    from phenorank.plugins.evaluators.average_precision import activity_average_precision
+
+    logging.getLogger("copairs").setLevel(logging.WARNING)
+    rng = np.random.default_rng(0)
+    n = 200
+    x = rng.normal(size=(n, 16))
+    control = np.arange(n) < 50
+    groups = np.array([f"g{i // 4}" for i in range(n)], dtype=object)
+    groups[60:63], groups[199] = "three", "alone"  # a group of 3 and a well without replicates
+    x[~control, :2] += (np.arange((~control).sum()) // 4 % 3)[:, None]
+    meta = pd.DataFrame({"group": np.where(control, "<control>", groups),
+                         "reference": np.where(control, np.arange(n), -1)})
+    reference = average_precision(meta, x, pos_sameby=["group", "reference"], pos_diffby=[], neg_sameby=[],
+                                  neg_diffby=["group", "reference"], distance=similarity, progress_bar=False)
+    for block in (500, 1 << 23):  # a few queries per block, and all at once
+        mine = activity_average_precision(x, groups, control, similarity, block_elements=block)
+        for column in ("average_precision", "n_pos_pairs", "n_total_pairs", "normalized_average_precision"):
+            expected, found = reference[column].to_numpy()[~control], mine[column].to_numpy()[~control]
+            assert np.allclose(found.astype(float), expected.astype(float), atol=1e-12, equal_nan=True), column

@@ -23,7 +23,8 @@ from .profiles import selected_sets
 
 @click.command()
 @click.option("--segmenter", default="watershed", show_default=True,
-              help="watershed, or cellpose (the extra phenorank[cellpose], with your model file: -p cellpose.model=FILE).")
+              help="watershed, or cellpose (the extra phenorank[cellpose], with your model file: "
+                   "-p cellpose.model=FILE).")
 @click.option("--side", default=64, show_default=True, help="Crop side in image pixels, centred on each object.")
 @click.option("--min-area", default=20, show_default=True, help="Objects smaller than this (pixels) are left out.")
 @click.option("--area-quantiles", default="0,1", show_default=True, metavar="LOW,HIGH",
@@ -88,7 +89,8 @@ def objects(ctx, segmenter, side, min_area, area_quantiles, mask_outside, normal
             raise click.ClickException(str(exc)) from None
         counts = list(store.object_counts(key).values())
     err.print(f"segmented {report.images} image(s) now ({report.cached} already): {report.objects} objects kept, "
-              f"{report.filtered} left out by area or black pixels; {sum(counts)} objects in {len(counts)} images in crop set {key}")
+              f"{report.filtered} left out by area or black pixels; {sum(counts)} objects in {len(counts)} images "
+              f"in crop set {key}")
     if report.problems:
         show(["file", "reason"], report.problems, title="Images that could not be segmented (also in `rejects`)")
 

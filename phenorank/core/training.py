@@ -90,8 +90,8 @@ def train(store: Store, registry: Registry, encoder_name: str, encoder_params: d
         "history": history, "device": history[-1].get("device", "") if history else "",
         "seconds": time.perf_counter() - started, "run_id": run_id,
     }
-    if config.validation:  # which groups were held out, so anyone can check nothing leaked
-        record["train_config"]["held_out"] = getattr(encoder, "held_out", [])
+    if config.validation and getattr(encoder, "held_out", None):  # which groups were held out: anyone can
+        record["train_config"]["held_out"] = encoder.held_out         # check that nothing leaked
     store.write_model(record)
     return store.model(model_id), True
 

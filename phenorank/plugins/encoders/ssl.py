@@ -56,7 +56,8 @@ class TrainableEncoder(Encoder):
         self.module.standardize.fit(images)
         units = config.split_groups if config.split_groups is not None else config.groups
         train, held = validation_split(len(images), config.validation, config.seed, units)
-        self.held_out = sorted({str(u) for u in np.asarray(units)[held]}) if units is not None else held.tolist()
+        # the held-out groups, for the model's record (single images are not listed: 20% of 100k)
+        self.held_out = sorted({str(u) for u in np.asarray(units)[held]}) if units is not None else []
         self.on_split(train, held)
         groups = None if config.groups is None else np.asarray(config.groups)
         dataset = self.dataset(images, augmentation, groups)
