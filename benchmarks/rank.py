@@ -139,9 +139,6 @@ def evaluators(sizes) -> None:
     for evaluator in ("ranking-accuracy", "rank-correlation", "kmeans-accuracy", "linear-probe", "map"):
         cells = []
         for n in sizes:
-            if evaluator == "map" and n > 10_000:
-                cells.append("skipped (pairs ~ N^2)")
-                continue
             r = run_case("evaluator", evaluator, n)
             cells.append(f"{r['seconds']:7.2f}s {r['peak_mb_above_data']:5.0f}MB {r['peak_mb']:5.0f}RSS"
                          if "seconds" in r else r["error"][:22])

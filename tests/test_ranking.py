@@ -419,6 +419,7 @@ def test_blocked_activity_average_precision_is_copairs_own(similarity):
     control = np.arange(n) < 50
     groups = np.array([f"g{i // 4}" for i in range(n)], dtype=object)
     groups[60:63], groups[199] = "three", "alone"  # a group of 3 and a well without replicates
+    groups[100:130] = "big"  # and 30 replicates: ranked by one sort per query instead of counts
     x[~control, :2] += (np.arange((~control).sum()) // 4 % 3)[:, None]
     meta = pd.DataFrame({"group": np.where(control, "<control>", groups),
                          "reference": np.where(control, np.arange(n), -1)})
