@@ -283,6 +283,21 @@ def test_clustering_evaluators_find_well_separated_classes(name, params):
     assert values["ari"] == pytest.approx(1.0) and values["accuracy"] == 1.0 and values["silhouette"] > 0.5
 
 
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_kmeans_in_the_span_of_the_items_finds_the_clusters_of_the_full_space(metric):
+    from sklearn.cluster import KMeans
+
+    from phenorank.core.statistics import unit_rows
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 5000))  # far more dimensions than items, as raw pixels of a few crops
+    x[:20, :3] += 3
+    x[20:40, 3:6] += 3
+    found = get_registry().create("evaluator", "clustering-kmeans", {"metric": metric}).cluster(x, 3)
+    points = unit_rows(x) if metric == "cosine" else x
+    assert found.tolist() == KMeans(n_clusters=3, n_init=10, random_state=0).fit_predict(points).tolist()
+
+
 def test_ward_linkage_refuses_cosine():
     x, samples = blobs()
     with pytest.raises(PluginError, match="ward linkage needs the euclidean metric"):
