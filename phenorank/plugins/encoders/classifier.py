@@ -152,6 +152,7 @@ class SupervisedClassifier(TrainableEncoder):
         self.classes: list[str] = []
         self.view_size = 0
         self.codes: np.ndarray | None = None
+        self.from_saved = False
 
     def fit(self, images, augmentation, config):
         if config.labels is None:
@@ -169,31 +170,24 @@ class SupervisedClassifier(TrainableEncoder):
 
         return LabelledViews(images, augmentation, self.codes)
 
-    def on_split(self, train: np.ndarray, held: np.ndarray) -> None:
+    def on_split(self, images, train: np.ndarray, held: np.ndarray) -> None:
         import torch
 
         weights = class_weights(self.codes[train], len(self.classes)) if self.params["class_weight"] == "balanced" \
             else np.ones(len(self.classes))
         self.module.class_weight.copy_(torch.as_tensor(weights, dtype=torch.float32))
 
-    def save(self, path: str) -> None:
-        from .training import save_weights
+    def fitted_state(self) -> dict:
+        return {"classes": self.classes, "view_size": self.view_size}
 
-        hyper = {k: v for k, v in self.params.items() if k != "model"}
-        save_weights(self.module, {**hyper, "classes": self.classes, "view_size": self.view_size}, path)
-
-    def load(self, path: str) -> None:
-        from .training import load_weights
-
-        saved = load_weights(path)
-        self.classes, self.view_size = list(saved["hyper"]["classes"]), int(saved["hyper"]["view_size"])
-        self.module = self.build_module(loading=True)
-        self.module.load_state_dict(saved["state_dict"])
+    def restore(self, saved: dict) -> None:
+        self.classes, self.view_size = list(saved["classes"]), int(saved["view_size"])
+        self.from_saved = True  # the stored weights replace any start: no ImageNet file needed
 
     def feature_names(self, head: str) -> list[str] | None:
         return [f"p({c})" for c in self.classes] if head == "probabilities" and self.classes else None
 
-    def build_module(self, loading: bool = False):
+    def build_module(self):
         import pytorch_lightning as pl
         import torch
         from torch import nn
@@ -204,8 +198,7 @@ class SupervisedClassifier(TrainableEncoder):
         if p["backbone"] == "small-cnn":
             backbone, features = small_cnn(self.view_size, p["blocks"], p["width"], float(p["dropout"]))
         else:
-            # stored weights replace any start: loading a trained model needs no ImageNet file
-            backbone, features = pretrained_backbone(p["backbone"], {**p, "init": "random"} if loading else p,
+            backbone, features = pretrained_backbone(p["backbone"], {**p, "init": "random"} if self.from_saved else p,
                                                      self.name)
         to_embedding, output = classifier_head(p["backbone"], features, int(p["embedding_dim"]), classes,
                                                0.5 if p["backbone"] == "vgg16" else float(p["dropout"]))

@@ -76,15 +76,11 @@ class DeepInfoMax(TrainableEncoder):
 
     def fit(self, images, augmentation, config):
         self.view_size = int(config.view_size or images[0].shape[-1])
-        self._images = images  # for the mask's threshold, fitted once the split is known
-        try:
-            return super().fit(images, augmentation, config)
-        finally:
-            self._images = None
+        return super().fit(images, augmentation, config)
 
-    def on_split(self, train: np.ndarray, held: np.ndarray) -> None:
-        if self.params["mask"] == "gmm":
-            self.module.threshold.fill_(gmm_threshold(self._images, train))
+    def on_split(self, images, train: np.ndarray, held: np.ndarray) -> None:
+        if self.params["mask"] == "gmm":  # the mask's threshold, from the training images only
+            self.module.threshold.fill_(gmm_threshold(images, train))
 
     def dataset(self, images, augmentation, groups=None):
         from .training import CodedView
@@ -93,19 +89,11 @@ class DeepInfoMax(TrainableEncoder):
                                                                           return_inverse=True)[1]
         return CodedView(images, augmentation, codes)
 
-    def save(self, path: str) -> None:
-        from .training import save_weights
+    def fitted_state(self) -> dict:
+        return {"view_size": self.view_size}
 
-        hyper = {k: v for k, v in self.params.items() if k != "model"}
-        save_weights(self.module, {**hyper, "view_size": self.view_size}, path)
-
-    def load(self, path: str) -> None:
-        from .training import load_weights
-
-        saved = load_weights(path)
-        self.view_size = int(saved["hyper"]["view_size"])
-        self.module = self.build_module()
-        self.module.load_state_dict(saved["state_dict"])
+    def restore(self, saved: dict) -> None:
+        self.view_size = int(saved["view_size"])
 
     def embed(self, images: np.ndarray) -> dict[str, np.ndarray]:
         from .training import predict

@@ -37,8 +37,15 @@ class TrainableEncoder(Encoder):
 
         return TwoViews(images, augmentation) if groups is None else GroupViews(images, augmentation, groups)
 
-    def on_split(self, train: np.ndarray, held: np.ndarray) -> None:
-        """Called with the training and held-out positions once the module is built."""
+    def on_split(self, images, train: np.ndarray, held: np.ndarray) -> None:
+        """Called with the images and the training and held-out positions once the module is built."""
+
+    def fitted_state(self) -> dict:
+        """What besides the weights and parameters a trained model needs to be rebuilt (saved)."""
+        return {}
+
+    def restore(self, saved: dict) -> None:
+        """Takes back :meth:`fitted_state` from a saved model, before its module is rebuilt."""
 
     def fit(self, images, augmentation: Callable, config: TrainConfig) -> list[dict[str, float]]:
         """``images``: an array (N, C, S, S) in [0, 1], or a CropFile read crop by crop."""
@@ -58,7 +65,7 @@ class TrainableEncoder(Encoder):
         train, held = validation_split(len(images), config.validation, config.seed, units)
         # the held-out groups, for the model's record (single images are not listed: 20% of 100k)
         self.held_out = sorted({str(u) for u in np.asarray(units)[held]}) if units is not None else []
-        self.on_split(train, held)
+        self.on_split(images, train, held)
         groups = None if config.groups is None else np.asarray(config.groups)
         dataset = self.dataset(images, augmentation, groups)
         validation = {}
@@ -77,12 +84,14 @@ class TrainableEncoder(Encoder):
     def save(self, path: str) -> None:
         from .training import save_weights
 
-        save_weights(self.module, {k: v for k, v in self.params.items() if k != "model"}, path)
+        hyper = {k: v for k, v in self.params.items() if k != "model"}
+        save_weights(self.module, {**hyper, **self.fitted_state()}, path)
 
     def load(self, path: str) -> None:
         from .training import load_weights
 
         saved = load_weights(path)
+        self.restore(saved["hyper"])
         self.module = self.build_module()
         self.module.load_state_dict(saved["state_dict"])
 
