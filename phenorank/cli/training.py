@@ -25,7 +25,8 @@ RECIPES = {
 
 
 @click.command()
-@click.option("--encoder", default="simclr", show_default=True, help="A trainable encoder: simclr, byol, reconstruction-cae, classifier (with --label).")
+@click.option("--encoder", default="simclr", show_default=True,
+              help="A trainable encoder: simclr, byol, reconstruction-cae, dim, classifier (with --label).")
 @click.option("--augmentation", default="sweet", show_default=True,
               help="strong, sweet, resize, sweet-no-contrast, resize-no-contrast (seed 000 section 7.2).")
 @click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1), help="Passes over all images.")

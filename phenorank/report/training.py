@@ -1,6 +1,7 @@
 """Trained models: seed 000's per-epoch diagnostics (section 7.4), loss, top-1 / top-5 and mean
-position of each view's partner (a classifier's accuracy, Deep InfoMax's MI losses), on the training batches, the held-out images under the training
-augmentation (validation) and the held-out images resized only (inference)."""
+position of each view's partner (a classifier's accuracy, Deep InfoMax's MI losses), on the
+training batches, the held-out images under the training augmentation (validation) and the
+held-out images resized only (inference)."""
 
 from __future__ import annotations
 

@@ -157,15 +157,17 @@ class KMeansAccuracy(Evaluator):
         if n_resamples <= 0:
             return None
         draws = GroupResampler(wells, strata=codes).draws(np.random.default_rng(seed + 1), n_resamples)
+        cells = []  # per restart: each kept item's (class, cluster) cell, one-hot
+        for keep, labels in runs:
+            cells.append(np.zeros((len(keep), k * k)))
+            cells[-1][np.arange(len(keep)), codes[keep] * k + labels] = 1
         means = []
         for start in range(0, len(draws), block):  # memory: block x items multiplicities
             weight = np.stack([np.bincount(d, minlength=len(codes)) for d in draws[start:start + block]]).astype(float)
             total = np.zeros(len(weight))
-            for keep, labels in runs:
-                cells = np.zeros((len(keep), k * k))
-                cells[np.arange(len(keep)), codes[keep] * k + labels] = 1
+            for (keep, _), one_hot in zip(runs, cells):
                 every = len(keep) == len(codes)  # balance none: all items, in order; no copy
-                tables = ((weight if every else weight[:, keep]) @ cells).reshape(-1, k, k)
+                tables = ((weight if every else weight[:, keep]) @ one_hot).reshape(-1, k, k)
                 total += matched_accuracies(tables)
             means.append(total / len(runs))
         low, high = np.nanpercentile(np.concatenate(means), [2.5, 97.5])
