@@ -71,7 +71,8 @@ def activity_average_precision(feats: np.ndarray, groups: np.ndarray, control: n
                                similarity: str = "cosine", block_elements: int = 1 << 23):
     """Per treated row: AP of its replicates (same ``groups`` value, itself excluded) among them
     and every control; ``n_pos_pairs`` and ``n_total_pairs`` as copairs counts them for treated
-    rows. Rows with no replicate and control rows get NaN. Memory: ``block_elements`` similarities at a time."""
+    rows. Rows with no replicate and control rows get NaN. Memory: ``block_elements``
+    similarities at a time."""
     import pandas as pd
     from copairs.map.normalization import expected_ap
 
