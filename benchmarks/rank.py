@@ -85,9 +85,7 @@ def prepare(kind: str, name: str, n: int):
             centre = x[samples["condition"] == "control"].astype(np.float64).mean(axis=0, keepdims=True)
             registry.create("metric", name).pairwise(x.astype(np.float64), centre)
     else:
-        params = {"kmeans-accuracy": {"restarts": 10, "bootstrap": 20}, "linear-probe": {"epochs": 3, "min_steps": 0},
-                  "map": {"null_size": 1000}}.get(name, {})
-        evaluator = registry.create("evaluator", name, params)
+        evaluator = registry.create("evaluator", name)  # default parameters: what a user gets
         subject = Subject(samples, embeddings=x)
         if evaluator.needs == "scores":  # the ranking is the evaluator's input, made beforehand
             ranker = registry.create("ranker", "centroid").fit(x, samples, registry.create("metric", "cosine"), "control")
@@ -135,7 +133,8 @@ def rankers(sizes) -> None:
 
 
 def evaluators(sizes) -> None:
-    print("\nevaluators (k-means: 10 restarts x 2 geometries, 20 bootstraps; linear probe: 3 epochs; map: null 1000)")
+    print("\nevaluators at default parameters (k-means: 400 restarts x 2 geometries, 200 bootstraps; linear probe: "
+          "lbfgs; map: activity mode; intervals of 1000 bootstraps)")
     for evaluator in ("ranking-accuracy", "rank-correlation", "kmeans-accuracy", "linear-probe", "map"):
         cells = []
         for n in sizes:

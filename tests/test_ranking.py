@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from phenorank.core.statistics import GroupResampler, bootstrap_interval, contingency, kmeans, matched_accuracy
+from phenorank.core.kmeans import kmeans
+from phenorank.core.statistics import GroupResampler, bootstrap_interval, contingency, matched_accuracy
 from phenorank.plugins.evaluators.selection import balanced, where_mask
 from phenorank.plugins.rankers.predictor import layer_widths
 from phenorank.registry import PluginError, Samples, Subject, get_registry
@@ -75,6 +76,59 @@ def test_hungarian_matching_accuracy_by_hand():
     assert contingency(classes, clusters, 2, 2, np.array([2, 0, 1, 1.0])).tolist() == [[0, 2], [1, 1]]
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_batched_kmeans_starts_are_scikit_learns_kmeans_start_by_start(dtype):
+    from sklearn.cluster import KMeans
+
+    from phenorank.core.kmeans import kmeans_starts
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(c, 1.5, (150, 20)) for c in (0, 1, 2, 3)]).astype(dtype)
+    x[:, :5] *= 4  # clusters that take several iterations, some starts ending elsewhere
+    seeds = list(range(12))
+    labels, centres = kmeans_starts(x, 4, seeds, "euclidean", block_entries=600 * 4 * 5)  # blocks of 5 starts
+    agree = []
+    for seed, got, got_centres in zip(seeds, labels, centres):
+        model = KMeans(4, n_init=1, random_state=seed).fit(x)
+        agree.append(np.mean(got == model.labels_))
+        if dtype == np.float64:
+            assert got.tolist() == model.labels_.tolist()
+            assert got_centres == pytest.approx(model.cluster_centers_, abs=1e-9)
+    assert min(agree) > 0.99  # float32: a tie may fall otherwise
+    assert len({tuple(row) for row in labels}) > 1  # the starts differ
+
+
+def spherical_kmeans_one_start(x, k, seed):
+    """The textbook loop, one start: unit points join the most similar unit centre until no label
+    changes or the centres move less than scikit-learn's tolerance; then the final centres' labels."""
+    from sklearn.cluster import kmeans_plusplus
+
+    points = x / np.linalg.norm(x, axis=1, keepdims=True)
+    centres, _ = kmeans_plusplus(points, k, random_state=seed)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    tolerance = 1e-4 * np.var(points, axis=0).mean()
+    labels = np.full(len(points), -1)
+    while True:
+        new = (points @ centres.T).argmax(axis=1)
+        moved = np.stack([points[new == c].sum(axis=0) for c in range(k)])
+        moved /= np.linalg.norm(moved, axis=1, keepdims=True)
+        shift, centres = ((moved - centres) ** 2).sum(), moved
+        if np.array_equal(new, labels) or shift <= tolerance:
+            return (points @ centres.T).argmax(axis=1)
+        labels = new
+
+
+def test_spherical_kmeans_starts_equal_the_textbook_loop_start_by_start():
+    from phenorank.core.kmeans import kmeans_starts
+
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(0, 1, (80, 6)) + 3 * np.eye(6)[c] for c in range(3)])
+    together, _ = kmeans_starts(x, 3, range(8), "cosine", block_entries=240 * 3 * 3)
+    alone = np.stack([spherical_kmeans_one_start(x, 3, seed) for seed in range(8)])
+    assert together.tolist() == alone.tolist()
+    assert kmeans(x, 3, "cosine", 5)[0].tolist() == alone[5].tolist()
+
+
 def test_spherical_kmeans_groups_by_direction_not_length():
     x = np.array([[1, 0.05], [20, 0.5], [3, 0.0], [0.05, 1], [0.5, 20], [0, 3.0]])
     labels, centres = kmeans(x, 2, "cosine", seed=0)
@@ -140,8 +194,11 @@ def test_the_vectorized_kmeans_bootstrap_is_the_loop_over_the_same_draws():
     wells = np.repeat(np.arange(60), 2)  # two images per well
     runs = [(np.arange(120), rng.integers(0, 3, 120)), (np.sort(rng.choice(120, 90, replace=False)),
                                                         rng.integers(0, 3, 90))]
+    cells = np.full((2, 120), -1)  # the evaluator's form: each restart's (class, cluster) cell, -1 left out
+    for row, (keep, labels) in zip(cells, runs):
+        row[keep] = codes[keep] * 3 + labels
     evaluator = make("evaluator", "kmeans-accuracy", bootstrap=50)
-    low, high = evaluator._bootstrap(runs, codes, wells, 3, seed=4, block=16)
+    low, high = evaluator._bootstrap(cells, codes, wells, 3, seed=4, block_entries=500)  # blocks of restarts and draws
     draws = GroupResampler(wells, strata=codes).draws(np.random.default_rng(5), 50)
     means = []
     for draw in draws:

@@ -1,5 +1,5 @@
-"""Statistics shared by rankers and evaluators: k-means (euclidean and spherical), cluster-to-class
-matching, and bootstrap intervals over wells."""
+"""Statistics shared by rankers and evaluators: cluster-to-class matching and bootstrap intervals
+over wells (k-means itself: ``kmeans.py``)."""
 
 from __future__ import annotations
 
@@ -11,42 +11,6 @@ import numpy as np
 def unit_rows(x: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(x, axis=1, keepdims=True)
     return np.divide(x, norm, out=np.zeros_like(x, dtype=np.float64), where=norm > 0)
-
-
-def kmeans(x: np.ndarray, k: int, geometry: str = "euclidean", seed: int = 0, max_iter: int = 300
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """One k-means run from one k-means++ initialisation; returns (labels, centres).
-
-    ``geometry="cosine"`` is spherical k-means: points are scaled to unit length, a point joins the
-    centre of highest cosine similarity, and a centre is the mean of its points scaled to unit
-    length (scikit-learn has no spherical variant).
-    """
-    from sklearn.cluster import KMeans, kmeans_plusplus
-
-    x = np.asarray(x, dtype=np.float64)
-    if geometry == "euclidean":
-        model = KMeans(n_clusters=k, n_init=1, random_state=seed, max_iter=max_iter).fit(x)
-        return model.labels_, model.cluster_centers_
-    if geometry != "cosine":
-        raise ValueError(f"geometry must be 'euclidean' or 'cosine', got {geometry!r}")
-    points = unit_rows(x)
-    centres, _ = kmeans_plusplus(points, n_clusters=k, random_state=seed)
-    centres = unit_rows(centres)
-    labels = np.full(len(points), -1)
-    for _ in range(max_iter):
-        similarity = points @ centres.T
-        new = similarity.argmax(axis=1)
-        if np.array_equal(new, labels):
-            break
-        labels = new
-        for c in range(k):
-            members = points[labels == c]
-            if len(members):
-                centres[c] = unit_rows(members.sum(axis=0, keepdims=True))[0]
-            else:  # an empty cluster restarts at the point furthest from its own centre
-                far = int(similarity.max(axis=1).argmin())
-                centres[c], labels[far] = points[far], c
-    return labels, centres
 
 
 def contingency(classes: np.ndarray, clusters: np.ndarray, n_classes: int, n_clusters: int,

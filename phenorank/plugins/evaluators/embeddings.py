@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from phenorank.core.statistics import (GroupResampler, bootstrap_interval, contingency, holdout_mask, kmeans,
-                                       matched_accuracies, matched_accuracy, well_keys)
+from phenorank.core.kmeans import kmeans_starts
+from phenorank.core.statistics import (GroupResampler, bootstrap_interval, holdout_mask, matched_accuracies,
+                                       matched_accuracy, well_keys)
 from phenorank.registry import Evaluation, Evaluator, PluginError, Subject
 
 from ..classifier import SOLVERS, Standardizer, fit_logistic, train_linear
@@ -131,46 +132,54 @@ class KMeansAccuracy(Evaluator):
         values, intervals, details = {}, {}, {"classes": classes, "n": len(index), "restarts": restarts}
         for geometry in as_list(self.params["geometries"]):
             rng = np.random.default_rng(seed)
-            points = span_coordinates(x, geometry)
-            runs = []  # (positions into index, cluster labels) per restart
-            for restart in range(restarts):
-                keep = balanced(codes, self.params["balance"], rng)
-                if len(keep) < k:
-                    raise PluginError(f"kmeans-accuracy: {len(keep)} images for {k} clusters")
-                labels, _ = kmeans(points[keep], k, geometry, seed + restart)
-                runs.append((keep, labels))
-            accuracies = np.array([matched_accuracy(contingency(codes[keep], labels, k, k)) for keep, labels in runs])
+            points = span_coordinates(x, geometry).astype(np.float32)
+            seeds = seed + np.arange(restarts)
+            if self.params["balance"] in (None, "none", "", False, "false"):  # every start on the same points
+                if len(points) < k:
+                    raise PluginError(f"kmeans-accuracy: {len(points)} images for {k} clusters")
+                cells = codes * k + kmeans_starts(points, k, seeds, geometry)[0]
+            else:  # every start on its own balanced subsample; -1: not in it
+                cells = np.full((restarts, len(points)), -1)
+                for restart in range(restarts):
+                    keep = balanced(codes, self.params["balance"], rng)
+                    if len(keep) < k:
+                        raise PluginError(f"kmeans-accuracy: {len(keep)} images for {k} clusters")
+                    cells[restart, keep] = codes[keep] * k + kmeans_starts(points[keep], k, seeds[restart:restart + 1],
+                                                                           geometry)[0][0]
+            tables = np.stack([np.bincount(row[row >= 0], minlength=k * k) for row in cells]).reshape(-1, k, k)
+            accuracies = matched_accuracies(tables)
             values[f"{geometry}_mean"] = float(accuracies.mean())
             values[f"{geometry}_std"] = float(accuracies.std())
             details[f"{geometry}_best"] = float(accuracies.max())
-            interval = self._bootstrap(runs, codes, wells, k, seed)
+            interval = self._bootstrap(cells, codes, wells, k, seed)
             if interval:
                 intervals[f"{geometry}_mean"] = interval
         return Evaluation(values=values, details=details, intervals=intervals)
 
-    def _bootstrap(self, runs, codes, wells, k, seed, block: int = 64):
+    def _bootstrap(self, cells, codes, wells, k, seed, block_entries: int = 1 << 24):
         """Each draw's mean over restarts of the matched accuracy, every restart's clusters kept
-        fixed. Vectorized: a draw is a vector of item multiplicities, each restart's weighted
-        contingency tables for a block of draws are one matrix product, and the matching is
-        scored over all draws at once (``matched_accuracies``)."""
+        fixed. Vectorized: a draw is a vector of item multiplicities, and the weighted contingency
+        tables of a block of draws x a block of restarts are one product of the multiplicities with
+        the restarts' one-hot (class, cluster) cells; the matching is scored over all at once
+        (``matched_accuracies``)."""
         n_resamples = int(self.params["bootstrap"])
         if n_resamples <= 0:
             return None
         draws = GroupResampler(wells, strata=codes).draws(np.random.default_rng(seed + 1), n_resamples)
-        cells = []  # per restart: each kept item's (class, cluster) cell, one-hot
-        for keep, labels in runs:
-            cells.append(np.zeros((len(keep), k * k)))
-            cells[-1][np.arange(len(keep)), codes[keep] * k + labels] = 1
-        means = []
-        for start in range(0, len(draws), block):  # memory: block x items multiplicities
-            weight = np.stack([np.bincount(d, minlength=len(codes)) for d in draws[start:start + block]]).astype(float)
-            total = np.zeros(len(weight))
-            for (keep, _), one_hot in zip(runs, cells):
-                every = len(keep) == len(codes)  # balance none: all items, in order; no copy
-                tables = ((weight if every else weight[:, keep]) @ one_hot).reshape(-1, k, k)
-                total += matched_accuracies(tables)
-            means.append(total / len(runs))
-        low, high = np.nanpercentile(np.concatenate(means), [2.5, 97.5])
+        restarts, n = cells.shape
+        per_block = max(1, block_entries // (n * k * k))  # restarts whose one-hot cells are held at once
+        draw_block = max(1, block_entries // n)
+        totals = np.zeros(len(draws))
+        for first in range(0, restarts, per_block):
+            block = cells[first:first + per_block]
+            one_hot = np.zeros((n, len(block) * k * k), dtype=np.float32)
+            rows, kept = np.nonzero(block.T >= 0)
+            one_hot[rows, kept * k * k + block.T[rows, kept]] = 1
+            for start in range(0, len(draws), draw_block):
+                weight = np.stack([np.bincount(d, minlength=n) for d in draws[start:start + draw_block]])
+                tables = (weight.astype(np.float32) @ one_hot).reshape(len(weight), len(block), k, k)
+                totals[start:start + len(weight)] += matched_accuracies(tables).sum(axis=1)
+        low, high = np.nanpercentile(totals / restarts, [2.5, 97.5])
         return float(low), float(high)
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from phenorank.core.statistics import kmeans, unit_rows
+from phenorank.core.kmeans import kmeans
+from phenorank.core.statistics import unit_rows
 from phenorank.registry import Metric, PluginError, Ranker, Samples
 
 
