@@ -127,15 +127,25 @@ def test_embed_and_run_on_a_cluster_give_the_vectors_and_scores_of_the_in_proces
     here, there = rows(invoke.db, query), rows(clustered, query)
     assert [r[:2] for r in here] == [r[:2] for r in there] and len(here) == 2 * 120
     assert all(np.allclose(a[2], b[2], atol=1e-6) for a, b in zip(here, there))
-    # run: its embedding step on the cluster too (a new encoder), the rankings as here
+    # run: its embedding step on the cluster too (a new encoder), and its cells (rankings and
+    # evaluations, of scores and of embeddings) on the workers: the rows of this process
     args = ("run", "--encoders", "raw,morphometrics,imagenet-efficientnet-lite0", "--metrics", "euclidean",
-            "--evaluators", "ranking-accuracy")
+            "--rankers", "centroid,softmax", "--evaluators", "ranking-accuracy,kmeans-accuracy",
+            "-p", "kmeans-accuracy.restarts=5", "-p", "kmeans-accuracy.bootstrap=20")
     invoke(*args)
-    invoke("--db", clustered, *args, "--cluster", "local:2")
+    result = invoke("--db", clustered, *args, "--cluster", "local:2")
+    assert "computed 6 rankings and 9 evaluations" in result.output
     scores = "SELECT r.ranking_id, s.image_id, s.score FROM scores s JOIN rankings r USING (ranking_id) ORDER BY 1, 2"
     here, there = rows(invoke.db, scores), rows(clustered, scores)
-    assert [r[:2] for r in here] == [r[:2] for r in there] and len({r[0] for r in here}) == 3
+    assert [r[:2] for r in here] == [r[:2] for r in there] and len({r[0] for r in here}) == 6
     assert np.allclose([r[2] for r in here], [r[2] for r in there], atol=1e-5)
+    evaluations = "SELECT subject_id, evaluator, params_hash, name, value FROM evaluations ORDER BY 1, 2, 3, 4"
+    here, there = rows(invoke.db, evaluations), rows(clustered, evaluations)
+    assert [r[:4] for r in here] == [r[:4] for r in there] and {r[1] for r in here} == {"ranking-accuracy",
+                                                                                          "kmeans-accuracy"}
+    assert np.allclose([r[4] for r in here], [r[4] for r in there], atol=1e-5, equal_nan=True)
+    again = invoke("--db", clustered, *args, "--cluster", "local:2")  # all stored: nothing goes to the workers
+    assert "computed 0 rankings and 0 evaluations" in again.output
 
 
 def test_files_named_by_url_are_the_same_images_in_process_and_on_the_cluster(invoke, tiny_plate, tmp_path):

@@ -4,12 +4,18 @@ that fails is reported and skipped."""
 
 from __future__ import annotations
 
+import functools
+import itertools
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..registry.contracts import Evaluator, Plugin, PluginError
+import numpy as np
+
+from ..registry.contracts import Evaluator, Plugin, PluginError, Subject
 from ..registry.manager import Registry
-from .pipeline import PipelineError, embed, evaluate, rank
+from .pipeline import (EvaluationWork, Loaded, PipelineError, RankWork, compute_evaluation, compute_scores, embed,
+                       encoder_subject, load_set, plan_evaluation, plan_ranking, scored_subject, store_evaluation,
+                       store_ranking)
 from .store import EmbeddingSet, Ranking, Store
 from .transform import apply_chain
 
@@ -143,52 +149,168 @@ def run_grid(store: Store, registry: Registry, spec: GridSpec, run_id: str,
         skipped = [m.name for m in metrics if not ranker.takes(m.name)]
         if skipped:
             report.not_applicable[ranker.name] = skipped
-    cells = [(es, r, m, ref) for es in embedding_sets for r in rankers for m in usable[r.name]
-             for ref in spec.references]
-    advance = progress("rank and evaluate", len(cells)) if progress and cells else (lambda n=1: None)
-    for es, ranker, metric, reference in cells:
-        label = f"{es.encoder}/{es.head}"
-        step = f"{ranker.name} {metric.name if metric else 'none'} ref={reference}"
-        report.attempt(step)
-        try:
-            ranking, computed = rank(store, es, ranker, metric, reference, spec.day, run_id, spec.force, spec.holdout)
-            report.ranked += computed
-            report.reused += not computed
-            report.rankings.append(ranking)
-        except (PluginError, PipelineError) as exc:
-            report.problems.append(Problem(step, label, str(exc)))
-            advance(1)
-            continue
-        for evaluator in evaluators:
-            if evaluator.needs != "scores":
-                continue
-            report.attempt(evaluator.name)
-            try:
-                done = evaluate(store, evaluator, run_id, ranking=ranking, force=spec.force)
-                report.evaluated += done is not None
-                report.reused_evaluations += done is None
-            except (PluginError, PipelineError) as exc:
-                report.problems.append(Problem(evaluator.name, f"{label} {step}", str(exc)))
-        advance(1)
+    cells = [(r, m, ref) for r in rankers for m in usable[r.name] for ref in spec.references]
+    scored_by = [e for e in evaluators if e.needs == "scores"]
     judges = [e for e in evaluators if e.needs != "scores"]
+    advance = progress("rank and evaluate", len(cells) * len(embedding_sets)) \
+        if progress and cells and embedding_sets else (lambda n=1: None)
     judged = progress("evaluate embeddings", len(embedding_sets) * len(judges)) \
         if progress and judges and embedding_sets else (lambda n=1: None)
-    for es in embedding_sets:  # evaluators of embeddings judge each embedding set once
-        for evaluator in judges:
-            note = aggregate_skip(evaluator, es)
-            if note:
-                report.skipped.append(note)
-                judged(1)
-                continue
-            report.attempt(evaluator.name)
-            try:
-                done = evaluate(store, evaluator, run_id, embedding_set=es, day=spec.day, force=spec.force)
-                report.evaluated += done is not None
-                report.reused_evaluations += done is None
-            except (PluginError, PipelineError) as exc:
-                report.problems.append(Problem(evaluator.name, f"{es.encoder}/{es.head} {es.level}", str(exc)))
-            judged(1)
+    if executor is not None and hasattr(executor, "check"):
+        executor.check(ranker=rankers, evaluator=evaluators)
+    for es in embedding_sets:  # one set's vectors in memory at a time, read once for all its cells
+        label = f"{es.encoder}/{es.head}"
+        try:
+            loaded = load_set(store, es, spec.day)
+        except PipelineError as exc:
+            for ranker, metric, reference in cells:
+                step = f"{ranker.name} {metric.name if metric else 'none'} ref={reference}"
+                report.attempt(step)
+                report.problems.append(Problem(step, label, str(exc)))
+            advance(len(cells))
+            judged(len(judges))
+            continue
+        tasks = [t for cell in cells for t in [_cell_task(store, spec, es, loaded, *cell, scored_by, report)] if t]
+        advance(len(cells) - len(tasks))
+        tasks += _judge_tasks(store, spec, es, loaded, judges, report, judged)
+        _run_tasks(store, tasks, loaded, run_id, report, executor, advance, judged)
     return report
+
+
+@dataclass
+class CellTask:
+    """A grid cell's work on one embedding set: a ranking to compute (or its stored scores) and
+    the evaluations still missing; or, without a ranking, evaluations of the embeddings."""
+
+    subject: str  # for problems: "encoder/head" (and the step)
+    step: str
+    ranking: Ranking | None = None
+    work: RankWork | None = None
+    stored: np.ndarray | None = None  # a stored ranking's scores over the loaded rows (NaN: not scored)
+    evaluations: list[EvaluationWork] = field(default_factory=list)
+
+    @property
+    def local(self) -> bool:
+        """Must run in this process: it reads images through the store."""
+        return (self.work is not None and self.work.local is not None) or \
+            any(e.evaluator.needs == "encoder" for e in self.evaluations)
+
+
+def run_cell(task: CellTask, loaded: Loaded) -> dict:
+    """Compute one task (no store involved, so it runs on any worker): the ranking's scores unless
+    stored, then each evaluation. A ranker's or evaluator's refusal is a result, not a raise."""
+    out = {"scores": None, "error": None, "evaluations": []}
+    scores = task.stored
+    if task.work is not None:
+        try:
+            scores = out["scores"] = compute_scores(task.work, loaded.vectors, loaded.samples)
+        except (PluginError, PipelineError) as exc:
+            out["error"] = str(exc)
+            return out
+    for work in task.evaluations:
+        work.subject = scored_subject(loaded, scores) if work.subject_kind == "ranking" else \
+            (work.subject or Subject(loaded.samples, embeddings=loaded.vectors))
+        try:
+            out["evaluations"].append((compute_evaluation(work), None))
+        except (PluginError, PipelineError) as exc:
+            out["evaluations"].append((None, str(exc)))
+        finally:
+            work.subject = None  # nothing large travels back
+    return out
+
+
+def _cell_task(store: Store, spec: GridSpec, es: EmbeddingSet, loaded: Loaded, ranker, metric, reference,
+               scored_by: list[Evaluator], report: GridReport) -> CellTask | None:
+    """The cell's task (None: nothing left to compute, or it cannot run: then a problem)."""
+    label = f"{es.encoder}/{es.head}"
+    step = f"{ranker.name} {metric.name if metric else 'none'} ref={reference}"
+    report.attempt(step)
+    try:
+        ranking, work = plan_ranking(store, es, ranker, metric, reference, spec.day, loaded, spec.force, spec.holdout)
+    except (PluginError, PipelineError) as exc:
+        report.problems.append(Problem(step, label, str(exc)))
+        return None
+    task = CellTask(f"{label} {step}", step, ranking, work)
+    for evaluator in scored_by:
+        report.attempt(evaluator.name)
+        try:
+            planned = plan_evaluation(store, evaluator, ranking=ranking, force=spec.force)
+        except (PluginError, PipelineError) as exc:
+            report.problems.append(Problem(evaluator.name, task.subject, str(exc)))
+            continue
+        if planned is None:
+            report.reused_evaluations += 1
+        else:
+            task.evaluations.append(planned)
+    if work is None:
+        report.reused += 1
+        report.rankings.append(ranking)
+        if not task.evaluations:
+            return None
+        ids, scores = store.load_scores(ranking.ranking_id)
+        position = {image_id: row for row, image_id in enumerate(loaded.ids)}
+        task.stored = np.full(len(loaded.ids), np.nan)
+        task.stored[[position[i] for i in ids]] = scores
+    return task
+
+
+def _judge_tasks(store: Store, spec: GridSpec, es: EmbeddingSet, loaded: Loaded, judges: list[Evaluator],
+                 report: GridReport, judged: Callable) -> list[CellTask]:
+    """One task per evaluator of embeddings still to run on the set; an encoder-judge gets the
+    store's image access here, and so runs in this process."""
+    tasks = []
+    subject = f"{es.encoder}/{es.head} {es.level}"
+    for evaluator in judges:
+        note = aggregate_skip(evaluator, es)
+        if note:
+            report.skipped.append(note)
+            judged(1)
+            continue
+        report.attempt(evaluator.name)
+        try:
+            planned = plan_evaluation(store, evaluator, embedding_set=es, day=spec.day, force=spec.force)
+        except (PluginError, PipelineError) as exc:
+            report.problems.append(Problem(evaluator.name, subject, str(exc)))
+            judged(1)
+            continue
+        if planned is None:
+            report.reused_evaluations += 1
+            judged(1)
+            continue
+        if evaluator.needs == "encoder":
+            planned.subject = encoder_subject(store, es, loaded)
+        tasks.append(CellTask(subject, evaluator.name, evaluations=[planned]))
+    return tasks
+
+
+def _run_tasks(store: Store, tasks: list[CellTask], loaded: Loaded, run_id: str, report: GridReport,
+               executor: Callable | None, advance: Callable, judged: Callable) -> None:
+    """Every task, where it can run (a cluster's workers, else here); the results are written
+    here, in task order, by this process alone."""
+    here = [t for t in tasks if executor is None or t.local]
+    away = [t for t in tasks if executor is not None and not t.local]
+    results = zip(here, (run_cell(t, loaded) for t in here))
+    if away:
+        remote = executor(away, functools.partial(run_cell, loaded=loaded),
+                          lambda task, reason: {"scores": None, "evaluations": [], "error": f"on the cluster: {reason}"})
+        results = itertools.chain(results, zip(away, remote))
+    for task, result in results:
+        tick = advance if task.ranking is not None else judged
+        if result["error"]:
+            report.problems.append(Problem(task.step, task.subject.removesuffix(f" {task.step}"), result["error"]))
+            tick(1)
+            continue
+        if task.work is not None:
+            store_ranking(store, task.work, loaded.ids, result["scores"], run_id)
+            report.ranked += 1
+            report.rankings.append(task.ranking)
+        for work, (evaluation, problem) in zip(task.evaluations, result["evaluations"]):
+            if problem is not None:
+                report.problems.append(Problem(work.evaluator.name, task.subject, problem))
+            else:
+                store_evaluation(store, work, evaluation, run_id)
+                report.evaluated += 1
+        tick(1)
 
 
 def _transformed(store: Store, registry: Registry, spec: GridSpec, sets: list[EmbeddingSet], run_id: str,

@@ -10,11 +10,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
 
-from ..registry.contracts import Encoder, Evaluation, Evaluator, Metric, Plugin, Ranker, Subject
+from ..registry.contracts import Encoder, Evaluation, Evaluator, Metric, Plugin, Ranker, Samples, Subject
 from ..registry.code import code_identity
 from .statistics import holdout_mask
 from .store import EmbeddingSet, Ranking, Store
@@ -101,52 +102,117 @@ def embed(store: Store, encoder: Encoder, preprocess_key: str, run_id: str, batc
     return [s for s in store.embedding_sets(encoder.name) if s.embedding_set_id in wanted], len(todo)
 
 
-def rank(store: Store, embedding_set: EmbeddingSet, ranker: Ranker, metric: Metric | None, reference: str,
-         day: int | None, run_id: str, force: bool = False, holdout: str | None = "holdout") -> tuple[Ranking, bool]:
-    """Score the embedding set's images (of one day, when given). The ranker is fitted on every
-    image except the hold-out set (``holdout`` names a true/false metadata column), then scores
-    all. Returns the ranking and whether it was computed now (False: already stored)."""
+@dataclass
+class Loaded:
+    """An embedding set's vectors (of one day) and their images' metadata, read once for every
+    grid cell that uses them (at 100k x 512 a reload cost several times the ranking itself)."""
+
+    ids: np.ndarray
+    vectors: np.ndarray
+    samples: Samples
+
+
+def load_set(store: Store, embedding_set: EmbeddingSet, day: int | None) -> Loaded:
     ids, vectors = store.load_embeddings(embedding_set.embedding_set_id, day)
     if len(ids) == 0:
         raise PipelineError(f"embedding set {embedding_set.encoder}/{embedding_set.head} has no images"
                             + (f" of day {day}" if day is not None else ""))
-    samples = store.load_samples(ids)
-    held = holdout_mask(samples, holdout)
-    metric_name = metric.name if metric is not None else "none"
+    return Loaded(ids, vectors, store.load_samples(ids))
+
+
+@dataclass
+class RankWork:
+    """One ranking to compute, with what it needs besides the vectors and metadata (``Loaded``).
+    Everything here pickles, except a ranker that reads images (``local``): it stays in this process."""
+
+    ranking: Ranking
+    ranker: Ranker
+    metric: Metric | None
+    held: np.ndarray  # the hold-out rows: scored, not fitted on
+    paired: np.ndarray | None = None
+    local: Samples | None = None  # metadata with the store's image access, for rankers that need images
+
+
+def plan_ranking(store: Store, embedding_set: EmbeddingSet, ranker: Ranker, metric: Metric | None, reference: str,
+                 day: int | None, loaded: Loaded, force: bool = False, holdout: str | None = "holdout"
+                 ) -> tuple[Ranking, RankWork | None]:
+    """The ranking's key, and the work to compute it (None: the same ranking is stored)."""
+    held = holdout_mask(loaded.samples, holdout)
     ranking = Ranking(
         ranking_id=digest("ranking", embedding_set.embedding_set_id, identity(ranker),
                           identity(metric) if metric is not None else None, reference, day),
-        embedding_set_id=embedding_set.embedding_set_id, ranker=ranker.name, metric=metric_name,
-        reference=reference, day=day, fingerprint=digest(list(ids), list(ids[held])),
+        embedding_set_id=embedding_set.embedding_set_id, ranker=ranker.name,
+        metric=metric.name if metric is not None else "none", reference=reference, day=day,
+        fingerprint=digest(list(loaded.ids), list(loaded.ids[held])),
         ranker_code=code_of(ranker), metric_code=code_of(metric) if metric is not None else "",
     )
     if not force and store.ranking_fingerprint(ranking.ranking_id) == ranking.fingerprint:
-        return ranking, False
+        return ranking, None
+    work = RankWork(ranking, ranker, metric, held)
     if ranker.needs_pairs:
-        samples.paired = store.paired_embeddings(embedding_set.embedding_set_id, ids)
+        work.paired = store.paired_embeddings(embedding_set.embedding_set_id, loaded.ids)
     if ranker.needs_images:
         if embedding_set.source_id:
             raise PipelineError(f"ranker {ranker.name!r} works on images; {embedding_set.level} is an aggregate")
-        samples.paired_ids = store.paired_image_ids(ids)
-        samples.read_images, samples.encode = _image_access(store, embedding_set)
-    fit_on = ~held
+        work.local = replace(loaded.samples, paired_ids=store.paired_image_ids(loaded.ids))
+        work.local.read_images, work.local.encode = _image_access(store, embedding_set)
+    return ranking, work
+
+
+def compute_scores(work: RankWork, vectors: np.ndarray, samples: Samples) -> np.ndarray:
+    """Fit the ranker on every row but the hold-out, score every row; NaN where a partial ranker
+    gives no score. Touches no store."""
+    samples = work.local or samples
+    if work.paired is not None:
+        samples = replace(samples, paired=work.paired)
+    ranker, metric, reference = work.ranker, work.metric, work.ranking.reference
+    fit_on = ~work.held
     ranker.fit(vectors[fit_on], samples.subset(fit_on), metric, reference)
     scores = np.asarray(ranker.score(vectors, samples), dtype=np.float64)
-    if scores.shape != (len(ids),):
-        raise PipelineError(f"ranker {ranker.name!r} must return {len(ids)} scores, got shape {scores.shape}")
+    if scores.shape != (len(vectors),):
+        raise PipelineError(f"ranker {ranker.name!r} must return {len(vectors)} scores, got shape {scores.shape}")
     scored = np.isfinite(scores)
     if not scored.all() and not (ranker.partial and scored.any()):
-        raise PipelineError(f"ranker {ranker.name!r} gave {int((~scored).sum())} of {len(ids)} images no finite score")
-    store.write_ranking(ranking, ranker.params, metric.params if metric is not None else {}, ids[scored],
-                        scores[scored], run_id)
+        raise PipelineError(f"ranker {ranker.name!r} gave {int((~scored).sum())} of {len(vectors)} images no finite score")
+    return np.where(scored, scores, np.nan)
+
+
+def store_ranking(store: Store, work: RankWork, ids: np.ndarray, scores: np.ndarray, run_id: str) -> None:
+    scored = np.isfinite(scores)
+    store.write_ranking(work.ranking, work.ranker.params, work.metric.params if work.metric is not None else {},
+                        ids[scored], scores[scored], run_id)
+
+
+def rank(store: Store, embedding_set: EmbeddingSet, ranker: Ranker, metric: Metric | None, reference: str,
+         day: int | None, run_id: str, force: bool = False, holdout: str | None = "holdout",
+         loaded: Loaded | None = None) -> tuple[Ranking, bool]:
+    """Score the embedding set's images (of one day, when given). The ranker is fitted on every
+    image except the hold-out set (``holdout`` names a true/false metadata column), then scores
+    all. Returns the ranking and whether it was computed now (False: already stored)."""
+    loaded = loaded or load_set(store, embedding_set, day)
+    ranking, work = plan_ranking(store, embedding_set, ranker, metric, reference, day, loaded, force, holdout)
+    if work is None:
+        return ranking, False
+    store_ranking(store, work, loaded.ids, compute_scores(work, loaded.vectors, loaded.samples), run_id)
     return ranking, True
 
 
-def evaluate(store: Store, evaluator: Evaluator, run_id: str, ranking: Ranking | None = None,
-             embedding_set: EmbeddingSet | None = None, day: int | None = None,
-             force: bool = False) -> Evaluation | None:
-    """Evaluate one ranking (``needs = "scores"``) or one embedding set (``needs = "embeddings"``).
-    Returns None when the same evaluation is already stored."""
+@dataclass
+class EvaluationWork:
+    """One evaluation to compute: the evaluator, its subject's key, and the subject once given."""
+
+    evaluator: Evaluator
+    subject_kind: str  # ranking | embedding_set
+    subject_id: str
+    params_hash: str
+    stored_params: dict
+    subject: Subject | None = None
+
+
+def plan_evaluation(store: Store, evaluator: Evaluator, ranking: Ranking | None = None,
+                    embedding_set: EmbeddingSet | None = None, day: int | None = None,
+                    force: bool = False) -> EvaluationWork | None:
+    """The evaluation's key, and the work (its subject not yet read); None: the same is stored."""
     if evaluator.needs == "scores":
         if ranking is None:
             raise PipelineError(f"evaluator {evaluator.name!r} judges rankings; give it one")
@@ -165,21 +231,54 @@ def evaluate(store: Store, evaluator: Evaluator, run_id: str, ranking: Ranking |
     params_hash = digest(*key)
     if not force and store.has_evaluation(subject_id, evaluator.name, params_hash):
         return None
-    if subject_kind == "ranking":
+    return EvaluationWork(evaluator, subject_kind, subject_id, params_hash, stored_params)
+
+
+def scored_subject(loaded: Loaded, scores: np.ndarray) -> Subject:
+    """A ranking's subject from its scores over ``loaded``'s rows (NaN: not scored), in the order
+    the store gives them back (by image id, as ``loaded``)."""
+    scored = np.isfinite(scores)
+    return Subject(loaded.samples.subset(scored), scores=scores[scored])
+
+
+def compute_evaluation(work: EvaluationWork) -> Evaluation:
+    """The evaluator on its subject. Touches no store."""
+    result = work.evaluator.evaluate(work.subject)
+    return Evaluation(values=result) if isinstance(result, dict) else result
+
+
+def store_evaluation(store: Store, work: EvaluationWork, result: Evaluation, run_id: str) -> None:
+    store.write_evaluation(work.subject_kind, work.subject_id, work.evaluator.name, work.stored_params,
+                           work.params_hash, {k: float(v) for k, v in result.values.items()}, result.details,
+                           run_id, result.intervals, code_of(work.evaluator), result.groups)
+
+
+def evaluate(store: Store, evaluator: Evaluator, run_id: str, ranking: Ranking | None = None,
+             embedding_set: EmbeddingSet | None = None, day: int | None = None,
+             force: bool = False, loaded: Loaded | None = None) -> Evaluation | None:
+    """Evaluate one ranking (``needs = "scores"``) or one embedding set (``needs = "embeddings"``).
+    Returns None when the same evaluation is already stored. ``loaded``: the embedding set's
+    vectors and metadata, read already."""
+    work = plan_evaluation(store, evaluator, ranking, embedding_set, day, force)
+    if work is None:
+        return None
+    if work.subject_kind == "ranking":
         ids, scores = store.load_scores(ranking.ranking_id)
-        subject = Subject(store.load_samples(ids), scores=scores)
+        work.subject = Subject(store.load_samples(ids), scores=scores)
     else:
-        ids, vectors = store.load_embeddings(embedding_set.embedding_set_id, day)
-        subject = Subject(store.load_samples(ids), embeddings=vectors)
-        if evaluator.needs == "encoder":
-            subject.images, subject.encode = _image_access(store, embedding_set, ids)
-    result = evaluator.evaluate(subject)
-    if isinstance(result, dict):
-        result = Evaluation(values=result)
-    store.write_evaluation(subject_kind, subject_id, evaluator.name, stored_params, params_hash,
-                           {k: float(v) for k, v in result.values.items()}, result.details, run_id,
-                           result.intervals, code_of(evaluator), result.groups)
+        loaded = loaded or load_set(store, embedding_set, day)
+        work.subject = encoder_subject(store, embedding_set, loaded) if evaluator.needs == "encoder" else \
+            Subject(loaded.samples, embeddings=loaded.vectors)
+    result = compute_evaluation(work)
+    store_evaluation(store, work, result, run_id)
     return result
+
+
+def encoder_subject(store: Store, embedding_set: EmbeddingSet, loaded: Loaded) -> Subject:
+    """The embeddings with their images and the set's own encoder, for evaluators that re-embed."""
+    subject = Subject(loaded.samples, embeddings=loaded.vectors)
+    subject.images, subject.encode = _image_access(store, embedding_set, loaded.ids)
+    return subject
 
 
 def _image_access(store: Store, es: EmbeddingSet, ids: np.ndarray | None = None):
