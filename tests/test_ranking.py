@@ -487,3 +487,27 @@ def test_blocked_activity_average_precision_is_copairs_own(similarity):
         for column in ("average_precision", "n_pos_pairs", "n_total_pairs", "normalized_average_precision"):
             expected, found = reference[column].to_numpy()[~control], mine[column].to_numpy()[~control]
             assert np.allclose(found.astype(float), expected.astype(float), atol=1e-12, equal_nan=True), column
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "euclidean"])
+def test_blocked_consistency_average_precision_is_copairs_own(similarity):
+    import logging
+
+    import pandas as pd
+    from copairs.map import average_precision
+
+    from phenorank.plugins.evaluators.average_precision import consistency_average_precision
+
+    logging.getLogger("copairs").setLevel(logging.WARNING)
+    rng = np.random.default_rng(1)
+    moa = np.array([f"m{i % 7}" for i in range(90)] + ["alone"] + ["big"] * 25, dtype=object)
+    x = rng.normal(size=(len(moa), 12))
+    x[:, :3] += np.unique(moa, return_inverse=True)[1][:, None] % 4  # mechanisms that partly cluster
+    reference = average_precision(pd.DataFrame({"group": moa}), x, pos_sameby=["group"], pos_diffby=[],
+                                  neg_sameby=[], neg_diffby=["group"], distance=similarity, progress_bar=False)
+    for block in (300, 1 << 23):  # a few queries per block (the big mechanism in pieces), and all at once
+        mine = consistency_average_precision(x, moa, similarity, block_elements=block)
+        for column in ("average_precision", "n_pos_pairs", "n_total_pairs", "normalized_average_precision"):
+            assert np.allclose(mine[column].to_numpy(float), reference[column].to_numpy(float), atol=1e-12,
+                               equal_nan=True), column
+    assert np.isnan(mine["average_precision"].to_numpy()[90]) and mine["n_pos_pairs"][90] == 0

@@ -1,4 +1,5 @@
-"""Replicate-retrieval average precision against controls, exact, in blocks of queries.
+"""Average precision without pair lists, exact, in blocks of queries: replicate retrieval against
+controls (``activity``), and treatments' retrieval of their mechanism (``consistency``).
 
 copairs lists every (treated, control) negative pair before it ranks them: 90k treated wells
 and 10k controls are 900M pairs, which no memory holds. Here the ranks come from counts instead:
@@ -60,11 +61,16 @@ def _ap(positives: np.ndarray, negatives: np.ndarray) -> np.ndarray:
         above = np.stack([(negatives > positives[:, [j]]).sum(axis=1) for j in range(m)], axis=1)
         ranks = np.arange(1, m + 1)[None, :] + above
         return (np.arange(1, m + 1)[None, :] / ranks).mean(axis=1)
-    values = np.concatenate([positives, negatives], axis=1)
-    relevant = np.argsort(-values, axis=1, kind="stable") < m  # in rank order, positives first in ties
-    found = np.cumsum(relevant, axis=1)
-    precision = found / np.arange(1, values.shape[1] + 1)[None, :]
-    return (precision * relevant).sum(axis=1) / m
+    # many: each negative's place among the row's positives (a binary search), then for every
+    # positive the negatives above it by a cumulative count; a full argsort of each row was 36 s
+    # for 20k profiles of 50 mechanisms
+    above = np.empty(positives.shape, dtype=np.int64)
+    for row, (ranked, against) in enumerate(zip(positives, negatives)):
+        place = np.searchsorted(ranked[::-1], against, side="left")  # positives (ascending) below it
+        beaten = np.cumsum(np.bincount(place, minlength=m + 1)[::-1])[::-1]  # [a]: negatives above a-1 positives
+        above[row] = beaten[1:][::-1]
+    ranks = np.arange(1, m + 1)[None, :] + above
+    return (np.arange(1, m + 1)[None, :] / ranks).mean(axis=1)
 
 
 def activity_average_precision(feats: np.ndarray, groups: np.ndarray, control: np.ndarray,
@@ -73,9 +79,6 @@ def activity_average_precision(feats: np.ndarray, groups: np.ndarray, control: n
     and every control; ``n_pos_pairs`` and ``n_total_pairs`` as copairs counts them for treated
     rows. Rows with no replicate and control rows get NaN. Memory: ``block_elements``
     similarities at a time."""
-    import pandas as pd
-    from copairs.map.normalization import expected_ap
-
     if similarity not in SIMILARITIES:
         raise ValueError(f"similarity must be one of {', '.join(SIMILARITIES)}, got {similarity!r}")
     x = _prepare(feats, similarity)
@@ -106,9 +109,44 @@ def activity_average_precision(feats: np.ndarray, groups: np.ndarray, control: n
                 positives[np.arange(len(queries)), np.arange(first, first + len(queries))] = np.nan  # not itself
                 positives = -np.sort(-positives, axis=1)[:, :size - 1]  # most similar first; its own NaN last
                 ap[queries] = _ap(positives, _similarity(x[queries], controls, similarity))
+    return _frame(ap, n_pos, np.where(control, 0, n_pos + n_neg))  # controls are no queries here
+
+
+def consistency_average_precision(feats: np.ndarray, groups: np.ndarray, similarity: str = "cosine",
+                                  block_elements: int = 1 << 23):
+    """Per row (a treatment's consensus profile): AP of the other rows of its group (the same
+    mechanism) among every row, those of other groups being the negatives; copairs' consistency
+    pairs (positives same group, negatives different group) without listing them. Rows alone in
+    their group get NaN. Memory: ``block_elements`` similarities at a time."""
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"similarity must be one of {', '.join(SIMILARITIES)}, got {similarity!r}")
+    x = _prepare(feats, similarity)
+    _, codes = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    sizes = np.bincount(codes)
+    ap = np.full(len(x), np.nan)
+    n_pos = np.where(sizes[codes] >= 2, sizes[codes] - 1, 0)
+    chunk = max(1, block_elements // max(len(x), 1))
+    for group in np.flatnonzero(sizes >= 2):
+        rows = np.flatnonzero(codes == group)
+        others = codes != group
+        for first in range(0, len(rows), chunk):
+            queries = rows[first:first + chunk]
+            values = _similarity(x[queries], x, similarity)
+            positives = values[:, rows]
+            positives[np.arange(len(queries)), np.arange(first, first + len(queries))] = np.nan  # not itself
+            positives = -np.sort(-positives, axis=1)[:, :len(rows) - 1]  # most similar first; its own NaN last
+            ap[queries] = _ap(positives, values[:, others])
+    return _frame(ap, n_pos, np.full(len(x), len(x) - 1))
+
+
+
+def _frame(ap: np.ndarray, n_pos: np.ndarray, total: np.ndarray):
+    """copairs' columns, with its normalized AP (0 = chance for the row's configuration)."""
+    import pandas as pd
+    from copairs.map.normalization import expected_ap
+
     paired = n_pos > 0
-    total = np.where(control, 0, n_pos + n_neg)  # controls are no queries here
-    normalized = np.full(len(x), np.nan)
+    normalized = np.full(len(ap), np.nan)
     # copairs' normalize_ap sums a harmonic number in Python for every row (100 s for 90k rows of
     # 10k controls); its expected AP once per (positives, negatives) configuration is the same
     configurations, where = np.unique(np.stack([n_pos[paired], total[paired] - n_pos[paired]], axis=1), axis=0,

@@ -200,9 +200,9 @@ class MeanAveragePrecision(Evaluator):
     interval bootstraps the groups' mAPs. Per group (table ``evaluation_groups``): map, p_value,
     q_value.
 
-    In activity mode the average precisions are computed exactly without listing the pairs
-    (``average_precision.py``: a block of queries x the controls at a time), equal to copairs'
-    own; copairs' ``mean_average_precision`` then gives the null and the q-values.
+    The average precisions are computed exactly without listing the pairs (``average_precision.py``:
+    a block of queries x the controls, or x all profiles, at a time), equal to copairs' own;
+    copairs' ``mean_average_precision`` then gives the null and the q-values.
     """
 
     name = "map"
@@ -227,13 +227,17 @@ class MeanAveragePrecision(Evaluator):
             meta, feats, sameby, query = self._consistency(samples, columns, control, feats)
         from copairs.map import average_precision, mean_average_precision
 
-        from .average_precision import SIMILARITIES, activity_average_precision
+        from .average_precision import SIMILARITIES, activity_average_precision, consistency_average_precision
 
-        if mode == "activity" and self.params["distance"] in SIMILARITIES:  # exact, without listing the pairs
-            control_rows = meta["reference"].to_numpy() >= 0
-            ap = meta.assign(**activity_average_precision(feats, meta["group"].to_numpy(), control_rows,
-                                                          self.params["distance"]))
-        else:
+        if self.params["distance"] in SIMILARITIES:  # exact, without listing the pairs
+            if mode == "activity":
+                control_rows = meta["reference"].to_numpy() >= 0
+                ap = meta.assign(**activity_average_precision(feats, meta["group"].to_numpy(), control_rows,
+                                                              self.params["distance"]))
+            else:
+                ap = meta.assign(**consistency_average_precision(feats, meta["group"].to_numpy(),
+                                                                 self.params["distance"]))
+        else:  # a distance of copairs' own (a callable's name): its pair lists
             ap = average_precision(meta, feats, pos_sameby=sameby, pos_diffby=[], neg_sameby=[], neg_diffby=sameby,
                                    distance=self.params["distance"], progress_bar=False)
         ap = ap[query & ap["average_precision"].notna().to_numpy()]
