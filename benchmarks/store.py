@@ -6,6 +6,11 @@ Writes N x D float32 vectors and reads them back (a) with a bare DuckDB Arrow in
 baseline, the only SQL outside the store module) and
 (b) through ``Store.write_embeddings`` / ``Store.load_embeddings`` (transaction, replace-by-id,
 join with images). Prints seconds and the phenorank / bare ratio (1.0 = no overhead).
+
+Then the write path of ``phenorank embed`` itself: ``pipeline.embed`` with an encoder that hands
+back precomputed vectors (so the encoder costs nothing), against the same crops read the same way
+plus one ``pyarrow.parquet.write_table`` of the vectors; the rounds alternate. Target (issue 23):
+throughput at least 0.8 of the Parquet baseline's.
 """
 
 from __future__ import annotations
@@ -71,6 +76,59 @@ def main() -> None:
     print(f"{'step':<8}{'bare duckdb s':>15}{'phenorank s':>14}{'ratio':>8}")
     print(f"{'write':<8}{bare_w:>15.2f}{ours_w:>14.2f}{ours_w / bare_w:>8.2f}")
     print(f"{'read':<8}{bare_r:>15.2f}{ours_r:>14.2f}{ours_r / bare_r:>8.2f}")
+    embed_path(args.n, args.dim)
+
+
+def embed_path(n: int, dim: int, rounds: int = 2) -> None:
+    import pyarrow.parquet as pq
+
+    from phenorank.core.pipeline import embed
+    from phenorank.registry import Encoder
+
+    rng = np.random.default_rng(1)
+    vectors = rng.random((n, dim), dtype=np.float32)
+    ids = [f"{i:016x}" for i in range(n)]
+    row = {i: r for r, i in enumerate(ids)}
+
+    class Precomputed(Encoder):
+        name, heads, defaults = "precomputed", ("backbone",), {"round": 0}
+
+        def embed(self, images):
+            return {"backbone": vectors[[row[i] for i in self.batch_ids]]}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(Path(tmp) / "embed.duckdb")
+        store.write_images([{"image_id": i, "day": 10} for i in ids], [], "bench")
+        tiny = np.zeros((1, 1, 8, 8), dtype=np.uint16).tobytes()
+        crop_table = pa.table({"image_id": pa.array(ids), "preprocess_key": pa.array(["k"] * n),  # noqa: F841
+                          "size": pa.array([8] * n), "pixels": pa.array([tiny] * n, pa.binary())})
+        store.con.execute("INSERT INTO crops BY NAME SELECT * FROM crop_table")  # 1x8x8 crops: the reading is cheap
+        times = {"parquet": [], "phenorank": []}
+        for round_ in range(rounds):
+            def baseline():
+                got = [batch_ids for batch_ids, _ in store.iter_crops(ids, "k", 1024)]
+                assert sum(map(len, got)) == n
+                pq.write_table(vector_table(ids, vectors), Path(tmp) / f"v{round_}.parquet")
+
+            def ours():
+                encoder = Precomputed(round=round_)  # a new set each round
+                original = store.iter_crops
+
+                def remembering(*a, **k):  # the encoder is told the ids it embeds
+                    for batch_ids, images in original(*a, **k):
+                        encoder.batch_ids = batch_ids
+                        yield batch_ids, images
+                store.iter_crops = remembering
+                try:
+                    embed(store, encoder, "k", "bench")
+                finally:
+                    store.iter_crops = original
+            for name, fn in (("parquet", baseline), ("phenorank", ours)):
+                times[name].append(timed(fn)[0])
+        store.close()
+    parquet, ours = min(times["parquet"]), min(times["phenorank"])
+    print(f"\nembed's write path, {n} x {dim} (best of {rounds}): crops read + Parquet {parquet:.2f} s, "
+          f"phenorank embed {ours:.2f} s, throughput ratio {parquet / ours:.2f} (target >= 0.8)")
 
 
 if __name__ == "__main__":

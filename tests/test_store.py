@@ -1,5 +1,6 @@
 import duckdb
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from phenorank.core.store import SCHEMA_VERSION, EmbeddingSet, StoreError, open_store
@@ -82,3 +83,36 @@ def test_a_version_10_store_finds_its_cae_models_under_their_new_name(tmp_path):
         assert store.query("SELECT model_id, encoder FROM models ORDER BY 1")[1] == [
             ("m1", "reconstruction-cae"), ("m2", "simclr")]
         assert store.query("SELECT encoder FROM embedding_sets")[1] == [("reconstruction-cae",)]
+
+
+def test_embed_writes_large_batches_and_completes_a_head_that_has_some_rows_already(tmp_path):
+    from phenorank.core.pipeline import embed, embedding_set_for
+    from phenorank.registry import Encoder
+
+    class TwoHeads(Encoder):
+        name, heads = "two-heads", ("a", "b")
+
+        def embed(self, images):
+            mean = images.reshape(len(images), -1).mean(axis=1, keepdims=True)
+            return {"a": np.hstack([mean, mean]), "b": 2 * mean}
+
+    ids = [f"{i:04d}" for i in range(3000)]
+    encoder = TwoHeads()
+    with open_store(tmp_path / "s.duckdb") as store:
+        store.write_images([{"image_id": i, "day": 10} for i in ids], [], "run")
+        pixels = np.arange(3000, dtype=np.uint16).repeat(4).reshape(3000, 1, 2, 2)
+        crop_rows = pa.table({"image_id": ids, "preprocess_key": ["k"] * 3000, "size": [2] * 3000,  # noqa: F841
+                              "pixels": pa.array([p.astype("<u2").tobytes() for p in pixels], pa.binary())})
+        store.con.execute("INSERT INTO crops BY NAME SELECT * FROM crop_rows")
+        head_b = embedding_set_for(encoder, "b", "k").embedding_set_id
+        store.write_embeddings([(embedding_set_for(encoder, "b", "k", 1), None, ids[:10], np.zeros((10, 1)))], "run")
+        sets, computed = embed(store, encoder, "k", "run")  # head a lacks all, b all but 10: the DELETE path
+        assert computed == 3000 and {s.head for s in sets} == {"a", "b"}
+        counts = dict(store.query("SELECT embedding_set_id, count(*) FROM embeddings GROUP BY 1")[1])
+        assert sorted(counts.values()) == [3000, 3000]  # no row twice
+        got_ids, vectors = store.load_embeddings(head_b)
+        assert list(got_ids) == ids and vectors[:, 0] == pytest.approx(2 * np.arange(3000) / 65535, rel=1e-5)
+        store.con.execute("DELETE FROM embeddings WHERE image_id >= '2000'")  # both heads lack the same rows
+        assert embed(store, encoder, "k", "run")[1] == 1000
+        assert store.query("SELECT count(*), count(DISTINCT (embedding_set_id, image_id)) FROM embeddings")[1] == \
+            [(6000, 6000)]

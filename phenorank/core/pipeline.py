@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import time
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -64,16 +65,17 @@ def embed(store: Store, encoder: Encoder, preprocess_key: str, run_id: str, batc
     all_ids = store.crop_ids(preprocess_key)
     if not all_ids:
         raise PipelineError(f"no ingested images with preprocessing {preprocess_key}: run `phenorank ingest` first")
-    pending = set()
-    for head in encoder.heads:
-        done = store.embedded_ids(embedding_set_for(encoder, head, preprocess_key).embedding_set_id)
-        pending |= set(all_ids) - done
+    done = [store.embedded_ids(embedding_set_for(encoder, head, preprocess_key).embedding_set_id)
+            for head in encoder.heads]
+    pending = set().union(*(set(all_ids) - stored for stored in done))
     todo = [i for i in all_ids if i in pending]
+    # every head lacks every pending image (the usual case): nothing stored to replace, no DELETE
+    new_ids = all(stored.isdisjoint(pending) for stored in done)
     kinds = {s["preprocess_key"]: s["kind"] for s in store.crop_sets()}
     level = "object" if kinds.get(preprocess_key) == "object" else "image"
     advance = progress(len(todo)) if (progress and todo) else (lambda n=1: None)
-    # The store is read and written a thousand images at a time (one query, one transaction);
-    # the encoder batches inside that as it likes.
+    # The store is read a thousand images at a time (one query); the encoder batches inside that
+    # as it likes.
     if executor is None:
         results = (_embed_chunk(chunk, encoder) for chunk in store.iter_crops(todo, preprocess_key,
                                                                                max(batch_size, 1024)))
@@ -81,6 +83,7 @@ def embed(store: Store, encoder: Encoder, preprocess_key: str, run_id: str, batc
         results = executor(store.iter_crops(todo, preprocess_key, max(batch_size, 256), stored=True),
                            functools.partial(_embed_chunk, encoder=encoder),
                            lambda task, reason: {"status": "error", "ids": task[0], "reason": reason})
+    writer = _VectorWriter(store, run_id, new_ids)
     for result in results:
         if result["status"] == "error":
             raise PipelineError(f"encoder {encoder.name!r}: a chunk of {len(result['ids'])} crops (from "
@@ -96,8 +99,9 @@ def embed(store: Store, encoder: Encoder, preprocess_key: str, run_id: str, batc
                 raise PipelineError(f"encoder {encoder.name!r} head {head!r} produced NaN or infinite values")
             es = embedding_set_for(encoder, head, preprocess_key, vectors.shape[1], level)
             batches.append((es, encoder.feature_names(head), ids, vectors))
-        store.write_embeddings(batches, run_id)
+        writer.add(batches)
         advance(len(ids))
+    writer.flush()
     wanted = {embedding_set_for(encoder, head, preprocess_key).embedding_set_id for head in encoder.heads}
     return [s for s in store.embedding_sets(encoder.name) if s.embedding_set_id in wanted], len(todo)
 
@@ -181,6 +185,31 @@ def store_ranking(store: Store, work: RankWork, ids: np.ndarray, scores: np.ndar
     scored = np.isfinite(scores)
     store.write_ranking(work.ranking, work.ranker.params, work.metric.params if work.metric is not None else {},
                         ids[scored], scores[scored], run_id)
+
+
+class _VectorWriter:
+    """Embedding chunks written together, one transaction per ``rows`` rows or per ``seconds`` of
+    work, whichever comes first: a transaction per 1024-row chunk (with a DELETE of the chunk's
+    ids) wrote at a tenth of Parquet's speed, and a kill loses at most the unwritten rows (a rerun
+    embeds exactly those)."""
+
+    def __init__(self, store: Store, run_id: str, new_ids: bool, rows: int = 16384, seconds: float = 10.0):
+        self.store, self.run_id, self.new_ids, self.rows, self.seconds = store, run_id, new_ids, rows, seconds
+        self.pending: list[list[tuple]] = []
+        self.since = time.monotonic()
+
+    def add(self, batches: list[tuple]) -> None:
+        self.pending.append(batches)
+        if sum(len(b[0][2]) for b in self.pending) >= self.rows or time.monotonic() - self.since >= self.seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            heads = zip(*self.pending)  # per head: its batches of every chunk
+            merged = [(group[0][0], group[0][1], [i for b in group for i in b[2]], np.concatenate([b[3] for b in group]))
+                      for group in heads]
+            self.store.write_embeddings(merged, self.run_id, new_ids=self.new_ids)
+        self.pending, self.since = [], time.monotonic()
 
 
 def rank(store: Store, embedding_set: EmbeddingSet, ranker: Ranker, metric: Metric | None, reference: str,

@@ -363,18 +363,21 @@ class Store(ObjectTables, ProfileTables, AnalysisTables, QualityTables, Comparis
             "SELECT image_id FROM embeddings WHERE embedding_set_id = ?", [embedding_set_id]).fetchall()}
 
     def write_embeddings(self, batches: list[tuple[EmbeddingSet, list[str] | None, list[str], np.ndarray]],
-                         run_id: str, replace: bool = False) -> None:
+                         run_id: str, replace: bool = False, new_ids: bool = False) -> None:
         """Store (set, feature names, image ids, vectors) for several sets at once, atomically:
         the heads of one encoder batch land together or not at all. ``replace``: the sets' earlier
-        vectors go first."""
+        vectors go first. ``new_ids``: the caller knows none of the ids is stored in its set, so
+        there is nothing to replace (no DELETE)."""
         with self.transaction():
             for es, feature_names, ids, vectors in batches:
-                self._put_vectors(es, feature_names, ids, vectors, run_id, replace)
+                self._put_vectors(es, feature_names, ids, vectors, run_id, wipe=replace, new_ids=new_ids)
 
     def _put_vectors(self, es: EmbeddingSet, feature_names: list[str] | None, ids: Sequence[str],
-                     vectors: np.ndarray, run_id: str, replace: bool) -> None:
-        """Inside a caller's transaction: store one set's vectors (replacing the set when asked)."""
-        if replace:
+                     vectors: np.ndarray, run_id: str, wipe: bool, new_ids: bool = False) -> None:
+        """Inside a caller's transaction: store one set's vectors. ``wipe``: the set's earlier rows
+        go first; else rows of the same ids are replaced, unless the caller knows there are none
+        (``new_ids``)."""
+        if wipe:
             self.con.execute("DELETE FROM embeddings WHERE embedding_set_id = ?", [es.embedding_set_id])
             self.con.execute("DELETE FROM embedding_sets WHERE embedding_set_id = ?", [es.embedding_set_id])
         self.ensure_embedding_set(es, feature_names, run_id)
@@ -385,7 +388,7 @@ class Store(ObjectTables, ProfileTables, AnalysisTables, QualityTables, Comparis
             "image_id": pa.array(list(ids), pa.string()),
             "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]).cast(pa.list_(pa.float32())),
         })
-        if not replace:
+        if not (wipe or new_ids):
             self.con.execute(
                 "DELETE FROM embeddings WHERE embedding_set_id = ? AND image_id IN (SELECT image_id FROM vector_table)",
                 [es.embedding_set_id])

@@ -37,7 +37,7 @@ class ProfileTables:
                              [dataset])
             self.con.execute("INSERT INTO profiles BY NAME SELECT * FROM profile_table")
             self._put_vectors(embedding_set, feature_names, items.column("item_id").to_pylist(), vectors, run_id,
-                              replace=True)
+                              wipe=True)
 
     def _drop_sets(self, set_ids: list[str]) -> None:
         """Inside a transaction: remove embedding sets, the sets derived from them (transformed,
