@@ -82,6 +82,13 @@ def prepare(kind: str, name: str, n: int):
             metric = registry.create("metric", name)
             scores = registry.create("ranker", "centroid").fit(x, samples, metric, "control").score(x)
             assert scores.shape == (n,)
+    elif kind == "ranker":  # a learned ranker at its defaults; its reference: the controls
+        samples.paired = x + np.random.default_rng(1).normal(0, 0.5, x.shape).astype(np.float32)  # "day 7"
+
+        def work():
+            ranker = registry.create("ranker", name)
+            scores = ranker.fit(x, samples, registry.create("metric", "euclidean"), "control").score(x, samples)
+            assert scores.shape == (n,) and np.isfinite(scores).all()
     elif kind == "baseline":  # the whole array at once in float64, no blocks
         def work():
             centre = x[samples["condition"] == "control"].astype(np.float64).mean(axis=0, keepdims=True)
@@ -115,7 +122,19 @@ def main() -> None:
     sizes = (1_000, 10_000) if "--quick" in sys.argv else (1_000, 10_000, 100_000)
     if "--evaluators" not in sys.argv:
         rankers(sizes)
+        learned(sizes)
     evaluators(sizes)
+
+
+def learned(sizes) -> None:
+    print("\nlearned rankers at default parameters, fitted on the controls (10% of N), scoring all")
+    for ranker in ("softmax", "predictor"):
+        cells = []
+        for n in sizes:
+            r = run_case("ranker", ranker, n)
+            cells.append(f"{r['seconds']:7.2f}s {r['peak_mb_above_data']:5.0f}MB {r['peak_mb']:5.0f}RSS"
+                         if "seconds" in r else r["error"][:22])
+        print(f"{ranker:17} " + " ".join(f"{c:>26}" for c in cells))
 
 
 def rankers(sizes) -> None:

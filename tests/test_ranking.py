@@ -249,6 +249,21 @@ def test_predictor_widths_follow_the_seed():
     assert layer_widths(27648, 12, 8, 512)[:3] == [27648, 512, 512]
 
 
+def test_predictor_epochs_are_capped_in_batches_for_large_reference_classes():
+    rng = np.random.default_rng(1)
+    early = rng.normal(0, 1, (700, 8))
+    s = samples(["control"] * 700)
+    s.paired = early.astype(np.float32)
+    ranker = make("ranker", "predictor", max_steps=100, patience=100000)  # never stops early: runs to the cap
+    ranker.fit(early + 1, s, make("metric", "euclidean"), "control")
+    assert len(ranker.history[0]) == 6  # 560 training pairs = 18 batches an epoch; 100 batches = 6 epochs
+    small = make("ranker", "predictor", epochs=40, max_steps=100, patience=100000)
+    few = samples(["control"] * 40)
+    few.paired = s.paired[:40]
+    small.fit(early[:40] + 1, few, make("metric", "euclidean"), "control")
+    assert len(small.history[0]) == 40  # 32 pairs, 1 batch an epoch: 40 epochs are 40 batches, under the cap
+
+
 def test_predictor_scores_wells_that_change_unlike_the_reference_class():
     rng = np.random.default_rng(0)
     early = rng.normal(0, 1, (30, 8))

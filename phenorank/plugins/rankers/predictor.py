@@ -59,7 +59,11 @@ class PredictorRanker(Ranker):
     Seed 000's set-up: features min-max scaled per feature (fitted on the training pairs, both
     days), 12 linear layers 512 -> 8 -> 512 (6 layers 20 -> 4 -> 20 for inputs under 64-d), MSE,
     Adam lr 1e-4, batch 32, at most 2000 epochs with early stopping (patience 500, min delta
-    1e-4); the best validation state is kept. Images without an early-day image of the same well
+    1e-4); the best validation state is kept. The seed trained on a few dozen pairs, a few
+    batches an epoch; a screen's thousands of pairs make an epoch hundreds of batches, so the
+    epochs are capped at ``max_steps`` batches in all (8000: the seed's 2000 epochs of 4 batches)
+    and the patience shrinks in proportion (10k reference pairs, 8k of them trained on: 32 epochs,
+    patience 8). Seed-sized sets train exactly as before. Images without an early-day image of the same well
     get no score.
 
     ``folds=3`` is the document's 3-fold cross-validation: three networks, each stopped early on
@@ -83,7 +87,7 @@ class PredictorRanker(Ranker):
     partial = True
     defaults = {"label": "condition", "epochs": 2000, "patience": 500, "min_delta": 1e-4, "batch_size": 32,
                 "lr": 1e-4, "folds": 1, "validation": 0.2, "augment": 0, "layers": "auto", "bottleneck": "auto",
-                "max_width": 512, "reduce_above": 512, "seed": 0}
+                "max_width": 512, "reduce_above": 512, "seed": 0, "max_steps": 8000}
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -179,11 +183,16 @@ class PredictorRanker(Ranker):
         optimizer = torch.optim.Adam(model.parameters(), lr=float(self.params["lr"]), foreach=True)
         loss_fn = torch.nn.MSELoss()
         best, best_state, waited, history = float("inf"), None, 0, []
+        epochs, patience = int(self.params["epochs"]), int(self.params["patience"])
+        per_epoch = -(-len(x) // int(self.params["batch_size"]))
+        if int(self.params["max_steps"]) > 0 and epochs * per_epoch > int(self.params["max_steps"]):
+            capped = max(1, -(-int(self.params["max_steps"]) // per_epoch))
+            epochs, patience = capped, max(1, -(-patience * capped // epochs))
         # the layers whose behaviour differs in training (BatchNorm, Dropout): flipping their flag is
         # what model.train() / eval() do, without walking every module twice per epoch
         switching = [m for m in model.modules() if isinstance(m, (torch.nn.modules.batchnorm._BatchNorm,
                                                                   torch.nn.Dropout))]
-        for _ in range(int(self.params["epochs"])):
+        for _ in range(epochs):
             for module in switching:
                 module.training = True
             for batch in batches(len(x), int(self.params["batch_size"]), generator):
@@ -203,7 +212,7 @@ class PredictorRanker(Ranker):
                 best_state = {k: v.clone() for k, v in model.state_dict().items()}
             else:
                 waited += 1
-                if waited >= int(self.params["patience"]):
+                if waited >= patience:
                     break
         model.load_state_dict(best_state)
         return model.eval(), history
