@@ -138,3 +138,35 @@ def test_a_misspelt_hook_fails_loudly(tmp_path, monkeypatch):
     install_distribution(tmp_path / "site", monkeypatch, "typo-dist", "typo_plugin", typo, "typo")
     with pytest.raises(PluginError, match="typo-dist.*register_metricz"):
         get_registry()
+
+
+def test_every_built_in_command_is_found_by_name_and_a_one_file_ingest_imports_no_heavy_stack(tmp_path):
+    import importlib
+    import subprocess
+    import sys
+
+    from phenorank.cli import COMMAND_MODULES
+
+    for module in set(COMMAND_MODULES.values()):
+        names = {command.name for command in importlib.import_module(f"phenorank.cli.{module}").COMMANDS}
+        assert names == {name for name, owner in COMMAND_MODULES.items() if owner == module}
+    # the code identity of the loader reads its sources without importing them: no Lightning,
+    # torch or training stack, and no command module but ingest's
+    probe = ("import sys; from phenorank.cli import main\n"
+             "sys.argv = ['phenorank', '--db', sys.argv[1], 'ingest', sys.argv[2], '--pattern', "
+             "'{plate}_{well}_day{day}.tif', '--condition', 'control']\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('torch', 'pytorch_lightning', 'phenorank.cli.methods', 'skimage.filters') "
+             "if m in sys.modules))")
+    import numpy as np
+    import tifffile
+
+    images = tmp_path / "images"
+    images.mkdir()
+    spheroid = np.full((3, 64, 64), 50000, np.uint16)
+    spheroid[:, 20:44, 20:44] = 9000
+    tifffile.imwrite(images / "P1_B02_day7.tif", spheroid)
+    out = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "s.duckdb"), str(images)], capture_output=True,
+                         text=True)
+    assert "ingested 1" in out.stdout + out.stderr and out.stdout.strip().splitlines()[-1] == "[]", \
+        out.stdout + out.stderr

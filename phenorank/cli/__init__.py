@@ -2,13 +2,42 @@
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from .. import __version__
 from ..core.store import DEFAULT_PATH
 
+# Each command and the module of this package that defines it, imported when the command is asked
+# for: `phenorank ingest` does not import pandas, Jinja2 or the training stack for the commands it
+# is not (every module at start-up was a third of a one-file ingest).
+COMMAND_MODULES = {
+    "ingest": "data", "demo": "data",
+    "import-profiles": "profiles", "transform": "profiles", "export": "profiles",
+    "embed": "methods", "rank": "methods", "evaluate": "methods", "run": "methods",
+    "train": "training",
+    "objects": "cells", "aggregate": "cells",
+    "potency": "analysis", "hits": "analysis", "qc": "analysis", "qc-images": "analysis",
+    "plugins": "results", "compare": "results", "sql": "results", "report": "results",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A group whose built-in commands are imported on first use (plugins add theirs as usual)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMAND_MODULES))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands and name in COMMAND_MODULES:
+            module = importlib.import_module(f"{__name__}.{COMMAND_MODULES[name]}")
+            for command in module.COMMANDS:
+                self.commands.setdefault(command.name, command)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--db", envvar="PHENORANK_DB", default=DEFAULT_PATH, show_default=True,
               help="The DuckDB store (also from $PHENORANK_DB).")
 @click.option("--wait", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="SECONDS",
@@ -38,17 +67,6 @@ def cli(ctx: click.Context, db: str, wait: float) -> None:
     ctx.ensure_object(dict)
     ctx.obj["db"] = db
     ctx.obj["wait"] = wait
-
-
-def _add_commands() -> None:
-    from . import analysis, cells, data, methods, profiles, results, training
-
-    for module in (data, profiles, methods, training, cells, analysis, results):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-
-
-_add_commands()
 
 
 def add_plugin_commands() -> None:

@@ -20,7 +20,6 @@ from ..core.progress import progress_bar, progress_steps
 from ..registry import Loader, get_registry
 from .common import (cluster_executor, cluster_option, err, finish_demo, friendly_errors, param_option, parse_params, recorded_run, resolve_day, show,
                      size_option, split)
-from .methods import print_grid_report
 from .results import print_top_treatments
 
 
@@ -304,6 +303,8 @@ def demo(ctx, kind: str, out_dir: Path | None, full_size: bool, seed: int, epoch
         grid.day = resolve_day(store, "last")
         with progress_steps() as steps:
             report = run_grid(store, registry, grid, run_id, progress=steps)
+        from .methods import print_grid_report  # here: `ingest` does not import the grid's commands
+
         print_grid_report(report)
         columns, rows = store.query(store.pivot_sql(["encoder", "ranker", "metric"], ["reference"],
                                                     "ranking-accuracy:accuracy"))

@@ -16,6 +16,7 @@ import ast
 import hashlib
 import importlib.util
 from functools import lru_cache
+from pathlib import Path
 
 __all__ = ["code_identity", "source_hash"]
 
@@ -48,17 +49,36 @@ def source_hash(modules: tuple[str, ...]) -> str:
 
 @lru_cache(maxsize=None)
 def _source(module: str) -> bytes | None:
+    path = _path(module)
+    if path is None:
+        return None  # compiled, built-in or absent: its distribution's version stands for it
     try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
-        return None  # compiled or built-in: its distribution's version stands for it
-    try:
-        with open(spec.origin, "rb") as handle:
-            return handle.read()
+        return path.read_bytes()
     except OSError:
         return None
+
+
+@lru_cache(maxsize=None)
+def _path(module: str) -> Path | None:
+    """The module's source file, found on disk below its top-level package without importing
+    anything: ``importlib.util.find_spec`` imports a submodule's parents, and a name imported
+    from a module (``from .training import predict``) made it import that module, and with it
+    Lightning, torch and torchvision (5 s of a one-file ingest)."""
+    top, _, rest = module.partition(".")
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    if not rest:
+        return Path(spec.origin) if spec.origin and spec.origin.endswith(".py") else None
+    for root in spec.submodule_search_locations or ():
+        base = Path(root).joinpath(*rest.split("."))
+        for candidate in (base.parent / f"{base.name}.py", base / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+    return None
 
 
 def _imported_modules(module: str, source: bytes) -> list[str]:
@@ -70,7 +90,7 @@ def _imported_modules(module: str, source: bytes) -> list[str]:
     except SyntaxError:
         return []
     found = []
-    for node in ast.walk(tree):
+    for node in _statements(tree):
         if isinstance(node, ast.Import):
             found += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -84,10 +104,23 @@ def _imported_modules(module: str, source: bytes) -> list[str]:
     return [name for name in found if name.split(".")[0] == top and _source(name) is not None]
 
 
+def _statements(tree: ast.AST):
+    """Every statement, in bodies nested at any depth (functions, classes, if / try / with /
+    loops), without visiting expressions: imports are statements, and ``ast.walk`` over every
+    expression node of 76 modules was half a one-file ingest."""
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+            children = getattr(node, field, None)
+            if isinstance(children, list):
+                for child in children:
+                    if isinstance(child, (ast.stmt, ast.excepthandler, ast.match_case)):
+                        pending.append(child)
+                        yield child
+
+
 def _is_package(module: str) -> bool:
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        return False
-    return bool(spec and spec.submodule_search_locations)
+    path = _path(module)
+    return path is not None and path.name == "__init__.py"
 
