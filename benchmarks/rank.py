@@ -128,13 +128,18 @@ def main() -> None:
 
 def learned(sizes) -> None:
     print("\nlearned rankers at default parameters, fitted on the controls (10% of N), scoring all")
-    for ranker in ("softmax", "predictor"):
+    table("ranker", ("softmax", "predictor"), sizes)
+
+
+def table(kind: str, names, sizes) -> None:
+    """One row per case name: seconds, traced peak MB and process peak RSS at each size."""
+    for name in names:
         cells = []
         for n in sizes:
-            r = run_case("ranker", ranker, n)
+            r = run_case(kind, name, n)
             cells.append(f"{r['seconds']:7.2f}s {r['peak_mb_above_data']:5.0f}MB {r['peak_mb']:5.0f}RSS"
                          if "seconds" in r else r["error"][:22])
-        print(f"{ranker:17} " + " ".join(f"{c:>26}" for c in cells))
+        print(f"{name:17} " + " ".join(f"{c:>26}" for c in cells))
 
 
 def rankers(sizes) -> None:
@@ -158,14 +163,8 @@ def rankers(sizes) -> None:
 def evaluators(sizes) -> None:
     print("\nevaluators at default parameters (k-means: 400 restarts x 2 geometries, 200 bootstraps; linear probe: "
           "lbfgs; map: activity mode, and consistency mode over 50 mechanisms; intervals of 1000 bootstraps)")
-    for evaluator in ("ranking-accuracy", "rank-correlation", "kmeans-accuracy", "linear-probe", "map",
-                      "map-consistency"):
-        cells = []
-        for n in sizes:
-            r = run_case("evaluator", evaluator, n)
-            cells.append(f"{r['seconds']:7.2f}s {r['peak_mb_above_data']:5.0f}MB {r['peak_mb']:5.0f}RSS"
-                         if "seconds" in r else r["error"][:22])
-        print(f"{evaluator:17} " + " ".join(f"{c:>26}" for c in cells))
+    table("evaluator", ("ranking-accuracy", "rank-correlation", "kmeans-accuracy", "linear-probe", "map",
+                        "map-consistency"), sizes)
 
 
 if __name__ == "__main__":
