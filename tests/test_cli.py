@@ -53,6 +53,22 @@ def test_running_again_adds_no_rows(invoke, tiny_plate):
     assert "--force recomputes them" in last.output
 
 
+def test_a_ranking_computed_anew_gets_its_evaluations_again(invoke, tiny_plate):
+    import duckdb
+
+    invoke("ingest", tiny_plate)
+    args = ("run", "--encoders", "raw", "--metrics", "cosine", "--evaluators", "ranking-accuracy,rank-correlation")
+    invoke(*args)
+    # no hold-out set now: the same ranking (same key) fitted on other images, so computed anew,
+    # and the evaluations it replaces must be computed again, not found stored and then lost
+    again = invoke(*args, "--holdout", "")
+    assert "computed 1 rankings and 2 evaluations" in again.output
+    rows = duckdb.connect(invoke.db, read_only=True).execute(
+        "SELECT count(DISTINCT r.ranking_id), count(DISTINCT e.evaluator) FROM rankings r "
+        "JOIN evaluations e ON e.subject_id = r.ranking_id").fetchall()
+    assert rows == [(1, 2)]
+
+
 def test_step_by_step_commands(invoke, tiny_plate):
     invoke("ingest", tiny_plate)
     embedded = invoke("embed", "--encoder", "morphometrics").output

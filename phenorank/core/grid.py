@@ -233,8 +233,8 @@ def _cell_task(store: Store, spec: GridSpec, es: EmbeddingSet, loaded: Loaded, r
     task = CellTask(f"{label} {step}", step, ranking, work)
     for evaluator in scored_by:
         report.attempt(evaluator.name)
-        try:
-            planned = plan_evaluation(store, evaluator, ranking=ranking, force=spec.force)
+        try:  # a ranking computed anew replaces its stored evaluations: they are all due again
+            planned = plan_evaluation(store, evaluator, ranking=ranking, force=spec.force or work is not None)
         except (PluginError, PipelineError) as exc:
             report.problems.append(Problem(evaluator.name, task.subject, str(exc)))
             continue
