@@ -116,3 +116,27 @@ def test_embed_writes_large_batches_and_completes_a_head_that_has_some_rows_alre
         assert embed(store, encoder, "k", "run")[1] == 1000
         assert store.query("SELECT count(*), count(DISTINCT (embedding_set_id, image_id)) FROM embeddings")[1] == \
             [(6000, 6000)]
+
+
+def test_embed_keeps_the_chunks_computed_before_a_bad_one(tmp_path):
+    from phenorank.core.pipeline import PipelineError, embed
+    from phenorank.registry import Encoder
+
+    class BreaksLate(Encoder):
+        name, heads = "breaks-late", ("a",)
+        seen = 0
+
+        def embed(self, images):
+            BreaksLate.seen += len(images)
+            value = np.nan if BreaksLate.seen > 1024 else 1.0  # the second chunk of 1024 is bad
+            return {"a": np.full((len(images), 2), value)}
+
+    ids = [f"{i:04d}" for i in range(1500)]
+    with open_store(tmp_path / "s.duckdb") as store:
+        store.write_images([{"image_id": i, "day": 10} for i in ids], [], "run")
+        crop_rows = pa.table({"image_id": ids, "preprocess_key": ["k"] * 1500, "size": [2] * 1500,  # noqa: F841
+                              "pixels": pa.array([np.zeros(4, "<u2").tobytes()] * 1500, pa.binary())})
+        store.con.execute("INSERT INTO crops BY NAME SELECT * FROM crop_rows")
+        with pytest.raises(PipelineError, match="NaN"):
+            embed(store, BreaksLate(), "k", "run")
+        assert store.query("SELECT count(*) FROM embeddings")[1] == [(1024,)]  # the good chunk is stored

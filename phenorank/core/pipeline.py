@@ -84,23 +84,30 @@ def embed(store: Store, encoder: Encoder, preprocess_key: str, run_id: str, batc
                            functools.partial(_embed_chunk, encoder=encoder),
                            lambda task, reason: {"status": "error", "ids": task[0], "reason": reason})
     writer = _VectorWriter(store, run_id, new_ids)
-    for result in results:
-        if result["status"] == "error":
-            raise PipelineError(f"encoder {encoder.name!r}: a chunk of {len(result['ids'])} crops (from "
-                                f"{result['ids'][0]}) could not be embedded on the cluster: {result['reason']}")
-        ids, outputs = result["ids"], result["outputs"]
-        batches = []
-        for head in encoder.heads:
-            vectors = np.asarray(outputs.get(head)) if head in outputs else None
-            if vectors is None or vectors.ndim != 2 or len(vectors) != len(ids):
-                raise PipelineError(f"encoder {encoder.name!r} head {head!r}: expected an array of shape "
-                                    f"({len(ids)}, D), got {None if vectors is None else vectors.shape}")
-            if not np.isfinite(vectors).all():
-                raise PipelineError(f"encoder {encoder.name!r} head {head!r} produced NaN or infinite values")
-            es = embedding_set_for(encoder, head, preprocess_key, vectors.shape[1], level)
-            batches.append((es, encoder.feature_names(head), ids, vectors))
-        writer.add(batches)
-        advance(len(ids))
+    try:
+        for result in results:
+            if result["status"] == "error":
+                raise PipelineError(f"encoder {encoder.name!r}: a chunk of {len(result['ids'])} crops (from "
+                                    f"{result['ids'][0]}) could not be embedded on the cluster: {result['reason']}")
+            ids, outputs = result["ids"], result["outputs"]
+            batches = []
+            for head in encoder.heads:
+                vectors = np.asarray(outputs.get(head)) if head in outputs else None
+                if vectors is None or vectors.ndim != 2 or len(vectors) != len(ids):
+                    raise PipelineError(f"encoder {encoder.name!r} head {head!r}: expected an array of shape "
+                                        f"({len(ids)}, D), got {None if vectors is None else vectors.shape}")
+                if not np.isfinite(vectors).all():
+                    raise PipelineError(f"encoder {encoder.name!r} head {head!r} produced NaN or infinite values")
+                es = embedding_set_for(encoder, head, preprocess_key, vectors.shape[1], level)
+                batches.append((es, encoder.feature_names(head), ids, vectors))
+            writer.add(batches)
+            advance(len(ids))
+    except BaseException:
+        try:  # the chunks computed before the failure are kept; the failure itself is what is raised
+            writer.flush()
+        except Exception:  # noqa: BLE001 - a store that cannot write now would only hide the first error
+            pass
+        raise
     writer.flush()
     wanted = {embedding_set_for(encoder, head, preprocess_key).embedding_set_id for head in encoder.heads}
     return [s for s in store.embedding_sets(encoder.name) if s.embedding_set_id in wanted], len(todo)
