@@ -168,8 +168,8 @@ def _cell(value) -> str:
 
 cluster_option = click.option(
     "--cluster", metavar="local[:N] | tcp://HOST:PORT",
-    help="Run the per-file work on a Dask cluster: local:N starts N worker processes here, tcp://... joins a "
-         "running scheduler (SLURM, Kubernetes); this process stays the only writer to the store "
+    help="Run the per-file work (and run's grid cells) on a Dask cluster: local:N starts N worker processes here, "
+         "tcp://... joins a running scheduler (SLURM, Kubernetes); this process stays the only writer to the store "
          "[default: $PHENORANK_CLUSTER, else in this process].")
 
 
