@@ -184,7 +184,8 @@ def compute_scores(work: RankWork, vectors: np.ndarray, samples: Samples) -> np.
         raise PipelineError(f"ranker {ranker.name!r} must return {len(vectors)} scores, got shape {scores.shape}")
     scored = np.isfinite(scores)
     if not scored.all() and not (ranker.partial and scored.any()):
-        raise PipelineError(f"ranker {ranker.name!r} gave {int((~scored).sum())} of {len(vectors)} images no finite score")
+        raise PipelineError(f"ranker {ranker.name!r} gave {int((~scored).sum())} of {len(vectors)} images "
+                            "no finite score")
     return np.where(scored, scores, np.nan)
 
 
@@ -213,19 +214,18 @@ class _VectorWriter:
     def flush(self) -> None:
         if self.pending:
             heads = zip(*self.pending)  # per head: its batches of every chunk
-            merged = [(group[0][0], group[0][1], [i for b in group for i in b[2]], np.concatenate([b[3] for b in group]))
-                      for group in heads]
+            merged = [(group[0][0], group[0][1], [i for b in group for i in b[2]],
+                       np.concatenate([b[3] for b in group])) for group in heads]
             self.store.write_embeddings(merged, self.run_id, new_ids=self.new_ids)
         self.pending, self.since = [], time.monotonic()
 
 
 def rank(store: Store, embedding_set: EmbeddingSet, ranker: Ranker, metric: Metric | None, reference: str,
-         day: int | None, run_id: str, force: bool = False, holdout: str | None = "holdout",
-         loaded: Loaded | None = None) -> tuple[Ranking, bool]:
+         day: int | None, run_id: str, force: bool = False, holdout: str | None = "holdout") -> tuple[Ranking, bool]:
     """Score the embedding set's images (of one day, when given). The ranker is fitted on every
     image except the hold-out set (``holdout`` names a true/false metadata column), then scores
     all. Returns the ranking and whether it was computed now (False: already stored)."""
-    loaded = loaded or load_set(store, embedding_set, day)
+    loaded = load_set(store, embedding_set, day)
     ranking, work = plan_ranking(store, embedding_set, ranker, metric, reference, day, loaded, force, holdout)
     if work is None:
         return ranking, False
@@ -291,10 +291,9 @@ def store_evaluation(store: Store, work: EvaluationWork, result: Evaluation, run
 
 def evaluate(store: Store, evaluator: Evaluator, run_id: str, ranking: Ranking | None = None,
              embedding_set: EmbeddingSet | None = None, day: int | None = None,
-             force: bool = False, loaded: Loaded | None = None) -> Evaluation | None:
+             force: bool = False) -> Evaluation | None:
     """Evaluate one ranking (``needs = "scores"``) or one embedding set (``needs = "embeddings"``).
-    Returns None when the same evaluation is already stored. ``loaded``: the embedding set's
-    vectors and metadata, read already."""
+    Returns None when the same evaluation is already stored."""
     work = plan_evaluation(store, evaluator, ranking, embedding_set, day, force)
     if work is None:
         return None
@@ -302,7 +301,7 @@ def evaluate(store: Store, evaluator: Evaluator, run_id: str, ranking: Ranking |
         ids, scores = store.load_scores(ranking.ranking_id)
         work.subject = Subject(store.load_samples(ids), scores=scores)
     else:
-        loaded = loaded or load_set(store, embedding_set, day)
+        loaded = load_set(store, embedding_set, day)
         work.subject = encoder_subject(store, embedding_set, loaded) if evaluator.needs == "encoder" else \
             Subject(loaded.samples, embeddings=loaded.vectors)
     result = compute_evaluation(work)

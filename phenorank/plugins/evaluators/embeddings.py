@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from phenorank.core.kmeans import kmeans_starts
-from phenorank.core.statistics import (GroupResampler, bootstrap_interval, holdout_mask, matched_accuracies,
-                                       matched_accuracy, well_keys)
+from phenorank.core.statistics import GroupResampler, bootstrap_interval, holdout_mask, matched_accuracies, well_keys
 from phenorank.registry import Evaluation, Evaluator, PluginError, Subject
 
 from ..classifier import SOLVERS, Standardizer, fit_logistic, train_linear
