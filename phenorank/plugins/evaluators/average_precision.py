@@ -105,10 +105,8 @@ def activity_average_precision(feats: np.ndarray, groups: np.ndarray, control: n
             chunk = max(1, block_elements // (max(n_neg, 1) + size))
             for first in range(0, size, chunk):
                 queries = rows[first:first + chunk]
-                positives = _similarity(x[queries], x[rows], similarity)
-                positives[np.arange(len(queries)), np.arange(first, first + len(queries))] = np.nan  # not itself
-                positives = -np.sort(-positives, axis=1)[:, :size - 1]  # most similar first; its own NaN last
-                ap[queries] = _ap(positives, _similarity(x[queries], controls, similarity))
+                ap[queries] = _ap(_others_first(_similarity(x[queries], x[rows], similarity), first),
+                                  _similarity(x[queries], controls, similarity))
     return _frame(ap, n_pos, np.where(control, 0, n_pos + n_neg))  # controls are no queries here
 
 
@@ -132,12 +130,17 @@ def consistency_average_precision(feats: np.ndarray, groups: np.ndarray, similar
         for first in range(0, len(rows), chunk):
             queries = rows[first:first + chunk]
             values = _similarity(x[queries], x, similarity)
-            positives = values[:, rows]
-            positives[np.arange(len(queries)), np.arange(first, first + len(queries))] = np.nan  # not itself
-            positives = -np.sort(-positives, axis=1)[:, :len(rows) - 1]  # most similar first; its own NaN last
-            ap[queries] = _ap(positives, values[:, others])
+            ap[queries] = _ap(_others_first(values[:, rows], first), values[:, others])
     return _frame(ap, n_pos, np.full(len(x), len(x) - 1))
 
+
+def _others_first(positives: np.ndarray, first: int) -> np.ndarray:
+    """Each query's similarities to the other members of its group, most similar first:
+    ``positives`` (queries x members) holds query i's row against every member, query i being
+    member ``first + i``; its own entry is left out (set to NaN in place, which sorts last, then
+    cut)."""
+    positives[np.arange(len(positives)), np.arange(first, first + len(positives))] = np.nan
+    return -np.sort(-positives, axis=1)[:, :positives.shape[1] - 1]
 
 
 def _frame(ap: np.ndarray, n_pos: np.ndarray, total: np.ndarray):
