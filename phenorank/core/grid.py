@@ -164,7 +164,7 @@ def run_grid(store: Store, registry: Registry, spec: GridSpec, run_id: str,
             loaded = load_set(store, es, spec.day)
         except PipelineError as exc:
             for ranker, metric, reference in cells:
-                step = f"{ranker.name} {metric.name if metric else 'none'} ref={reference}"
+                step = cell_step(ranker, metric, reference)
                 report.attempt(step)
                 report.problems.append(Problem(step, label, str(exc)))
             advance(len(cells))
@@ -219,11 +219,16 @@ def run_cell(task: CellTask, loaded: Loaded) -> dict:
     return out
 
 
+def cell_step(ranker, metric, reference: str) -> str:
+    """How a cell is named in problems: ranker, metric and reference."""
+    return f"{ranker.name} {metric.name if metric else 'none'} ref={reference}"
+
+
 def _cell_task(store: Store, spec: GridSpec, es: EmbeddingSet, loaded: Loaded, ranker, metric, reference,
                scored_by: list[Evaluator], report: GridReport) -> CellTask | None:
     """The cell's task (None: nothing left to compute, or it cannot run: then a problem)."""
     label = f"{es.encoder}/{es.head}"
-    step = f"{ranker.name} {metric.name if metric else 'none'} ref={reference}"
+    step = cell_step(ranker, metric, reference)
     report.attempt(step)
     try:
         ranking, work = plan_ranking(store, es, ranker, metric, reference, spec.day, loaded, spec.force, spec.holdout)
