@@ -145,3 +145,13 @@ def test_an_evaluator_that_selects_by_the_flags_is_recomputed_when_the_flags_cha
     assert rows(invoke.db, "SELECT count(DISTINCT params_hash) FROM evaluations WHERE evaluator = 'linear-probe'")[0][0] == 2
     invoke("evaluate", "--evaluator", "linear-probe", *where)  # unchanged flags: nothing new
     assert rows(invoke.db, "SELECT count(DISTINCT params_hash) FROM evaluations WHERE evaluator = 'linear-probe'")[0][0] == 2
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.bool_])
+def test_the_histogram_counts_every_level_as_bincount_does(dtype):
+    from phenorank.core.image_quality import histogram
+
+    rng = np.random.default_rng(3)
+    layer = (rng.integers(0, 2 if dtype == np.bool_ else np.iinfo(dtype).max, (301, 257))).astype(dtype)
+    expected = np.bincount(layer.ravel().astype(np.int64), minlength=2 ** (8 * layer.dtype.itemsize))
+    assert histogram(layer).tolist() == expected.tolist()
