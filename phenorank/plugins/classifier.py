@@ -63,7 +63,10 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, seed: int, c: flo
     all ``n_classes`` (a class absent from ``y`` gets a logit that never wins)."""
     from sklearn.linear_model import LogisticRegression
 
-    model = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x, y)
+    from phenorank.core.threads import single_threaded_blas
+
+    with single_threaded_blas():
+        model = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x, y)
     weight = np.zeros((n_classes, x.shape[1]))
     bias = np.full(n_classes, -1e9)
     if len(model.classes_) == 2:  # one logit z for the second class: softmax of (-z/2, z/2) = sigmoid(z)

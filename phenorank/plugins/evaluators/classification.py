@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from phenorank.core.statistics import bootstrap_interval, split_units
+from phenorank.core.threads import single_threaded_blas
 from phenorank.registry import Evaluation, Evaluator, PluginError, Subject
 
 from .selection import as_list, class_indices
@@ -50,7 +51,8 @@ def out_of_fold(model_factory, x: np.ndarray, y: np.ndarray, groups: np.ndarray,
             raise PluginError("a training fold holds a single class; lower folds")
         model = model_factory()
         pipeline = make_pipeline(StandardScaler(), model) if standardize else model
-        pipeline.fit(x[train], y[train])
+        with single_threaded_blas():  # the same fit in this process and on a Dask worker
+            pipeline.fit(x[train], y[train])
         predicted[test] = pipeline.predict(x[test])
         seen = pipeline.classes_
         if hasattr(pipeline, "predict_proba"):
