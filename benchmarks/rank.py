@@ -11,6 +11,7 @@ plus the process's peak RSS for the whole picture. Targets (issue 5):
     .venv/bin/python benchmarks/rank.py            # all sizes (about 5 minutes on 2 cores)
     .venv/bin/python benchmarks/rank.py --quick    # 1k and 10k only
     .venv/bin/python benchmarks/rank.py --quick --evaluators   # the evaluators only
+    .venv/bin/python benchmarks/rank.py --projection           # pca and umap (umap at 100k: ~10 min)
 """
 
 from __future__ import annotations
@@ -71,6 +72,31 @@ def case(kind: str, name: str, n: int) -> dict:
     return {"seconds": seconds, "peak_mb_above_data": peak, "peak_mb": rss_mb()}
 
 
+def projection_case(name: str, n: int) -> dict:
+    """A projection ranker in this fresh process: seconds for its first reference (the fit) and
+    for the next two (the cached projection, oriented anew), and the peak resident memory of the
+    whole work, data included. The kernel's high-water mark is reset after the warm-up: numba's
+    arrays, which UMAP's work lives in, are invisible to tracemalloc."""
+    from pathlib import Path
+
+    from phenorank.registry import get_registry
+
+    prepare("projection", name, 400)()  # imports and numba compiles, outside the measurement
+    x, samples = data(n)
+    registry = get_registry()
+    Path("/proc/self/clear_refs").write_text("5")
+    ranker, metric = registry.create("ranker", name), registry.create("metric", "cosine")
+    seconds = []
+    for reference in ("control", "single_dose", "exploded"):
+        start = time.perf_counter()
+        scores = ranker.fit(x, samples, metric, reference).score(x, samples)
+        seconds.append(time.perf_counter() - start)
+        assert scores.shape == (n,) and np.isfinite(scores).all()
+    peak = next(int(line.split()[1]) / 1024 for line in Path("/proc/self/status").read_text().splitlines()
+                if line.startswith("VmHWM:"))
+    return {"first": seconds[0], "next": max(seconds[1:]), "peak_rss_mb": peak, "data_mb": x.nbytes / 2 ** 20}
+
+
 def prepare(kind: str, name: str, n: int):
     """The case's work as a function of nothing, its data made and loaded."""
     from phenorank.registry import Subject, get_registry
@@ -89,6 +115,12 @@ def prepare(kind: str, name: str, n: int):
             ranker = registry.create("ranker", name)
             scores = ranker.fit(x, samples, registry.create("metric", "euclidean"), "control").score(x, samples)
             assert scores.shape == (n,) and np.isfinite(scores).all()
+    elif kind == "projection":  # the grid's use: one ranker object, one reference after another
+        def work():
+            ranker, metric = registry.create("ranker", name), registry.create("metric", "cosine")
+            for reference in ("control", "single_dose", "exploded"):
+                scores = ranker.fit(x, samples, metric, reference).score(x, samples)
+                assert scores.shape == (n,) and np.isfinite(scores).all()
     elif kind == "baseline":  # the whole array at once in float64, no blocks
         def work():
             centre = x[samples["condition"] == "control"].astype(np.float64).mean(axis=0, keepdims=True)
@@ -117,7 +149,10 @@ def run_case(kind: str, name: str, n: int) -> dict:
 def main() -> None:
     if sys.argv[1:2] == ["--case"]:
         kind, name, n = sys.argv[2], sys.argv[3], int(sys.argv[4])
-        print(json.dumps(case(kind, name, n)))
+        print(json.dumps(projection_case(name, n) if kind == "projection" else case(kind, name, n)))
+        return
+    if "--projection" in sys.argv:
+        projections((1_000, 10_000) if "--quick" in sys.argv else (1_000, 10_000, 100_000))
         return
     sizes = (1_000, 10_000) if "--quick" in sys.argv else (1_000, 10_000, 100_000)
     if "--evaluators" not in sys.argv:
@@ -158,6 +193,19 @@ def rankers(sizes) -> None:
                  f"{r['peak_mb_above_data'] / max(b['peak_mb_above_data'], 1):.2f}x" if "seconds" in b else b["error"][:30])
         print(f"{metric:10} " + " ".join(f"{c:>22}" for c in cells) + f"   {growth:10.1f}   {ratio}"
               f"   (process peak RSS at max N: {peaks[-1]:.0f} MB)")
+
+
+def projections(sizes) -> None:
+    print(f"projection rankers (cosine) at default parameters, {DIM}-d: the first reference fits the projection, "
+          "the next two reuse it; peak RSS of the process, data included (target at 100k: < 2048 MB)")
+    print(f"{'ranker':8} {'N':>8} {'first s':>9} {'next s':>8} {'peak RSS MB':>12} {'data MB':>8}")
+    for name in ("pca", "umap"):
+        for n in sizes:
+            r = run_case("projection", name, n)
+            if "error" in r:
+                print(f"{name:8} {n:>8,} {r['error'][:60]}")
+                continue
+            print(f"{name:8} {n:>8,} {r['first']:9.2f} {r['next']:8.2f} {r['peak_rss_mb']:12.0f} {r['data_mb']:8.0f}")
 
 
 def evaluators(sizes) -> None:

@@ -202,3 +202,44 @@ def test_a_folder_given_by_url_is_listed_and_read_like_a_local_one(invoke, tiny_
     in_memory = str(tmp_path / "memory.duckdb")
     invoke("--db", in_memory, "ingest", "memory://classes", "--folders")
     assert rows(in_memory, "SELECT condition, count(*) FROM images GROUP BY 1 ORDER BY 1") == [("a", 2), ("b", 2)]
+
+
+def test_a_cluster_fits_a_projection_once_for_all_references_of_a_set(invoke, tiny_plate, monkeypatch):
+    """Cells differing only in reference reach one worker together, on one ranker object, so the
+    projection that does not depend on the reference is fitted once there too (units pickled as a
+    cluster pickles them; scores equal to this process's)."""
+    import pickle
+
+    from phenorank.core.grid import GridSpec, run_grid
+    from phenorank.core.store import open_store
+    from phenorank.plugins.rankers.projection import PCARanker
+    from phenorank.registry import get_registry
+
+    invoke("ingest", tiny_plate)
+    invoke("embed", "--encoder", "morphometrics")
+    fits = []
+    original = PCARanker.project_fit
+    monkeypatch.setattr(PCARanker, "project_fit", lambda self, x: fits.append(len(x)) or original(self, x))
+    units = []
+
+    def cluster(tasks, work, failed):
+        for unit in tasks:
+            units.append(len(unit))
+            yield work(pickle.loads(pickle.dumps(unit)))
+
+    def scores(store):
+        return store.con.execute("SELECT r.metric, r.reference, s.image_id, s.score FROM scores s JOIN rankings r "
+                                 "USING (ranking_id) ORDER BY 1, 2, 3").fetchall()
+
+    results = []
+    for executor in (None, cluster):
+        with open_store(invoke.db) as store:
+            spec = GridSpec(encoders=[], metrics=["euclidean", "cosine"], rankers=["pca"],
+                            references=["control", "single_dose", "exploded"], evaluators=[], preprocess_key="",
+                            stored_sets=store.embedding_sets("morphometrics"), force=True)
+            report = run_grid(store, get_registry(), spec, f"run-{len(results)}", executor=executor)
+            assert report.ranked == 6 and not report.problems
+            results.append(scores(store))
+    assert len(fits) == 4 and units == [3, 3]  # once per metric in this process, and once per metric away
+    assert [r[:3] for r in results[0]] == [r[:3] for r in results[1]] and len(results[0]) == 6 * 120
+    assert np.allclose([r[3] for r in results[0]], [r[3] for r in results[1]])

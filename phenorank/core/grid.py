@@ -219,6 +219,29 @@ def run_cell(task: CellTask, loaded: Loaded) -> dict:
     return out
 
 
+def run_cells(unit: list[CellTask], loaded: Loaded) -> list[dict]:
+    return [run_cell(task, loaded) for task in unit]
+
+
+def _sharing_fits(tasks: list[CellTask]) -> list[list[CellTask]]:
+    """The tasks in units for a cluster: one per task, except that the references of a ranker
+    that shares its fit (``Ranker.shares_fit``) and of one metric go together, so that one worker
+    fits the projection once (pickled together, they keep one ranker object)."""
+    units: list[list[CellTask]] = []
+    shared: dict[tuple[int, int], list[CellTask]] = {}
+    for task in tasks:
+        ranker = task.work.ranker if task.work is not None else None
+        if ranker is None or not ranker.shares_fit:
+            units.append([task])
+            continue
+        key = (id(ranker), id(task.work.metric))
+        if key not in shared:
+            shared[key] = []
+            units.append(shared[key])
+        shared[key].append(task)
+    return units
+
+
 def cell_step(ranker, metric, reference: str) -> str:
     """How a cell is named in problems: ranker, metric and reference."""
     return f"{ranker.name} {metric.name if metric else 'none'} ref={reference}"
@@ -293,12 +316,14 @@ def _run_tasks(store: Store, tasks: list[CellTask], loaded: Loaded, run_id: str,
     """Every task, where it can run (a cluster's workers, else here); the results are written
     here, in task order, by this process alone."""
     here = [t for t in tasks if executor is None or t.local]
-    away = [t for t in tasks if executor is not None and not t.local]
+    away = _sharing_fits([t for t in tasks if executor is not None and not t.local])
     results = zip(here, (run_cell(t, loaded) for t in here))
     if away:
-        remote = executor(away, functools.partial(run_cell, loaded=loaded),
-                          lambda task, reason: {"scores": None, "evaluations": [], "error": f"on the cluster: {reason}"})
-        results = itertools.chain(results, zip(away, remote))
+        remote = executor(away, functools.partial(run_cells, loaded=loaded),
+                          lambda unit, reason: [{"scores": None, "evaluations": [],
+                                                 "error": f"on the cluster: {reason}"}] * len(unit))
+        results = itertools.chain(results, ((task, result) for unit, outcome in zip(away, remote)
+                                            for task, result in zip(unit, outcome)))
     for task, result in results:
         tick = advance if task.ranking is not None else judged
         if result["error"]:

@@ -302,6 +302,9 @@ class Ranker(Plugin):
     ``needs_images``: ``samples.paired_ids``, ``samples.read_images`` and ``samples.encode`` are
     given (a ranker that works on the images themselves, e.g. predicts the later image).
     ``partial``: the ranker may leave some images unscored (NaN), e.g. those without a pair.
+    ``shares_fit``: what the fit learns does not depend on the reference (a projection: only its
+    orientation does) and the ranker keeps it between fits, so a grid fits every reference of an
+    embedding set and metric on one ranker object, on a cluster's worker too.
     """
 
     family = "ranker"
@@ -309,6 +312,7 @@ class Ranker(Plugin):
     needs_pairs: ClassVar[bool] = False
     needs_images: ClassVar[bool] = False
     partial: ClassVar[bool] = False
+    shares_fit: ClassVar[bool] = False
 
     def takes(self, metric_name: str) -> bool:
         return self.metrics is None or metric_name in self.metrics

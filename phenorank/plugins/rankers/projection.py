@@ -13,19 +13,27 @@ from phenorank.registry import PluginError, Ranker
 from .centroid import reference_mask
 
 
-def geometry(x: np.ndarray, metric_name: str) -> np.ndarray:
+def geometry(x: np.ndarray, metric_name: str, dtype=np.float64) -> np.ndarray:
     """Rows prepared so that euclidean distance between them follows the metric: unit length for
-    cosine, centred on their own mean and unit length for pearson."""
-    x = np.asarray(x, dtype=np.float64)
-    if metric_name == "cosine":
-        return unit_rows(x)
-    if metric_name == "pearson":
-        return unit_rows(x - x.mean(axis=1, keepdims=True))
-    return x
+    cosine, centred on their own mean and unit length for pearson. Computed in float64 a block
+    of rows at a time and stored as ``dtype``: UMAP takes float32, and at 100k x 512 a float64
+    copy of the whole set is 400 MB that the projection never needs."""
+    x = np.asarray(x)
+    out = np.empty(x.shape, dtype=dtype)
+    for start in range(0, len(x), 8192):
+        rows = np.asarray(x[start:start + 8192], dtype=np.float64)
+        if metric_name == "cosine":
+            rows = unit_rows(rows)
+        elif metric_name == "pearson":
+            rows = unit_rows(rows - rows.mean(axis=1, keepdims=True))
+        out[start:start + 8192] = rows
+    return out
 
 
 class _ProjectionRanker(Ranker):
     defaults = {"label": "condition", "seed": 0}
+    shares_fit = True
+    dtype = np.float64  # of the rows the projection is fitted on
 
     def project_fit(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -41,10 +49,10 @@ class _ProjectionRanker(Ranker):
 
     def fit(self, embeddings, samples, metric, reference):
         self.metric_name = metric.name
-        x = geometry(embeddings, metric.name)
+        x = geometry(embeddings, metric.name, self.dtype)
         # The projection does not depend on the reference, only its orientation does: a grid
         # fits it once per embedding set and metric, not once per reference class.
-        key = (metric.name, hashlib.blake2b(np.ascontiguousarray(x).tobytes(), digest_size=16).hexdigest())
+        key = (metric.name, hashlib.blake2b(memoryview(x).cast("B"), digest_size=16).hexdigest())
         cache = self.__dict__.setdefault("_fits", {})
         if key not in cache:
             cache.clear()  # the last fit only: a grid goes through one embedding set at a time
@@ -62,7 +70,7 @@ class _ProjectionRanker(Ranker):
         return self
 
     def score(self, embeddings, samples=None):
-        return self.sign * self.project(geometry(embeddings, self.metric_name))
+        return self.sign * self.project(geometry(embeddings, self.metric_name, self.dtype))
 
 
 class PCARanker(_ProjectionRanker):
@@ -101,6 +109,7 @@ class UMAPRanker(_ProjectionRanker):
     metrics = ("euclidean", "cosine", "l1", "pearson")
     defaults = {"label": "condition", "seed": 0, "n_neighbors": 15, "min_dist": 0.1}
     UMAP_METRIC = {"euclidean": "euclidean", "cosine": "cosine", "l1": "manhattan", "pearson": "correlation"}
+    dtype = np.float32  # what umap-learn converts its input to anyway
 
     def warm_up(self):
         """umap-learn compiles its numba functions on first use, per metric: about 10 s that a
