@@ -47,7 +47,9 @@ def power_log_log_slope(layer: np.ndarray, window: int | None = WINDOW) -> float
     valid = summed > 0
     if valid.sum() < 2:
         return float("nan")
-    return float(np.polyfit(np.log(rings[valid]), np.log(summed[valid]), 1)[0])
+    x, y = np.log(rings[valid]), np.log(summed[valid])
+    x = x - x.mean()  # the least-squares slope in closed form: no LAPACK call for a 2-parameter line
+    return float((x * (y - y.mean())).sum() / (x * x).sum())
 
 
 @lru_cache(maxsize=8)
@@ -94,8 +96,8 @@ def intensity_statistics(layer: np.ndarray) -> dict[str, float]:
         cumulative = np.cumsum(counts)
         n = cumulative[-1]
         values = levels.astype(np.float64)
-        mean = float(counts @ values / n)
-        variance = float(counts @ (values - mean) ** 2 / n)
+        mean = float((counts * values).sum() / n)  # NumPy's own sums, not BLAS (see ingest's threads)
+        variance = float((counts * (values - mean) ** 2).sum() / n)
 
         def quantile(q: float) -> float:  # numpy's default ('linear') between the two order statistics
             position = q * (n - 1)

@@ -169,14 +169,19 @@ def process_file(task: tuple[str, ...], loader: Loader, params: PreprocessParams
 
 
 @contextmanager
-def _single_threaded_cv2() -> Iterator[None]:
-    """One core per worker: the parallelism comes from the workers, not from OpenCV."""
+def _one_core_per_worker() -> Iterator[None]:
+    """One core per worker: the parallelism comes from the workers, not from OpenCV or BLAS. An
+    OpenBLAS thread spins for a while after each call, however small, so with BLAS at its
+    default two ingest workers ran no faster than one (and two processes three times slower)."""
     import cv2
+
+    from .threads import single_threaded_blas
 
     before = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
-        yield
+        with single_threaded_blas():
+            yield
     finally:
         cv2.setNumThreads(before)
 
@@ -194,7 +199,7 @@ def process_in_order(tasks: Iterable[tuple[str, str]], work: Callable[[tuple[str
     Threads rather than processes: the heavy steps (hashing, OpenCV) release the GIL, so threads
     scale like processes here without start-up time, pickling, or workers outliving a killed run.
     """
-    with _single_threaded_cv2():
+    with _one_core_per_worker():
         if workers <= 1:
             yield from map(work, tasks)
             return
