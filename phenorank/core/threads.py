@@ -25,11 +25,14 @@ def torch_threads(n: int = 1) -> Iterator[None]:
 
 @contextmanager
 def single_threaded_blas() -> Iterator[None]:
-    """Run the block with one BLAS / OpenMP thread. A logistic regression on few, wide rows is
-    ill-conditioned: L-BFGS stops where its tolerance allows, and the rounding of a 2-thread BLAS
-    sum (what this process has) against a 1-thread one (what a Dask worker has) moved its
-    probabilities by up to 0.06 for the same result key. One thread everywhere gives the same
-    numbers wherever the fit runs, and such fits are too small to gain from a second thread."""
+    """Run the block with one BLAS / OpenMP thread, for two reasons met on 2 cores:
+
+    - the same numbers wherever a fit runs: a logistic regression on few, wide rows is
+      ill-conditioned, so L-BFGS stops where its tolerance allows, and the rounding of a 2-thread
+      BLAS sum (this process) against a 1-thread one (a Dask worker) moved its probabilities by up
+      to 0.06 under one result key; such fits are too small to gain from a second thread;
+    - workers that each own a core: an OpenBLAS thread spins for a while after every call, however
+      small, and takes the core of the worker beside it."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1):
