@@ -1,6 +1,7 @@
 """Thread counts set on purpose: a small torch model (a few narrow layers on batches of 32) spends
 its time in per-operation overhead, where a second thread only adds synchronisation; on 2 shared
-cores the predictor and softmax loops took 218 CPU-s with 2 threads against 37 with 1."""
+cores the predictor and softmax loops took 218 CPU-s with 2 threads against 37 with 1. BLAS is
+held to one thread where a second one changes results or takes another worker's core."""
 
 from __future__ import annotations
 
