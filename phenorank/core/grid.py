@@ -320,8 +320,7 @@ def _run_tasks(store: Store, tasks: list[CellTask], loaded: Loaded, run_id: str,
     results = zip(here, (run_cell(t, loaded) for t in here))
     if away:
         remote = executor(away, functools.partial(run_cells, loaded=loaded),
-                          lambda unit, reason: [{"scores": None, "evaluations": [],
-                                                 "error": f"on the cluster: {reason}"}] * len(unit))
+                          lambda unit, reason: [{"scores": None, "evaluations": [], "error": reason}] * len(unit))
         results = itertools.chain(results, ((task, result) for unit, outcome in zip(away, remote)
                                             for task, result in zip(unit, outcome)))
     for task, result in results:
