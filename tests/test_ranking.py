@@ -526,3 +526,17 @@ def test_blocked_consistency_average_precision_is_copairs_own(similarity):
             assert np.allclose(mine[column].to_numpy(float), reference[column].to_numpy(float), atol=1e-12,
                                equal_nan=True), column
     assert np.isnan(mine["average_precision"].to_numpy()[90]) and mine["n_pos_pairs"][90] == 0
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine", "pearson"])
+def test_projection_geometry_by_blocks_equals_the_whole_array_in_float64(metric):
+    from phenorank.core.statistics import unit_rows
+    from phenorank.plugins.rankers.projection import geometry
+
+    x = np.random.default_rng(4).normal(size=(9000, 6)).astype(np.float32)  # two blocks of rows
+    whole = x.astype(np.float64)
+    whole = {"euclidean": whole, "cosine": unit_rows(whole),
+             "pearson": unit_rows(whole - whole.mean(axis=1, keepdims=True))}[metric]
+    assert np.array_equal(geometry(x, metric), whole)
+    # what UMAP is given: the float64 rows rounded once, as umap-learn's own conversion rounds them
+    assert np.array_equal(geometry(x, metric, np.float32), whole.astype(np.float32))

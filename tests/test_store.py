@@ -140,3 +140,21 @@ def test_embed_keeps_the_chunks_computed_before_a_bad_one(tmp_path):
         with pytest.raises(PipelineError, match="NaN"):
             embed(store, BreaksLate(), "k", "run")
         assert store.query("SELECT count(*) FROM embeddings")[1] == [(1024,)]  # the good chunk is stored
+
+
+def test_embed_commits_once_per_so_many_megabytes_of_vectors():
+    from phenorank.core.pipeline import _VectorWriter
+
+    class Counting:
+        commits: list[int] = []
+
+        def write_embeddings(self, batches, run_id, new_ids=False):
+            self.commits.append(sum(len(ids) for _, _, ids, _ in batches))
+
+    store = Counting()
+    writer = _VectorWriter(store, "run", new_ids=True, megabytes=1, seconds=3600)
+    for start in range(0, 12_000, 1000):  # 1000 rows x 64 float32 = 256,000 bytes a chunk
+        ids = [str(i) for i in range(start, start + 1000)]
+        writer.add([("set", None, ids, np.zeros((1000, 64), np.float32))])
+    writer.flush()
+    assert store.commits == [5000, 5000, 2000]  # 1 MiB (1,048,576 bytes) passed at the 5th chunk; the rest at the end
