@@ -83,25 +83,26 @@ def projection_case(name: str, n: int) -> dict:
 
     bare = name.startswith("bare-")
     name = name.removeprefix("bare-")
-    if bare:
-        bare_projection(name, data(400)[0])  # the same warm-up
-    else:
-        prepare("projection", name, 400)()  # imports and numba compiles, outside the measurement
-    x, samples = data(n)
-    registry = get_registry()
-    Path("/proc/self/clear_refs").write_text("5")
-    seconds = []
-    if bare:
-        start = time.perf_counter()
-        bare_projection(name, x)
-        seconds = [time.perf_counter() - start, float("nan")]
-    else:
+
+    def work(x, samples) -> list[float]:  # seconds per reference
+        if bare:
+            start = time.perf_counter()
+            bare_projection(name, x)
+            return [time.perf_counter() - start, float("nan")]
+        registry = get_registry()  # the grid's use: one ranker object, one reference after another
         ranker, metric = registry.create("ranker", name), registry.create("metric", "cosine")
+        seconds = []
         for reference in ("control", "single_dose", "exploded"):
             start = time.perf_counter()
             scores = ranker.fit(x, samples, metric, reference).score(x, samples)
             seconds.append(time.perf_counter() - start)
-            assert scores.shape == (n,) and np.isfinite(scores).all()
+            assert scores.shape == (len(x),) and np.isfinite(scores).all()
+        return seconds
+
+    work(*data(400))  # imports and numba compiles, outside the measurement
+    x, samples = data(n)
+    Path("/proc/self/clear_refs").write_text("5")
+    seconds = work(x, samples)
     peak = next(int(line.split()[1]) / 1024 for line in Path("/proc/self/status").read_text().splitlines()
                 if line.startswith("VmHWM:"))
     return {"first": seconds[0], "next": max(seconds[1:]), "peak_rss_mb": peak, "data_mb": x.nbytes / 2 ** 20}
@@ -145,12 +146,6 @@ def prepare(kind: str, name: str, n: int):
             ranker = registry.create("ranker", name)
             scores = ranker.fit(x, samples, registry.create("metric", "euclidean"), "control").score(x, samples)
             assert scores.shape == (n,) and np.isfinite(scores).all()
-    elif kind == "projection":  # the grid's use: one ranker object, one reference after another
-        def work():
-            ranker, metric = registry.create("ranker", name), registry.create("metric", "cosine")
-            for reference in ("control", "single_dose", "exploded"):
-                scores = ranker.fit(x, samples, metric, reference).score(x, samples)
-                assert scores.shape == (n,) and np.isfinite(scores).all()
     elif kind == "baseline":  # the whole array at once in float64, no blocks
         def work():
             centre = x[samples["condition"] == "control"].astype(np.float64).mean(axis=0, keepdims=True)
