@@ -7,6 +7,10 @@ baseline, the only SQL outside the store module) and
 (b) through ``Store.write_embeddings`` / ``Store.load_embeddings`` (transaction, replace-by-id,
 join with images). Prints seconds and the phenorank / bare ratio (1.0 = no overhead).
 
+Then how embed reads the crops: one scan of the store (``Store.stream_crops``) against looking
+each chunk of 1024 up by id (``Store.iter_crops``, what embed did before), at two store sizes:
+the lookups scan the crops table each time, so their cost per crop grows with the store.
+
 Then the write path of ``phenorank embed`` itself: ``pipeline.embed`` with an encoder that hands
 back precomputed vectors (so the encoder costs nothing), against the same crops read the same way
 plus one ``pyarrow.parquet.write_table`` of the vectors; the rounds alternate. Target (issue 23):
@@ -76,7 +80,30 @@ def main() -> None:
     print(f"{'step':<8}{'bare duckdb s':>15}{'phenorank s':>14}{'ratio':>8}")
     print(f"{'write':<8}{bare_w:>15.2f}{ours_w:>14.2f}{ours_w / bare_w:>8.2f}")
     print(f"{'read':<8}{bare_r:>15.2f}{ours_r:>14.2f}{ours_r / bare_r:>8.2f}")
+    crop_reading((10_000, 40_000), side=64)
     embed_path(args.n, args.dim)
+
+
+def crop_reading(sizes: tuple[int, ...], side: int) -> None:
+    print(f"\nreading every crop (3 x {side} x {side}), crops per second")
+    print(f"{'crops':>8}{'lookups by id':>15}{'one scan':>10}{'ratio':>8}")
+    rng = np.random.default_rng(2)
+    for n in sizes:
+        ids = [f"{i:016x}" for i in range(n)]
+        with tempfile.TemporaryDirectory() as tmp:
+            store = open_store(Path(tmp) / "crops.duckdb")
+            for start in range(0, n, 5000):
+                chunk = ids[start:start + 5000]
+                pixels = rng.integers(0, 65535, (len(chunk), 3, side, side), dtype=np.uint16)
+                made = pa.table({"image_id": pa.array(chunk), "preprocess_key": pa.array(["k"] * len(chunk)),  # noqa: F841
+                                  "size": pa.array([side] * len(chunk)),
+                                  "pixels": pa.array([p.tobytes() for p in pixels], pa.binary())})
+                store.con.execute("INSERT INTO crops BY NAME SELECT * FROM made")
+            store.con.execute("CHECKPOINT")
+            lookups, _ = timed(lambda: sum(len(b) for b, _ in store.iter_crops(ids, "k", 1024)))
+            scan, _ = timed(lambda: sum(len(b) for b, _ in store.stream_crops(ids, "k", 1024)))
+            store.close()
+        print(f"{n:>8}{n / lookups:>15.0f}{n / scan:>10.0f}{lookups / scan:>8.1f}")
 
 
 def embed_path(n: int, dim: int, rounds: int = 2) -> None:
@@ -106,23 +133,23 @@ def embed_path(n: int, dim: int, rounds: int = 2) -> None:
         times = {"parquet": [], "phenorank": []}
         for round_ in range(rounds):
             def baseline():
-                got = [batch_ids for batch_ids, _ in store.iter_crops(ids, "k", 1024)]
+                got = [batch_ids for batch_ids, _ in store.stream_crops(ids, "k", 1024)]
                 assert sum(map(len, got)) == n
                 pq.write_table(vector_table(ids, vectors), Path(tmp) / f"v{round_}.parquet")
 
             def ours():
                 encoder = Precomputed(round=round_)  # a new set each round
-                original = store.iter_crops
+                original = store.stream_crops
 
                 def remembering(*a, **k):  # the encoder is told the ids it embeds
                     for batch_ids, images in original(*a, **k):
                         encoder.batch_ids = batch_ids
                         yield batch_ids, images
-                store.iter_crops = remembering
+                store.stream_crops = remembering
                 try:
                     embed(store, encoder, "k", "bench")
                 finally:
-                    store.iter_crops = original
+                    store.stream_crops = original
             for name, fn in (("parquet", baseline), ("phenorank", ours)):
                 times[name].append(timed(fn)[0])
         store.close()

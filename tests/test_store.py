@@ -158,3 +158,44 @@ def test_embed_commits_once_per_so_many_megabytes_of_vectors():
         writer.add([("set", None, ids, np.zeros((1000, 64), np.float32))])
     writer.flush()
     assert store.commits == [5000, 5000, 2000]  # 1 MiB (1,048,576 bytes) passed at the 5th chunk; the rest at the end
+
+
+def test_stream_crops_gives_the_stored_pixels_while_the_caller_writes(tmp_path):
+    ids = [f"{i:04d}" for i in range(2500)]
+    sizes = [3] * 2500  # one preprocessing, one crop size
+    rng = np.random.default_rng(0)
+    pixels = {i: rng.integers(0, 65535, (2, s, s), dtype=np.uint16) for i, s in zip(ids, sizes)}
+    with open_store(tmp_path / "s.duckdb") as store:
+        store.write_images([{"image_id": i, "day": 10} for i in ids], [], "run")
+        crop_rows = pa.table({"image_id": ids, "preprocess_key": ["k"] * 2500, "size": sizes,  # noqa: F841
+                              "pixels": pa.array([pixels[i].astype("<u2").tobytes() for i in ids], pa.binary())})
+        store.con.execute("INSERT INTO crops BY NAME SELECT * FROM crop_rows")
+        es = EmbeddingSet("s", "enc", "a", {}, "k", 1)
+        wanted = ids[1:]  # not every stored crop
+        seen = []
+        for batch_ids, batch in store.stream_crops(wanted, "k", 1024):
+            assert batch.dtype == np.uint16 and batch.shape == (len(batch_ids), 2, 3, 3)
+            for image_id, image in zip(batch_ids, batch):
+                assert np.array_equal(image, pixels[image_id])
+            store.write_embeddings([(es, None, batch_ids, np.ones((len(batch_ids), 1)))], "run", new_ids=True)
+            seen += batch_ids
+        assert sorted(seen) == wanted
+        assert store.query("SELECT count(*) FROM embeddings")[1] == [(2499,)]
+        with pytest.raises(StoreError, match="1 images have no crop"):
+            list(store.stream_crops(["missing", *ids[:3]], "k"))
+
+
+def test_a_bulk_write_of_vectors_lands_whole_and_restores_duckdbs_settings(tmp_path):
+    from phenorank.core.store import BULK_VECTORS
+
+    n = BULK_VECTORS // (512 * 4) + 100
+    ids = [f"{i:06d}" for i in range(n)]
+    vectors = np.random.default_rng(1).random((n, 512), dtype=np.float32)
+    with open_store(tmp_path / "s.duckdb") as store:
+        before = store.query("SELECT current_setting('threads'), current_setting('checkpoint_threshold')")[1]
+        store.write_images([{"image_id": i, "day": 10} for i in ids], [], "run")
+        store.write_embeddings([(EmbeddingSet("s", "enc", "a", {}, "k", 512), None, ids, vectors)], "run")
+        assert store.query("SELECT current_setting('threads'), current_setting('checkpoint_threshold')")[1] == before
+    with open_store(tmp_path / "s.duckdb") as store:  # reopened: the bulk commit reached the file
+        got_ids, got = store.load_embeddings("s")
+        assert list(got_ids) == ids and np.array_equal(got, vectors)

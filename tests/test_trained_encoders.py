@@ -187,3 +187,20 @@ def test_dim_trains_with_same_sample_positives_and_embeds(cells):
     cells("embed", "--encoder", "dim", "--crops", "objects", "--size", "32")
     found = dict(rows(cells.db, "SELECT head, dim FROM embedding_sets WHERE encoder = 'dim'"))
     assert found == {"global": 64, "local": 128}
+
+
+def test_predict_runs_every_batch_at_full_size_and_returns_one_row_per_image():
+    import torch
+
+    from phenorank.plugins.encoders.training import predict
+
+    sizes = []
+
+    def forward(batch):
+        sizes.append(len(batch))
+        return {"sum": batch.sum(dim=(1, 2, 3), keepdim=False)[:, None]}
+
+    images = np.random.default_rng(0).random((150, 1, 4, 4), dtype=np.float32)
+    out = predict(forward, torch.nn.Identity(), images, batch_size=64)
+    assert sizes == [64, 64, 64]  # 150 = 64 + 64 + 22, the last padded
+    assert out["sum"].shape == (150, 1) and np.allclose(out["sum"][:, 0], images.sum(axis=(1, 2, 3)), rtol=1e-6)

@@ -96,8 +96,8 @@ def focus_scores(store: Store, data: Readout) -> np.ndarray | None:
     if not key or key.startswith("profiles:"):
         return None
     scores = {}
-    for ids, images in store.iter_crops([str(i) for i in data.ids], key, 256):
-        scores.update({i: focus_score(image) for i, image in zip(ids, images)})
+    for ids, images in store.stream_crops([str(i) for i in data.ids], key, 256):  # one scan, any order
+        scores.update({i: focus_score(image.astype(np.float32) / 65535.0) for i, image in zip(ids, images)})
     return np.array([scores[str(i)] for i in data.ids])
 
 

@@ -265,9 +265,16 @@ def predict(forward: Callable[[torch.Tensor], dict[str, torch.Tensor]], module: 
     module.to(device).eval()
     outputs: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(images), batch_size):
-        batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device, non_blocking=True)
+        part = np.ascontiguousarray(images[start:start + batch_size])
+        count = len(part)
+        if count < batch_size:
+            # A short batch is padded to the full size: CPU kernels split a batch between threads
+            # by its size, and a short one gave some images other last digits with 1 thread (a
+            # cluster worker) than with 2 (this process); full batches agreed exactly.
+            part = np.concatenate([part, np.repeat(part[-1:], batch_size - count, axis=0)])
+        batch = torch.from_numpy(part).to(device, non_blocking=True)
         for head, value in forward(batch).items():
-            outputs.setdefault(head, []).append(value.float().cpu().numpy())
+            outputs.setdefault(head, []).append(value.float().cpu().numpy()[:count])
     return {head: np.concatenate(parts) for head, parts in outputs.items()}
 
 
