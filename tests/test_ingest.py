@@ -294,3 +294,13 @@ def test_ingest_killed_mid_way_leaves_a_consistent_store_and_a_rerun_finishes(tm
         counts = store.table_counts()
     assert (report.cached, report.ingested) == (WRITE_EVERY, 120 - WRITE_EVERY)
     assert counts["images"] == counts["crops"] == 120 and counts["pairs"] == 60
+
+
+def test_ingest_tells_glibc_to_keep_large_blocks_once():
+    import platform
+
+    from phenorank.core.allocator import keep_large_blocks
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert keep_large_blocks() is True and keep_large_blocks() is True  # accepted (256 MB is in range), then kept

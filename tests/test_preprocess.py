@@ -95,6 +95,19 @@ def test_sharpness_on_a_sample_of_pixels_orders_layers_as_at_full_resolution(lar
     assert sampled_sharpness(stack[0], 1) == pytest.approx(sharpness(stack[0]))
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float64])
+def test_sampled_sharpness_is_the_plain_expression_to_the_last_bit(dtype):
+    from phenorank.core.preprocess import sampled_sharpness
+
+    rng = np.random.default_rng(3)
+    layer = rng.integers(0, np.iinfo(dtype).max, (203, 157)).astype(dtype) if dtype != np.float64 \
+        else rng.random((203, 157))
+    rows, cols = slice(2, 202, 4), slice(2, 156, 4)
+    gx = layer[rows, slice(3, 157, 4)].astype(np.float32) - layer[rows, slice(1, 155, 4)]
+    gy = layer[slice(3, 203, 4), cols].astype(np.float32) - layer[slice(1, 201, 4), cols]
+    assert sampled_sharpness(layer, 4) == float(np.sqrt(gx ** 2 + gy ** 2).mean() / 2)
+
+
 def test_pixels_equal_a_float_area_average_of_the_same_crop(large_spheroids):
     import cv2
 

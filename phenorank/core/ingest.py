@@ -28,6 +28,7 @@ import numpy as np
 
 from ..registry.code import source_hash
 from ..registry.contracts import Loader
+from .allocator import keep_large_blocks
 from .files import is_file, open_binary, stamp
 from .image_quality import WINDOW, layer_statistics
 from .manifest import ManifestEntry, split_location, split_region
@@ -144,6 +145,7 @@ def process_file(task: tuple[str, ...], loader: Loader, params: PreprocessParams
     """Hash, and unless its crop is stored already, read and preprocess one file (through the
     preprocessor ``chain`` first, with the states of the task's group, its plate)."""
     location, source, *group = task
+    keep_large_blocks()  # here, not at a pool's start: a Dask worker runs this too
     try:
         paths, region = split_location(location)
         base = paths[0]
