@@ -1,6 +1,6 @@
 """Ingest throughput on full-size stacks: phenorank vs a plain implementation, same run, same files.
 
-    .venv/bin/python benchmarks/ingest.py [--files 40] [--layers 3 5] [--data benchmarks/.data]
+    .venv/bin/python benchmarks/ingest.py [--files 40] [--layers 3 5] [--data benchmarks/.data] [--allocator]
 
 Generates (once, cached under --data) N full-size 2054x2456 16-bit stacks per layer count, from the
 synthetic plate's renderer, then measures images/s for
@@ -12,7 +12,8 @@ synthetic plate's renderer, then measures images/s for
       and 2 workers;
 and the peak memory of phenorank with 2 workers on half and on all the files, to show that it
 does not grow with the number of files, and (issue 23) the time per 5-layer image over the time
-per 3-layer image, at most 1.5. Timings run in one fresh process with the libraries
+per 3-layer image, at most 1.5. ``--allocator`` instead times 1-worker ingest in fresh processes
+with glibc's allocator as it comes against large blocks kept (what ingest sets). Timings run in one fresh process with the libraries
 imported before the clock starts; the modes take turns for --rounds rounds and each keeps its
 best time, so every mode reads the files from a warm page cache: this measures the CPU side of
 ingest, not the disk (on a network share, reading would dominate every mode alike).
@@ -178,6 +179,25 @@ def peak_memory(paths: list[str], workers: int) -> float:
     return float("nan")
 
 
+def alone(paths: list[str], rounds: int, allocator: str) -> float:
+    """Best seconds of phenorank ingest with 1 worker, alone in this process, with glibc's
+    allocator as it comes (``default``) or told to keep large blocks (``kept``, what ingest does)."""
+    import cv2
+
+    import phenorank.core.allocator as allocator_module
+
+    cv2.setNumThreads(1)
+    if allocator == "default":
+        allocator_module._state["set"] = False  # as if already done: ingest leaves glibc alone
+    best = float("inf")
+    for _ in range(rounds + 1):  # the first round warms up
+        with tempfile.TemporaryDirectory() as tmp, open_fresh_store(Path(tmp) / "a.duckdb") as store:
+            start = time.perf_counter()
+            phenorank_ingest(paths, store, 1)
+            best = min(best, time.perf_counter() - start)
+    return best
+
+
 def run_child(*args) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", *map(str, args)],
                          check=True, capture_output=True, text=True)
@@ -190,12 +210,20 @@ def main() -> None:
     parser.add_argument("--layers", type=int, nargs="+", default=[3, 5])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--data", type=Path, default=Path(__file__).parent / ".data" / "ingest")
+    parser.add_argument("--allocator", action="store_true",
+                        help="only compare ingest with glibc's allocator as it comes and as ingest sets it")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         kind, number, *paths = args.child
-        result = timings(paths, int(number)) if kind == "timings" else peak_memory(paths, int(number))
+        if kind.startswith("alone-"):
+            result = alone(paths, int(number), kind.removeprefix("alone-"))
+        else:
+            result = timings(paths, int(number)) if kind == "timings" else peak_memory(paths, int(number))
         print(json.dumps(result))
+        return
+    if args.allocator:
+        allocator_effect(args)
         return
 
     print(f"cores available: {len(os.sched_getaffinity(0))}; files per layer count: {args.files} "
@@ -229,6 +257,21 @@ def main() -> None:
         # a negative target is an upper bound
         verdict = "" if target is None else ("met" if (value >= target if target > 0 else value <= -target) else "NOT met")
         print(f"{name:<44}{value:>7.2f}  {verdict}")
+
+
+def allocator_effect(args) -> None:
+    """ms per image of 1-worker ingest in fresh processes, glibc as it comes against large blocks
+    kept (``phenorank.core.allocator``), the two taking turns."""
+    print(f"1-worker ingest, ms per image, best of {args.rounds} rounds in each of 2 processes per setting")
+    print(f"{'layers':>6}{'glibc default':>15}{'blocks kept':>13}{'ratio':>8}")
+    for layers in args.layers:
+        paths = [str(p) for p in generate(args.data, layers, args.files)]
+        best = {"default": float("inf"), "kept": float("inf")}
+        for _ in range(2):
+            for setting in best:
+                best[setting] = min(best[setting], run_child(f"alone-{setting}", args.rounds, *paths))
+        default, kept = (1000 * best[k] / len(paths) for k in ("default", "kept"))
+        print(f"{layers:>6}{default:>15.1f}{kept:>13.1f}{kept / default:>8.2f}")
 
 
 if __name__ == "__main__":

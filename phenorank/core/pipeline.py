@@ -75,8 +75,8 @@ def embed(store: Store, encoder: Encoder, preprocess_key: str, run_id: str, batc
     level = "object" if kinds.get(preprocess_key) == "object" else "image"
     advance = progress(len(todo)) if (progress and todo) else (lambda n=1: None)
     # The crops come in one scan of the store, in its order, a thousand at a time; the encoder
-    # batches inside that as it likes. (Looking each thousand up by id scanned the whole crops
-    # table every time: 38 ms a chunk at 10k crops, 133 ms at 40k.)
+    # batches inside that as it likes. (A lookup per thousand ids scanned the crops table each
+    # time: 9k crops/s against 58k-65k for the scan, benchmarks/store.py.)
     if executor is None:
         results = (_embed_chunk(chunk, encoder) for chunk in store.stream_crops(todo, preprocess_key,
                                                                                 max(batch_size, 1024)))
