@@ -326,6 +326,8 @@ class Store(ObjectTables, ProfileTables, AnalysisTables, QualityTables, Comparis
                 "WHERE c.preprocess_key = $1", params=[preprocess_key]).to_arrow_reader(batch_size)
             found = 0
             for batch in reader:
+                if not batch.num_rows:
+                    continue
                 found += batch.num_rows
                 yield batch.column("image_id").to_pylist(), _arrow_crop_pixels(batch.column("pixels"),
                                                                               batch.column("size"))
@@ -608,14 +610,14 @@ def _crop_pixels(blobs: Sequence[bytes], sizes: Sequence[int]) -> np.ndarray:
 
 
 def _arrow_crop_pixels(pixels: pa.Array, sizes: pa.Array) -> np.ndarray:
-    """An Arrow column of crop blobs -> uint16 (N, C, S, S), straight from Arrow's buffer when the
-    crops are all of one shape (the usual case)."""
+    """A non-empty Arrow column of crop blobs -> uint16 (N, C, S, S), straight from Arrow's buffer
+    when the crops are all of one shape (one preprocessing makes one shape)."""
     pixels = pixels.combine_chunks() if isinstance(pixels, pa.ChunkedArray) else pixels
-    sizes = sizes.to_numpy(zero_copy_only=False) if len(sizes) else np.zeros(0, int)
+    sizes = sizes.to_numpy(zero_copy_only=False)
     width = np.int64 if pa.types.is_large_binary(pixels.type) else np.int32
     offsets = np.frombuffer(pixels.buffers()[1], dtype=width)[pixels.offset:pixels.offset + len(pixels) + 1]
     lengths = np.diff(offsets)
-    if len(pixels) == 0 or pixels.null_count or (sizes != sizes[0]).any() or (lengths != lengths[0]).any():
+    if pixels.null_count or (sizes != sizes[0]).any() or (lengths != lengths[0]).any():
         return _crop_pixels(pixels.to_pylist(), sizes.tolist())
     start = int(offsets[0])
     data = np.frombuffer(pixels.buffers()[2], dtype="<u2", count=int(offsets[-1] - start) // 2, offset=start)
