@@ -3,6 +3,8 @@ parameters, code), return them. The CLI commands, the demo and notebooks call th
 
 from __future__ import annotations
 
+from contextlib import closing
+
 import numpy as np
 
 from ..core.pipeline import digest
@@ -96,8 +98,9 @@ def focus_scores(store: Store, data: Readout) -> np.ndarray | None:
     if not key or key.startswith("profiles:"):
         return None
     scores = {}
-    for ids, images in store.stream_crops([str(i) for i in data.ids], key, 256):  # one scan, any order
-        scores.update({i: focus_score(image.astype(np.float32) / 65535.0) for i, image in zip(ids, images)})
+    with closing(store.stream_crops([str(i) for i in data.ids], key, 256)) as crops:  # one scan, any order
+        for ids, images in crops:
+            scores.update({i: focus_score(image.astype(np.float32) / 65535.0) for i, image in zip(ids, images)})
     return np.array([scores[str(i)] for i in data.ids])
 
 

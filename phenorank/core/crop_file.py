@@ -12,6 +12,7 @@ encoders standardise with are summed while copying.
 from __future__ import annotations
 
 import os
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +38,9 @@ class CropFile:
         position = {image_id: i for i, image_id in enumerate(ids)}
         total = squares = None
         shape = None
-        with open(path, "wb") as handle, store.memory_limit("512MB"):
-            for chunk_ids, pixels in store.stream_crops(ids, preprocess_key, chunk):
+        with open(path, "wb") as handle, store.memory_limit("512MB"), \
+                closing(store.stream_crops(ids, preprocess_key, chunk)) as crops:
+            for chunk_ids, pixels in crops:
                 if shape is None:
                     shape = pixels.shape[1:]
                     total, squares = np.zeros(shape[0]), np.zeros(shape[0])

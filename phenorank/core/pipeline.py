@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 import time
+from contextlib import closing
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -77,17 +78,18 @@ def embed(store: Store, encoder: Encoder, preprocess_key: str, run_id: str, batc
     # The crops come in one scan of the store, in its order, a thousand at a time; the encoder
     # batches inside that as it likes. (A lookup per thousand ids scanned the crops table each
     # time: 9k crops/s against 58k-65k for the scan, benchmarks/store.py.)
+    # (on a cluster, smaller chunks: they travel to the workers, and several are in flight per worker)
+    crops = store.stream_crops(todo, preprocess_key, max(batch_size, 1024 if executor is None else 256))
     if executor is None:
-        results = (_embed_chunk(chunk, encoder) for chunk in store.stream_crops(todo, preprocess_key,
-                                                                                max(batch_size, 1024)))
-    else:  # smaller chunks: they travel to the workers, and several are in flight per worker
-        results = executor(store.stream_crops(todo, preprocess_key, max(batch_size, 256)),
-                           functools.partial(_embed_chunk, encoder=encoder),
+        results = (_embed_chunk(chunk, encoder) for chunk in crops)
+    else:
+        results = executor(crops, functools.partial(_embed_chunk, encoder=encoder),
                            lambda task, reason: {"status": "error", "ids": task[0], "reason": reason})
     writer = _VectorWriter(store, run_id, new_ids)
     # DuckDB's memory is capped meanwhile: else its cache keeps every crop block the scan reads
-    # (5.5 GB at 100k crops of 3 x 96 x 96)
-    with store.memory_limit("1GB"):
+    # (5.5 GB at 100k crops of 3 x 96 x 96). The scan is closed whatever happens: a traceback
+    # that keeps it open keeps the database open after the store is closed.
+    with store.memory_limit("1GB"), closing(crops):
         try:
             for result in results:
                 if result["status"] == "error":
