@@ -9,7 +9,9 @@ join with images). Prints seconds and the phenorank / bare ratio (1.0 = no overh
 
 Then how embed reads the crops: one scan of the store (``Store.stream_crops``) against looking
 each chunk of 1024 up by id (``Store.iter_crops``, what embed did before), at two store sizes:
-the lookups scan the crops table each time, so their cost per crop grows with the store.
+the lookups scan the crops table each time. ``Store.load_crops`` (the images a ranker or
+evaluator reads, in its rows' order, as float32) is timed on the ids shuffled, against the
+lookups concatenated (what it replaced).
 
 Then the write path of ``phenorank embed`` itself: ``pipeline.embed`` with an encoder that hands
 back precomputed vectors (so the encoder costs nothing), against the same crops read the same way
@@ -86,7 +88,8 @@ def main() -> None:
 
 def crop_reading(sizes: tuple[int, ...], side: int) -> None:
     print(f"\nreading every crop (3 x {side} x {side}), crops per second")
-    print(f"{'crops':>8}{'lookups by id':>15}{'one scan':>10}{'ratio':>8}")
+    print(f"{'crops':>8}{'lookups by id':>15}{'one scan':>10}{'ratio':>8}"
+          f"{'in given order: lookups':>25}{'load_crops':>12}{'ratio':>8}")
     rng = np.random.default_rng(2)
     for n in sizes:
         ids = [f"{i:016x}" for i in range(n)]
@@ -102,8 +105,12 @@ def crop_reading(sizes: tuple[int, ...], side: int) -> None:
             store.con.execute("CHECKPOINT")
             lookups, _ = timed(lambda: sum(len(b) for b, _ in store.iter_crops(ids, "k", 1024)))
             scan, _ = timed(lambda: sum(len(b) for b, _ in store.stream_crops(ids, "k", 1024)))
+            shuffled = list(rng.permutation(ids))  # what a ranker reading images asks for: its rows' order
+            before, _ = timed(lambda: np.concatenate([b for _, b in store.iter_crops(shuffled, "k", 1024)]))
+            ordered, _ = timed(lambda: store.load_crops(shuffled, "k"))
             store.close()
-        print(f"{n:>8}{n / lookups:>15.0f}{n / scan:>10.0f}{lookups / scan:>8.1f}")
+        print(f"{n:>8}{n / lookups:>15.0f}{n / scan:>10.0f}{lookups / scan:>8.1f}"
+              f"{n / before:>25.0f}{n / ordered:>12.0f}{before / ordered:>8.1f}")
 
 
 def embed_path(n: int, dim: int, rounds: int = 2) -> None:

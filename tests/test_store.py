@@ -199,3 +199,20 @@ def test_a_bulk_write_of_vectors_lands_whole_and_restores_duckdbs_settings(tmp_p
     with open_store(tmp_path / "s.duckdb") as store:  # reopened: the bulk commit reached the file
         got_ids, got = store.load_embeddings("s")
         assert list(got_ids) == ids and np.array_equal(got, vectors)
+
+
+def test_load_crops_gives_the_crops_in_the_order_asked_repeats_included(tmp_path):
+    ids = [f"{i:04d}" for i in range(1500)]
+    pixels = np.arange(1500 * 4, dtype=np.uint16).reshape(1500, 1, 2, 2)
+    with open_store(tmp_path / "s.duckdb") as store:
+        store.write_images([{"image_id": i, "day": 10} for i in ids], [], "run")
+        crop_rows = pa.table({"image_id": ids, "preprocess_key": ["k"] * 1500, "size": [2] * 1500,  # noqa: F841
+                              "pixels": pa.array([p.astype("<u2").tobytes() for p in pixels], pa.binary())})
+        store.con.execute("INSERT INTO crops BY NAME SELECT * FROM crop_rows")
+        asked = [ids[1400], ids[3], ids[1400], *ids[::-7]]
+        got = store.load_crops(asked, "k")
+        expected = np.concatenate([batch for _, batch in store.iter_crops(asked, "k", 1024)])
+        assert got.dtype == np.float32 and np.array_equal(got, expected)
+        assert np.array_equal(got[0], pixels[1400] / np.float32(65535.0))
+        with pytest.raises(StoreError, match="1 images have no crop"):
+            store.load_crops(["missing", ids[0]], "k")

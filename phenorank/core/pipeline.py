@@ -339,8 +339,7 @@ def _image_access(store: Store, es: EmbeddingSet, ids: np.ndarray | None = None)
     encoder = load_trained(store, registry, model) if model else registry.create("encoder", es.encoder, params)
 
     def by_id(wanted) -> np.ndarray:
-        return np.concatenate([batch for _, batch in store.iter_crops([str(i) for i in wanted], es.preprocess_key,
-                                                                       1024)])
+        return store.load_crops(wanted, es.preprocess_key)
 
     def images(rows: np.ndarray) -> np.ndarray:
         return by_id(ids[np.asarray(rows)])

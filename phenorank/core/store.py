@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -334,6 +334,23 @@ class Store(ObjectTables, ProfileTables, AnalysisTables, QualityTables, Comparis
         finally:
             cursor.close()
         _check_found(len(image_ids), found, preprocess_key)
+
+    def load_crops(self, image_ids: Sequence[str], preprocess_key: str) -> np.ndarray:
+        """The crops of ``image_ids`` (repeats allowed) as float32 (N, C, S, S) in [0, 1], in their
+        order, read in one scan of the store and put in place (where ``iter_crops`` would look up
+        every batch: 2.4x faster at 10k crops, 7x at 40k, ``benchmarks/store.py``)."""
+        wanted = [str(i) for i in image_ids]
+        unique = list(dict.fromkeys(wanted))
+        row = {image_id: i for i, image_id in enumerate(unique)}
+        out = None
+        with closing(self.stream_crops(unique, preprocess_key)) as crops:
+            for batch_ids, batch in crops:
+                if out is None:
+                    out = np.empty((len(unique), *batch.shape[1:]), np.float32)
+                out[[row[i] for i in batch_ids]] = batch.astype(np.float32) / 65535.0
+        if out is None:
+            return np.zeros((0, 0, 0, 0), np.float32)
+        return out if len(unique) == len(wanted) else out[[row[i] for i in wanted]]
 
     def iter_crops(self, image_ids: Sequence[str], preprocess_key: str, batch_size: int = 64
                    ) -> Iterator[tuple[list[str], np.ndarray]]:
