@@ -216,3 +216,19 @@ def test_load_crops_gives_the_crops_in_the_order_asked_repeats_included(tmp_path
         assert np.array_equal(got[0], pixels[1400] / np.float32(65535.0))
         with pytest.raises(StoreError, match="1 images have no crop"):
             store.load_crops(["missing", ids[0]], "k")
+
+
+def test_closing_the_store_ends_a_crop_scan_left_mid_way(tmp_path):
+    ids = [f"{i:04d}" for i in range(3000)]
+    path = tmp_path / "s.duckdb"
+    with open_store(path) as store:
+        store.write_images([{"image_id": i, "day": 10} for i in ids], [], "run")
+        crop_rows = pa.table({"image_id": ids, "preprocess_key": ["k"] * 3000, "size": [2] * 3000,  # noqa: F841
+                              "pixels": pa.array([np.zeros(4, "<u2").tobytes()] * 3000, pa.binary())})
+        store.con.execute("INSERT INTO crops BY NAME SELECT * FROM crop_rows")
+        scan = store.stream_crops(ids, "k", 1024)
+        next(scan)  # a caller that fails here keeps the generator (and its cursor) alive
+    con = duckdb.connect(str(path), read_only=True)  # the file is free again in this process
+    assert con.execute("SELECT count(*) FROM crops").fetchall() == [(3000,)]
+    con.close()
+    del scan

@@ -77,7 +77,7 @@ def embed(store: Store, encoder: Encoder, preprocess_key: str, run_id: str, batc
     advance = progress(len(todo)) if (progress and todo) else (lambda n=1: None)
     # The crops come in one scan of the store, in its order, a thousand at a time; the encoder
     # batches inside that as it likes. (A lookup per thousand ids scanned the crops table each
-    # time: 9k crops/s against 58k-65k for the scan, benchmarks/store.py.)
+    # time: 8k-18k crops/s against 61k-72k for the scan, benchmarks/store.py.)
     # (on a cluster, smaller chunks: they travel to the workers, and several are in flight per worker)
     crops = store.stream_crops(todo, preprocess_key, max(batch_size, 1024 if executor is None else 256))
     if executor is None:

@@ -93,9 +93,16 @@ class Store(ObjectTables, ProfileTables, AnalysisTables, QualityTables, Comparis
         self.read_only = read_only
         self.notice = self._connection.notice  # e.g. "store busy: ... showing a snapshot"
         self._checkpointed = time.monotonic()
+        self._scans: dict[int, list] = {}  # crop scans not read to their end: their cursor, then reader
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
+        # a scan left mid-way (its caller failed, and a traceback holds the generator) would keep
+        # the database open in this process after the store is closed
+        for handles in list(self._scans.values()):
+            for handle in reversed(handles):  # the reader holds the database too, not only its cursor
+                handle.close()
+        self._scans.clear()
         self._connection.close()
 
     def __enter__(self) -> "Store":
@@ -319,11 +326,13 @@ class Store(ObjectTables, ProfileTables, AnalysisTables, QualityTables, Comparis
         caller may write to the store between batches."""
         wanted = pa.table({"image_id": pa.array(list(image_ids), pa.string())})  # noqa: F841
         cursor = self.con.cursor()
+        handles = self._scans[id(cursor)] = [cursor]
         try:
             # sql() streams the rows; execute() would first materialize them all (6 GB at 100k crops)
             reader = cursor.sql(
                 "SELECT c.image_id, c.size, c.pixels FROM crops c SEMI JOIN wanted USING (image_id) "
                 "WHERE c.preprocess_key = $1", params=[preprocess_key]).to_arrow_reader(batch_size)
+            handles.append(reader)
             found = 0
             for batch in reader:
                 if not batch.num_rows:
@@ -332,7 +341,9 @@ class Store(ObjectTables, ProfileTables, AnalysisTables, QualityTables, Comparis
                 yield batch.column("image_id").to_pylist(), _arrow_crop_pixels(batch.column("pixels"),
                                                                               batch.column("size"))
         finally:
-            cursor.close()
+            self._scans.pop(id(cursor), None)
+            for handle in reversed(handles):
+                handle.close()
         _check_found(len(image_ids), found, preprocess_key)
 
     def load_crops(self, image_ids: Sequence[str], preprocess_key: str) -> np.ndarray:
