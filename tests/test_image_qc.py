@@ -64,6 +64,21 @@ def test_intensity_statistics_equal_numpys(dtype):
     assert ours["percent_maximal"] > 2.6
 
 
+def test_a_large_layer_is_summarised_from_every_4th_row_close_to_all_its_pixels():
+    rng = np.random.default_rng(4)
+    layer = rng.gamma(2.0, 500, (1600, 1400)).clip(0, 65535).astype(np.uint16)  # over two megapixels
+    layer[:, :70] = 65535  # a clipped band, 5 % of every row
+    ours = intensity_statistics(layer)
+    sample, flat = layer[::4].astype(np.float64).ravel(), layer.astype(np.float64).ravel()
+    for name, q in (("median", 0.5), ("q01", 0.01), ("q25", 0.25), ("q75", 0.75), ("q99", 0.99)):
+        assert ours[name] == pytest.approx(np.quantile(sample, q)), name  # exactly the sample's
+        # and within a thousandth of its rank among all the layer's pixels
+        assert np.mean(flat < ours[name]) <= q + 1e-3 and np.mean(flat <= ours[name]) >= q - 1e-3, name
+    assert ours["total"] == pytest.approx(sample.mean() * layer.size)
+    assert ours["total"] == pytest.approx(flat.sum(), rel=0.005)
+    assert ours["percent_maximal"] == pytest.approx(100 * np.mean(flat == 65535), rel=0.01)
+
+
 def test_each_layer_of_a_stack_gets_its_row():
     stack = np.stack([np.full((40, 40), v, np.uint16) + np.eye(40, dtype=np.uint16) for v in (10, 20, 30)])
     found = layer_statistics(stack)

@@ -10,7 +10,7 @@ full-resolution source at ingest, before any crop or resize:
   001 plotted as histograms per channel and plate to find outliers.
 
 Integer images take their quantiles from one histogram (one pass); float images from
-``numpy.quantile``; layers over two megapixels from a quarter of their pixels. The spectrum is
+``numpy.quantile``; layers over two megapixels from every 4th row. The spectrum is
 taken on the central ``window`` square: its cost grows with the area, and a 512-px square at full
 resolution keeps every frequency the slope is fitted on.
 """
@@ -81,19 +81,21 @@ def centre(layer: np.ndarray, window: int | None) -> np.ndarray:
     return layer[top:top + window, left:left + window]
 
 
-SAMPLE_ABOVE = 2 ** 21  # pixels: larger layers are summarised from every 2nd pixel of every 2nd row
+SAMPLE_ABOVE = 2 ** 21  # pixels: larger layers are summarised from every 4th row
 
 
 def intensity_statistics(layer: np.ndarray) -> dict[str, float]:
     """Percent at the maximum, mean, sd, median, quantiles and total of one layer. A layer over
-    two megapixels (2054 px) is summarised from a quarter of its pixels, every 2nd of every 2nd
-    row: a million values pin a quantile to within a thousandth of its rank at a third of the
-    cost; the total is then the sample's mean times the pixel count."""
+    two megapixels (2054 px) is summarised from a quarter of its pixels, every 4th row whole: a
+    million values pin a quantile to within a thousandth of its rank at a third of the cost; the
+    total is then the sample's mean times the pixel count. Whole rows rather than every 2nd pixel
+    of every 2nd row: the histogram counts them where they lie, without copying them out first,
+    and half as much memory is read (0.67 against 1.2 ms a 2054 x 2456 layer)."""
     full_size = layer.size
     if layer.size > SAMPLE_ABOVE:
-        layer = layer[::2, ::2]
+        layer = layer[::4]
     if layer.dtype.kind in "ub" and layer.dtype.itemsize <= 2:
-        counts = histogram(np.ascontiguousarray(layer))
+        counts = histogram(layer)
         levels = np.flatnonzero(counts)
         counts = counts[levels].astype(np.float64)
         cumulative = np.cumsum(counts)
@@ -126,11 +128,15 @@ def intensity_statistics(layer: np.ndarray) -> dict[str, float]:
 
 
 def histogram(layer: np.ndarray) -> np.ndarray:
-    """Pixel counts per level of a contiguous 8- or 16-bit layer (booleans as 0 / 1). OpenCV's
+    """Pixel counts per level of an 8- or 16-bit layer (booleans as 0 / 1). OpenCV's
     ``calcHist`` rather than ``np.bincount``: it lets go of the GIL, so ingest's worker threads
-    count their layers side by side. Its float32 counts are exact up to 2^24 pixels per level."""
+    count their layers side by side. Its float32 counts are exact up to 2^24 pixels per level.
+    Rows may lie apart (every 4th row of a layer): OpenCV steps over the gap; only a layer whose
+    pixels within a row are not adjacent is copied."""
     import cv2
 
+    if layer.ndim != 2 or layer.strides[1] != layer.itemsize or layer.strides[0] < 0:
+        layer = np.ascontiguousarray(layer)
     levels = 2 ** (8 * layer.dtype.itemsize)
     if layer.dtype.kind == "b" or layer.size >= 2 ** 24:
         return np.bincount(layer.ravel().view(np.uint8) if layer.dtype.kind == "b" else layer.ravel(), minlength=levels)
