@@ -141,8 +141,7 @@ class Screen:
         ids = [str(i) for i in ids]
         with self._reading() as store:
             key = PreprocessParams(size=size).key
-            found = dict(pair for batch_ids, images in store.iter_crops(ids, key) for pair in zip(batch_ids, images))
-        return np.stack([found[i] for i in ids]) if ids else np.zeros((0, 1, size, size), np.float32)
+            return store.load_crops(ids, key) if ids else np.zeros((0, 1, size, size), np.float32)
 
     def evaluations(self):
         """Every evaluation value with its interval, the evaluator's parameters as columns."""

@@ -366,8 +366,9 @@ class Store(ObjectTables, ProfileTables, AnalysisTables, QualityTables, Comparis
     def iter_crops(self, image_ids: Sequence[str], preprocess_key: str, batch_size: int = 64
                    ) -> Iterator[tuple[list[str], np.ndarray]]:
         """Yield (ids, images) in the order of ``image_ids``, with images as float32
-        (N, C, S, S) in [0, 1]. Each batch is a lookup that scans the crops table: this is for a
-        few images (figures, a ranker's examples); :meth:`stream_crops` reads many."""
+        (N, C, S, S) in [0, 1]. Each batch is a lookup that scans the crops table, so phenorank
+        itself reads through :meth:`load_crops` and :meth:`stream_crops`; this stays as the plain
+        reference that the tests and ``benchmarks/store.py`` hold them against."""
         for start in range(0, len(image_ids), batch_size):
             chunk = list(image_ids[start:start + batch_size])
             wanted = pa.table({"image_id": pa.array(chunk, pa.string()),  # noqa: F841

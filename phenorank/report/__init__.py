@@ -274,9 +274,7 @@ def _thumbnail_sections(store: Store, best: dict, ids: np.ndarray, scores: np.nd
     medians = [sorted(members, key=lambda i: scores[i])[len(members) // 2] for _, members in sorted(groups.items())]
     medians = sorted(medians, key=lambda i: -scores[i])[:32]
     wanted = [str(ids[i]) for i in np.concatenate([picked["top"], picked["bottom"], medians])]
-    crops = {}
-    for batch_ids, images in store.iter_crops(list(dict.fromkeys(wanted)), key, 64):
-        crops.update(zip(batch_ids, images))
+    crops = dict(zip(wanted, store.load_crops(wanted, key)))
     figures = [_img(plots.thumbnails(np.stack([crops[str(ids[i])] for i in rows]), [label(i) for i in rows],
                                      f"{part} {len(rows)} of {describe(best)}"), f"{part} images")
                for part, rows in picked.items()]

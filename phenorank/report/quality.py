@@ -124,8 +124,7 @@ def preprocessing_sections(store, shown: int = 5) -> list[str]:
         ids = common[:: max(1, len(common) // shown)][:shown]
         if not ids:
             continue
-        before = np.concatenate([images for _, images in store.iter_crops(ids, plain["preprocess_key"])])
-        after = np.concatenate([images for _, images in store.iter_crops(ids, chained["preprocess_key"])])
+        before, after = store.load_crops(ids, plain["preprocess_key"]), store.load_crops(ids, chained["preprocess_key"])
         paths = store.load_samples(ids)["path"].astype(str)
         steps = " -> ".join(p["name"] for p in chained["params"].get("preprocess", []))
         title = f"crop set {chained['preprocess_key']}: {steps} (before: crop set {plain['preprocess_key']})"
