@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from phenorank.core.fingerprint import array_key
 from phenorank.registry import PluginError, Ranker
 
 from .centroid import reference_mask
-from .predictor import batches, fit_key
+from .predictor import batches
 
 
 class ImagePredictorRanker(Ranker):
@@ -52,7 +53,7 @@ class ImagePredictorRanker(Ranker):
         if len(rows) < 2:
             raise PluginError(f"image-predictor: {len(rows)} {reference!r} wells have both days; at least 2 are needed")
         early_ids, late_ids = samples.paired_ids[rows].astype(str), samples.image_ids[rows].astype(str)
-        self.key = fit_key(np.array(sorted(zip(early_ids, late_ids))).astype("U"))
+        self.key = array_key(np.array(sorted(zip(early_ids, late_ids))).astype("U"))
         if self.key in self._fitted:
             self.model, self.history = self._fitted[self.key]
             return self
@@ -101,7 +102,7 @@ class ImagePredictorRanker(Ranker):
             return scores
         early_ids = samples.paired_ids[rows].astype(str)
         # every metric of a grid scores the same predictions: predict (and embed) them once
-        cache = fit_key(np.asarray(early_ids).astype("U"), np.frombuffer(self.key.encode(), np.uint8),
+        cache = array_key(np.asarray(early_ids).astype("U"), np.frombuffer(self.key.encode(), np.uint8),
                         np.frombuffer(self.params["compare"].encode(), np.uint8),
                         np.ascontiguousarray(embeddings[rows]))
         if cache not in self._predicted:

@@ -6,11 +6,11 @@ import warnings
 
 import numpy as np
 
+from phenorank.core.fingerprint import array_key
 from phenorank.core.statistics import unit_rows
 from phenorank.registry import PluginError, Ranker
 
 from .centroid import reference_mask
-from .predictor import fit_key
 
 
 def geometry(x: np.ndarray, metric_name: str, dtype=np.float64) -> np.ndarray:
@@ -52,7 +52,7 @@ class _ProjectionRanker(Ranker):
         x = geometry(embeddings, metric.name, self.dtype)
         # The projection does not depend on the reference, only its orientation does: a grid
         # fits it once per embedding set and metric, not once per reference class.
-        key = (metric.name, fit_key(x))
+        key = (metric.name, array_key(x))
         cache = self.__dict__.setdefault("_fits", {})
         if key not in cache:
             cache.clear()  # the last fit only: a grid goes through one embedding set at a time
