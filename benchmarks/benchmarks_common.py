@@ -16,3 +16,27 @@ def synthetic_crops(n: int, size: int, seed: int = 0) -> np.ndarray:
         image = np.where(disk, rng.uniform(0.2, 0.5), 0.8) + rng.normal(0, 0.02, (3, size, size))
         out[i] = np.rint(np.clip(image, 0, 1) * 65535)
     return out
+
+
+def leave_glibc_alone() -> None:
+    """In this process, phenorank's ``keep_large_blocks`` changes nothing (as if it had run and
+    glibc had refused): the baseline of an allocator comparison."""
+    import phenorank.core.allocator as allocator
+
+    allocator._state["set"] = False
+
+
+def allocator_ab(script: str, child_args: list[str], processes: int = 2) -> dict[str, float]:
+    """Best seconds over fresh processes of ``script --child <setting> *child_args`` (which prints
+    its best seconds as the last line), glibc's allocator as it comes ("default") against large
+    blocks kept ("kept", what phenorank sets), the two settings taking turns."""
+    import subprocess
+    import sys
+
+    best = {"default": float("inf"), "kept": float("inf")}
+    for _ in range(processes):
+        for setting in best:
+            out = subprocess.run([sys.executable, script, "--child", setting, *map(str, child_args)],
+                                 check=True, capture_output=True, text=True).stdout
+            best[setting] = min(best[setting], float(out.strip().splitlines()[-1]))
+    return best

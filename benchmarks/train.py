@@ -2,12 +2,17 @@
 
     .venv/bin/python benchmarks/train.py [--images 512] [--batch-size 64] [--size 96]
     .venv/bin/python benchmarks/train.py --memory 100000 [--batches 50]
+    .venv/bin/python benchmarks/train.py --allocator [--images 512] [--rounds 2]
 
 Speed: one SimCLR epoch through phenorank vs a bare lightly + torch loop. Both train a timm
 ResNet18 + lightly projection head with NT-Xent on the same preloaded images, with the same
 `sweet` augmentation and data loader; phenorank adds Lightning, the pair diagnostics and the
-per-epoch bookkeeping. Prints seconds per epoch and phenorank / bare (target: at most 1.1).
-Runs on CUDA when there is a GPU.
+per-epoch bookkeeping. The two take turns, each keeping its best round, with glibc told to keep
+large blocks in both (what phenorank's training sets). Prints seconds per epoch and phenorank /
+bare (target: at most 1.1). Runs on CUDA when there is a GPU.
+
+Allocator: phenorank's epoch alone in fresh processes, glibc's allocator as it comes against
+large blocks kept (``phenorank.core.allocator``).
 
 Memory: a store of N 96 px crops (generated once into benchmarks/.data), then, each in a fresh
 process, the peak resident memory of feeding `--batches` training batches (two `sweet` views per
@@ -24,7 +29,7 @@ import time
 import numpy as np
 import torch
 
-from benchmarks_common import synthetic_crops  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from benchmarks_common import allocator_ab, leave_glibc_alone, synthetic_crops  # noqa: E402  (benchmarks/ is on sys.path)
 
 
 def bare_epoch(data: np.ndarray, transform, batch_size: int, device: torch.device) -> float:
@@ -64,6 +69,17 @@ def phenorank_epoch(data: np.ndarray, transform, batch_size: int) -> tuple[float
     start = time.perf_counter()
     history = encoder.fit(data, transform, TrainConfig(epochs=1, batch_size=batch_size, devices=1))
     return time.perf_counter() - start, history[-1]["device"]
+
+
+def allocator_child(setting: str, images: int, size: int, batch_size: int, rounds: int) -> None:
+    """Best seconds of phenorank's epoch in this process, glibc's allocator as it comes or kept."""
+    from phenorank.registry import get_registry
+
+    if setting == "default":
+        leave_glibc_alone()
+    data = synthetic_crops(images, size).astype(np.float32) / 65535.0
+    transform = get_registry().create("augmentation", "sweet").build(size)
+    print(min(phenorank_epoch(data, transform, batch_size)[0] for _ in range(rounds)))
 
 
 def memory_store(n: int, size: int = 96) -> str:
@@ -154,6 +170,8 @@ def main() -> None:
 
     if len(sys.argv) > 1 and sys.argv[1] == "--memory-child":
         return memory_child(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]))
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":  # setting images size batch_size rounds
+        return allocator_child(sys.argv[2], *map(int, sys.argv[3:7]))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -161,16 +179,30 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--memory", type=int, metavar="N", help="measure training memory at N crops instead")
     parser.add_argument("--batches", type=int, default=50)
+    parser.add_argument("--allocator", action="store_true",
+                        help="only compare phenorank's epoch with glibc's allocator as it comes and as training sets it")
     args = parser.parse_args()
     if args.memory:
         return memory(args.memory, args.batches)
+    if args.allocator:
+        best = allocator_ab(__file__, [args.images, args.size, args.batch_size, args.rounds])
+        print(f"one SimCLR epoch through phenorank, {args.images} images {args.size} px, batch {args.batch_size}, "
+              f"best of {args.rounds} rounds in each of 2 fresh processes per setting")
+        print(f"glibc as it comes: {best['default']:6.2f} s/epoch")
+        print(f"large blocks kept: {best['kept']:6.2f} s/epoch   ratio {best['kept'] / best['default']:.2f}")
+        return
+    from phenorank.core.allocator import keep_large_blocks
     from phenorank.registry import get_registry
 
+    keep_large_blocks()  # as phenorank's training sets it, for the bare loop as well: like against like
     data = synthetic_crops(args.images, args.size).astype(np.float32) / 65535.0
     transform = get_registry().create("augmentation", "sweet").build(args.size)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    bare = min(bare_epoch(data, transform, args.batch_size, device) for _ in range(args.rounds))
-    ours = min(phenorank_epoch(data, transform, args.batch_size) for _ in range(args.rounds))
+    bare, ours = [], []
+    for _ in range(args.rounds):  # alternated; each keeps its best
+        bare.append(bare_epoch(data, transform, args.batch_size, device))
+        ours.append(phenorank_epoch(data, transform, args.batch_size))
+    bare, ours = min(bare), min(ours)
     print(f"{args.images} images {args.size}x{args.size}, batch {args.batch_size}, torch threads {torch.get_num_threads()}")
     print(f"bare lightly + torch loop : {bare:8.2f} s/epoch  ({device})")
     print(f"phenorank (Lightning)     : {ours[0]:8.2f} s/epoch  ({ours[1]})")

@@ -304,3 +304,25 @@ def test_ingest_tells_glibc_to_keep_large_blocks_once():
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt is glibc's")
     assert keep_large_blocks() is True and keep_large_blocks() is True  # accepted (256 MB is in range), then kept
+
+
+def test_embedding_and_network_inference_keep_large_blocks_too(monkeypatch):
+    """A network's activations are made and freed every batch: embed (in this process or on a
+    cluster worker) and ``predict`` both tell glibc to keep them (benchmarks/embed.py --allocator)."""
+    import torch
+
+    import phenorank.core.allocator as allocator
+    from phenorank.core.pipeline import _embed_chunk
+    from phenorank.plugins.encoders.training import predict
+
+    class Mean:
+        def embed(self, images):
+            return {"backbone": images.mean(axis=(2, 3))}
+
+    for run in (lambda: _embed_chunk((["a"], np.full((1, 3, 4, 4), 65535, np.uint16)), Mean()),
+                lambda: predict(lambda x: {"out": x.mean(dim=(2, 3))}, torch.nn.Identity(), np.zeros((2, 3, 4, 4), np.float32))):
+        monkeypatch.setattr(allocator, "_state", {})
+        result = run()
+        assert "set" in allocator._state
+    assert np.array_equal(_embed_chunk((["a"], np.full((1, 3, 4, 4), 65535, np.uint16)), Mean())["outputs"]["backbone"],
+                          np.ones((1, 3), np.float32)) and result["out"].shape == (2, 3)

@@ -1,11 +1,13 @@
 """The C allocator, told to keep large blocks, for work that allocates and frees many large arrays
-of one size: ingest's image stacks.
+of one size: ingest's image stacks, and a network's activations in embed and training.
 
 glibc serves a block over its mapping threshold (which slides up to 32 MB) with a fresh ``mmap``
 and unmaps it when it is freed, so every such array starts as pages the kernel must fault in and
 zero. A 5-layer 2054 x 2456 uint16 stack is 50 MB: reading one took 6.6 ms against 2.3 ms for a
 3-layer stack (30 MB, under the threshold, so its memory was reused). Served from the heap and
-kept after it is freed, the 5-layer read took 3.7 ms, in proportion to its bytes.
+kept after it is freed, the 5-layer read took 3.7 ms, in proportion to its bytes. ResNet18's
+first activations on a batch of 64 crops of 96 px are 38 MB: embedding 2048 crops ran at 470
+against 371 images/s (``benchmarks/embed.py --allocator``).
 """
 
 from __future__ import annotations

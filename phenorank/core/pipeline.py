@@ -19,6 +19,7 @@ import numpy as np
 
 from ..registry.contracts import Encoder, Evaluation, Evaluator, Metric, Plugin, Ranker, Samples, Subject
 from ..registry.code import code_identity
+from .allocator import keep_large_blocks
 from .statistics import holdout_mask
 from .store import EmbeddingSet, Ranking, Store
 
@@ -51,8 +52,13 @@ def embedding_set_for(encoder: Encoder, head: str, preprocess_key: str, dim: int
 
 def _embed_chunk(task: tuple[list[str], np.ndarray], encoder: Encoder) -> dict:
     ids, images = task
+    # A network's activations are arrays of tens of MB, allocated and freed every batch; glibc
+    # maps each one fresh. Kept on the heap, ResNet18 on 1024 crops took 2.0 s against 2.2 s,
+    # and 2.55 s while a crop scan was open in this process (embed reads through one).
+    keep_large_blocks()  # here, not in embed(): a Dask worker runs this too
     if images.dtype == np.uint16:  # as stored: scaled where the encoder runs
-        images = images.astype(np.float32) / 65535.0
+        images = images.astype(np.float32)
+        images /= 65535.0  # in place: the same numbers, without a second array the chunk's size
     return {"status": "ok", "ids": ids, "outputs": encoder.embed(images)}
 
 
