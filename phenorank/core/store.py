@@ -536,9 +536,8 @@ class Store(ObjectTables, ProfileTables, AnalysisTables, QualityTables, Comparis
         order = np.argsort(-scores, kind="stable")
         ranks = np.empty(len(scores), dtype=np.int32)
         ranks[order] = np.arange(1, len(scores) + 1)
-        score_table = pa.table({  # noqa: F841
-            "ranking_id": pa.array([ranking.ranking_id] * len(scores), pa.string()),
-            "image_id": pa.array(list(image_ids), pa.string()),
+        score_table = pa.table({  # noqa: F841  (the ranking's id is added by DuckDB, not 100k times here)
+            "image_id": pa.array(np.asarray(image_ids), pa.string()),
             "score": pa.array(scores.astype(np.float64)),
             "rank": pa.array(ranks),
         })
@@ -554,7 +553,8 @@ class Store(ObjectTables, ProfileTables, AnalysisTables, QualityTables, Comparis
                  ranking.metric, _json(metric_params), ranking.reference, ranking.day, len(scores),
                  ranking.fingerprint, run_id, _now(), ranking.ranker_code, ranking.metric_code],
             )
-            self.con.execute("INSERT INTO scores SELECT * FROM score_table")
+            self.con.execute("INSERT INTO scores (ranking_id, image_id, score, rank) "
+                             "SELECT ?, image_id, score, rank FROM score_table", [ranking.ranking_id])
 
     def rankings(self, ranking_ids: Sequence[str] | None = None) -> list[Ranking]:
         rows = self.con.sql(

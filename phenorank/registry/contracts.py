@@ -305,6 +305,8 @@ class Ranker(Plugin):
     ``shares_fit``: what the fit learns does not depend on the reference (a projection: only its
     orientation does) and the ranker keeps it between fits, so a grid fits every reference of an
     embedding set and metric on one ranker object, on a cluster's worker too.
+    ``fit`` and ``score`` are handed the set's arrays themselves, shared by every grid cell: read
+    them, never write into them.
     """
 
     family = "ranker"
