@@ -40,3 +40,17 @@ def allocator_ab(script: str, child_args: list[str], processes: int = 2) -> dict
                                  check=True, capture_output=True, text=True).stdout
             best[setting] = min(best[setting], float(out.strip().splitlines()[-1]))
     return best
+
+
+def store_with_crops(path, pixels: np.ndarray):
+    """A new store at ``path`` holding ``pixels`` (N, 3, S, S) uint16 as crops of preprocess key
+    "k", ids img000000...; returns the open store (close it) and the ids."""
+    from phenorank.core.store import open_store
+
+    ids = [f"img{i:06d}" for i in range(len(pixels))]
+    store = open_store(path)
+    store.write_images([{"image_id": i, "path": f"/x/{i}.tif", "day": 10} for i in ids],
+                       [{"image_id": i, "preprocess_key": "k", "size": pixels.shape[-1], "crop_x": 0, "crop_y": 0,
+                         "crop_side": pixels.shape[-1], "layers_used": [0, 1, 2],
+                         "pixels": p.astype("<u2").tobytes()} for i, p in zip(ids, pixels)], "bench", fresh=True)
+    return store, ids

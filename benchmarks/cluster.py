@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks_common import synthetic_crops  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from benchmarks_common import store_with_crops, synthetic_crops  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 @contextlib.contextmanager
@@ -57,6 +57,8 @@ def ingest_case(files: list[Path], tmp: Path, label: str, workers: int = 1, clie
 
     loader = get_registry().create("loader", "tiff-stack", {})
     entries, _ = entries_from_pattern(files[0].parent, "stack_3l_{n}.tif", defaults={"condition": "bench"})
+    names = {f.name for f in files}  # the folder may hold more stacks, from a run with more --files
+    entries = [e for e in entries if Path(e.location).name in names]
     entries, _ = expand_entries(entries, loader)
     spent = [0.0]
     with open_store(tmp / f"{label}.duckdb") as store, timed_writes(store, "write_images", spent):
@@ -70,16 +72,11 @@ def ingest_case(files: list[Path], tmp: Path, label: str, workers: int = 1, clie
 
 def embed_case(tmp: Path, pixels: np.ndarray, encoder_name: str, label: str, client=None) -> tuple[float, float]:
     from phenorank.core.pipeline import embed
-    from phenorank.core.store import open_store
     from phenorank.distributed import ClusterExecutor
     from phenorank.registry import get_registry
 
-    ids = [f"img{i:06d}" for i in range(len(pixels))]
-    with open_store(tmp / f"{label}.duckdb") as store:
-        store.write_images([{"image_id": i, "path": f"/x/{i}.tif", "day": 10} for i in ids],
-                           [{"image_id": i, "preprocess_key": "k", "size": pixels.shape[-1], "crop_x": 0, "crop_y": 0,
-                             "crop_side": pixels.shape[-1], "layers_used": [0, 1, 2],
-                             "pixels": p.astype("<u2").tobytes()} for i, p in zip(ids, pixels)], "bench", fresh=True)
+    store, ids = store_with_crops(tmp / f"{label}.duckdb", pixels)
+    with store:
         encoder = get_registry().create("encoder", encoder_name, {})
         spent = [0.0]
         with timed_writes(store, "write_embeddings", spent):

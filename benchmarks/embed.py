@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks_common import allocator_ab, leave_glibc_alone, synthetic_crops  # noqa: E402  (benchmarks/ is on sys.path)
+from benchmarks_common import allocator_ab, leave_glibc_alone, store_with_crops, synthetic_crops  # noqa: E402  (benchmarks/ is on sys.path)
 
 
 def timed(function) -> float:
@@ -46,14 +46,9 @@ def phenorank_round(folder: Path, name: str, encoder, pixels: np.ndarray, batch_
     """Seconds of ``pipeline.embed`` over the crops, on a fresh store (stored and checkpointed
     first, as closing the store after ingest would leave it)."""
     from phenorank.core.pipeline import embed
-    from phenorank.core.store import open_store
 
-    ids = [f"img{i:06d}" for i in range(len(pixels))]
-    with open_store(folder / f"{name}.duckdb") as store:
-        store.write_images([{"image_id": i, "path": f"/x/{i}.tif", "day": 10} for i in ids],
-                           [{"image_id": i, "preprocess_key": "k", "size": pixels.shape[-1], "crop_x": 0, "crop_y": 0,
-                             "crop_side": pixels.shape[-1], "layers_used": [0, 1, 2],
-                             "pixels": p.astype("<u2").tobytes()} for i, p in zip(ids, pixels)], "bench", fresh=True)
+    store, ids = store_with_crops(folder / f"{name}.duckdb", pixels)
+    with store:
         store.con.execute("CHECKPOINT")
         seconds = timed(lambda: embed(store, encoder, "k", "bench", batch_size=batch_size))
         assert store.table_counts()["embeddings"] == len(ids)
