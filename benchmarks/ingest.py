@@ -13,10 +13,13 @@ synthetic plate's renderer, then measures images/s for
 and the peak memory of phenorank with 2 workers on half and on all the files, to show that it
 does not grow with the number of files, and (issue 23) the time per 5-layer image over the time
 per 3-layer image, at most 1.5. ``--allocator`` instead times 1-worker ingest in fresh processes
-with glibc's allocator as it comes against large blocks kept (what ingest sets). Timings run in one fresh process with the libraries
-imported before the clock starts; the modes take turns for --rounds rounds and each keeps its
-best time, so every mode reads the files from a warm page cache: this measures the CPU side of
-ingest, not the disk (on a network share, reading would dominate every mode alike).
+with glibc's allocator as it comes against large blocks kept (what ingest sets).
+
+Timings run in one fresh process with the libraries imported before the clock starts, and glibc
+told to keep large blocks for every mode (what ingest sets); the modes take turns for --rounds
+rounds and each keeps its best time, so every mode reads the files from a warm page cache: this
+measures the CPU side of ingest, not the disk (on a network share, reading would dominate every
+mode alike).
 """
 
 from __future__ import annotations
@@ -133,7 +136,10 @@ def timings(paths: list[str], rounds: int) -> dict[str, float]:
     import tifffile
     from skimage.filters import threshold_otsu  # noqa: F401  (imports happen before the clock)
 
+    from phenorank.core.allocator import keep_large_blocks
+
     cv2.setNumThreads(1)  # every mode gets one core per worker
+    keep_large_blocks()  # as ingest sets it, for every mode from the first round on: like against like
     modes = {
         "read only": lambda store: all(tifffile.imread(p) is not None for p in paths),  # one image at a time
         "baseline (plain, 1 process)": lambda store: all(plain_preprocess(p) is not None for p in paths),
