@@ -90,7 +90,8 @@ def intensity_statistics(layer: np.ndarray) -> dict[str, float]:
     million values pin a quantile to within a thousandth of its rank at a third of the cost; the
     total is then the sample's mean times the pixel count. Whole rows rather than every 2nd pixel
     of every 2nd row: the histogram counts them where they lie, without copying them out first,
-    and half as much memory is read (0.67 against 1.2 ms a 2054 x 2456 layer)."""
+    and half as much memory is read (for a 2054 x 2456 layer, counting took 0.67 against 1.21 ms
+    and this whole function 1.12 against 1.57 ms)."""
     full_size = layer.size
     if layer.size > SAMPLE_ABOVE:
         layer = layer[::4]

@@ -103,8 +103,8 @@ class ImagePredictorRanker(Ranker):
         early_ids = samples.paired_ids[rows].astype(str)
         # every metric of a grid scores the same predictions: predict (and embed) them once
         cache = array_key(np.asarray(early_ids).astype("U"), np.frombuffer(self.key.encode(), np.uint8),
-                        np.frombuffer(self.params["compare"].encode(), np.uint8),
-                        np.ascontiguousarray(embeddings[rows]))
+                          np.frombuffer(self.params["compare"].encode(), np.uint8),
+                          np.ascontiguousarray(embeddings[rows]))
         if cache not in self._predicted:
             predicted = self.predict(samples.read_images(early_ids))
             if self.params["compare"] == "images":
