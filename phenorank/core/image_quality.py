@@ -29,13 +29,13 @@ def power_log_log_slope(layer: np.ndarray, window: int | None = WINDOW) -> float
     """Slope of log(power summed over a ring) against log(ring radius), rings 2 .. side/8 (DC and
     the lowest ring skipped, the high end cut early against edge effects): CellProfiler's
     definition (centrosome's ``rps``), with SciPy's real FFT (three times NumPy's speed on a
-    512 x 512 window: 0.8 against 2.3 ms) and two ``bincount``.
+    512 x 512 window: 0.8 against 2.3 ms) and the rings summed by one sparse matrix product.
 
     CellProfiler also divides the image by its median absolute deviation; that scales every
     ring's power alike, which moves the fitted line up or down but leaves its slope, so the
     median (a fifth of this function's time) is not taken. The spectrum of a real image is
     symmetric, so the half that ``rfft2`` returns holds every ring's power: the other half's
-    frequencies are counted through ``ring_labels``' mirrored labels."""
+    frequencies are counted through the frequencies they mirror (``ring_sums``)."""
     image = np.asarray(centre(layer, window), np.float64)
     if image.ndim != 2 or min(image.shape) < 24 or np.ptp(image) == 0:
         return float("nan")
@@ -43,16 +43,37 @@ def power_log_log_slope(layer: np.ndarray, window: int | None = WINDOW) -> float
 
     spectrum = fft.rfft2(image - image.mean(), overwrite_x=True)
     power = spectrum.real ** 2 + spectrum.imag ** 2
-    half, mirrored, rings = ring_labels(image.shape)
-    summed = np.bincount(half, weights=power.ravel(), minlength=rings[-1] + 1)
-    summed += np.bincount(mirrored.ravel(), weights=power[:, 1:mirrored.shape[1] + 1].ravel(), minlength=len(summed))
-    summed = summed[rings]
+    summing, rings = ring_sums(image.shape)
+    summed = (summing @ power.ravel())[rings]
     valid = summed > 0
     if valid.sum() < 2:
         return float("nan")
     x, y = np.log(rings[valid]), np.log(summed[valid])
     x = x - x.mean()  # the least-squares slope in closed form: no LAPACK call for a 2-parameter line
     return float((x * (y - y.mean())).sum() / (x * x).sum())
+
+
+@lru_cache(maxsize=8)
+def ring_sums(shape: tuple[int, int]):
+    """A sparse matrix that sums the power ``rfft2`` returns (flattened) into rings, counting each
+    left-out frequency through the returned one it mirrors, and the rings fitted. One product
+    instead of two ``np.bincount``: a third of their time (0.12 against 0.35 ms a 512 px window),
+    and ``bincount`` holds the GIL, which kept two ingest threads from measuring side by side
+    (1.13x the speed of one)."""
+    from scipy import sparse
+
+    half, mirrored, rings = ring_labels(shape)
+    kept = shape[1] // 2 + 1
+    mirror_of = (np.arange(shape[0], dtype=np.int32)[:, None] * kept
+                 + np.arange(1, mirrored.shape[1] + 1, dtype=np.int32)[None, :]).ravel()
+    labels = np.concatenate([half, mirrored.ravel()])
+    columns = np.concatenate([np.arange(len(half), dtype=np.int32), mirror_of])
+    # built as CSR directly, rows in ring order; a frequency and its mirror image are two entries
+    # of one column, which the product adds
+    order = np.argsort(labels, kind="stable")
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(labels))]).astype(np.int32)
+    summing = sparse.csr_matrix((np.ones(len(labels)), columns[order], indptr), shape=(len(indptr) - 1, len(half)))
+    return summing, rings
 
 
 @lru_cache(maxsize=8)
