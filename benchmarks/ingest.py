@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks_common import allocator_ab, leave_glibc_alone  # noqa: E402  (benchmarks/ is on sys.path)
+
 FULL = (2054, 2456)
 
 
@@ -190,11 +192,9 @@ def alone(paths: list[str], rounds: int, allocator: str) -> float:
     allocator as it comes (``default``) or told to keep large blocks (``kept``, what ingest does)."""
     import cv2
 
-    import phenorank.core.allocator as allocator_module
-
     cv2.setNumThreads(1)
     if allocator == "default":
-        allocator_module._state["set"] = False  # as if already done: ingest leaves glibc alone
+        leave_glibc_alone()
     best = float("inf")
     for _ in range(rounds + 1):  # the first round warms up
         with tempfile.TemporaryDirectory() as tmp, open_fresh_store(Path(tmp) / "a.duckdb") as store:
@@ -222,8 +222,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind, number, *paths = args.child
-        if kind.startswith("alone-"):
-            result = alone(paths, int(number), kind.removeprefix("alone-"))
+        if kind in ("default", "kept"):  # an allocator setting (allocator_ab's child)
+            result = alone(paths, int(number), kind)
         else:
             result = timings(paths, int(number)) if kind == "timings" else peak_memory(paths, int(number))
         print(json.dumps(result))
@@ -272,10 +272,7 @@ def allocator_effect(args) -> None:
     print(f"{'layers':>6}{'glibc default':>15}{'blocks kept':>13}{'ratio':>8}")
     for layers in args.layers:
         paths = [str(p) for p in generate(args.data, layers, args.files)]
-        best = {"default": float("inf"), "kept": float("inf")}
-        for _ in range(2):
-            for setting in best:
-                best[setting] = min(best[setting], run_child(f"alone-{setting}", args.rounds, *paths))
+        best = allocator_ab(__file__, [args.rounds, *paths])
         default, kept = (1000 * best[k] / len(paths) for k in ("default", "kept"))
         print(f"{layers:>6}{default:>15.1f}{kept:>13.1f}{kept / default:>8.2f}")
 
