@@ -76,12 +76,12 @@ def ring_sums(shape: tuple[int, int]):
     return summing, rings
 
 
-@lru_cache(maxsize=8)
 def ring_labels(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each frequency's ring, for the columns ``rfft2`` returns (flattened) and for the columns it
     leaves out, indexed by the returned frequency each one mirrors ((-i, -j) of (i, j)); and the
     rings fitted. The ring is drawn as centrosome draws it (index i and side-1-i share a ring),
-    so the slopes equal CellProfiler's (to 1e-9, tested; the sums only add in another order)."""
+    so the slopes equal CellProfiler's (to 1e-9, tested; the sums only add in another order).
+    Not cached itself: only ``ring_sums`` reads these, once per shape."""
     height, width = shape
     rows = np.minimum(np.arange(height), height - 1 - np.arange(height))
     cols = np.minimum(np.arange(width), width - 1 - np.arange(width))
